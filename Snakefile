@@ -1,0 +1,29 @@
+# Regenerates the artifacts of "Explainer-Explained Architecture" (EEA / LTX, arXiv 2310.16584) for vision models.
+# Default: the embedded dataset on a CPU (config.yaml). Paper scale: --configfile config/paper.yaml (see README.md).
+
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+# A --configfile is a complete configuration (config/paper.yaml, config/ci.yaml or a copy of one), not a patch on
+# top of config.yaml: merging would leak the embedded models' settings into the paper's models.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/checkpoints.smk"
+include: "rules/explainer.smk"
+include: "rules/maps.smk"
+include: "rules/metrics.smk"
+include: "rules/figures.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report/index.html",

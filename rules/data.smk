@@ -1,0 +1,66 @@
+# Data: the embedded procedural dataset, and the split lists that point the loader at images (embedded or ImageNet).
+
+if PLAN.kind == "embedded":
+
+    rule embedded_dataset:
+        conda:
+            "../envs/report.yaml"
+        output:
+            classes=PLAN.classes_file,
+            labels=expand(
+                "results/data/embedded/{split}/labels.txt",
+                split=["train", "val", "test", "two_object"],
+            ),
+        params:
+            settings=config["dataset"]["embedded"],
+            seed=config["seed"],
+        log:
+            "logs/data/embedded_dataset.log",
+        benchmark:
+            "benchmarks/data/embedded_dataset.tsv"
+        script:
+            "../scripts/make_embedded_dataset.py"
+
+    rule split_lists:
+        conda:
+            "../envs/report.yaml"
+        input:
+            labels=expand(
+                "results/data/embedded/{split}/labels.txt",
+                split=["train", "val", "test", "two_object"],
+            ),
+        output:
+            expand(
+                "results/data/splits/{split}.txt",
+                split=["train", "val", "explainer_train", "explainer_val", "test", "two_object"],
+            ),
+        params:
+            kind="embedded",
+            explainer=config["explainer"],
+            seed=config["seed"],
+        log:
+            "logs/data/split_lists.log",
+        script:
+            "../scripts/make_split_lists.py"
+
+else:
+
+    rule split_lists:
+        conda:
+            "../envs/report.yaml"
+        input:
+            labels=config["imagenet_labels"],
+        output:
+            lists=expand(
+                "results/data/splits/{split}.txt",
+                split=["explainer_train", "explainer_val", "test"],
+            ),
+            classes=PLAN.classes_file,
+        params:
+            kind="imagenet",
+            counts=config["dataset"]["imagenet"],
+            seed=config["seed"],
+        log:
+            "logs/data/split_lists.log",
+        script:
+            "../scripts/make_split_lists.py"

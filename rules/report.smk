@@ -1,0 +1,27 @@
+# The final Jinja2 HTML report: one self-contained page (figures embedded) that is the DAG's sink.
+
+
+rule report:
+    conda:
+        "../envs/report.yaml"
+    input:
+        tables=expand("results/tables/{model}_{variant}.html", model=MODELS, variant=VARIANTS),
+        summaries=all_tables(),
+        figures=all_figures(),
+        checkpoints=expand("results/checkpoints/{model}.json", model=MODELS),
+        explainers=expand("results/explainers/{model}/{variant}.json", model=MODELS, variant=VARIANTS),
+        template=workflow_file("report/template.html.j2"),
+        style=workflow_file("report/style.css"),
+    output:
+        "results/report/index.html",
+    params:
+        config=config,
+        tables=report_tables(),
+        figures=report_figures(),
+        checkpoints=report_checkpoints(),
+        explainers=report_explainers(),
+        benchmarks_dir="benchmarks",
+    log:
+        "logs/report/report.log",
+    script:
+        "../scripts/make_report.py"

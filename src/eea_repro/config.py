@@ -1,0 +1,90 @@
+"""Config validation: the JSON schema plus the cross-key checks a schema cannot express, as one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message is one line that names the key."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if error.validator == "enum":
+        return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}"
+    if error.validator == "required":
+        return f"config key '{key}': {error.message}"
+    return f"config key '{key}': {error.message}"
+
+
+def validate_config(config: dict, known_methods: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Raise :class:`ConfigError` for the first problem found, before any job runs.
+
+    ``known_methods`` maps each method name to the model families it supports (the method registry's view).
+    """
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), _key_path(e)))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    _check_cross_keys(config, known_methods)
+
+
+def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | None) -> None:
+    dataset = config["dataset"]
+    kind = dataset["kind"]
+    if kind not in dataset:
+        raise ConfigError(f"config key 'dataset.{kind}': missing, but dataset.kind is {kind!r}")
+    if kind == "imagenet":
+        for key, what in (("imagenet_dir", "image folder"), ("imagenet_labels", "label file")):
+            value = config.get(key)
+            if not value:
+                raise ConfigError(
+                    f"config key '{key}': not set; point it at the ImageNet validation {what} (--config {key}=PATH)"
+                )
+            if not Path(value).exists():
+                raise ConfigError(f"config key '{key}': {value} does not exist")
+    for name, model in config["models"].items():
+        checkpoint = model["checkpoint"]
+        prefix = f"models.{name}.checkpoint"
+        if checkpoint["source"] == "file":
+            path = checkpoint.get("path")
+            if not path:
+                raise ConfigError(f"config key '{prefix}.path': required when {prefix}.source is 'file'")
+            if not Path(path).exists():
+                raise ConfigError(f"config key '{prefix}.path': {path} does not exist")
+        if checkpoint["source"] == "download" and not checkpoint.get("pretrained_tag"):
+            raise ConfigError(f"config key '{prefix}.pretrained_tag': required when {prefix}.source is 'download'")
+        if checkpoint["source"] == "train":
+            if "train" not in model:
+                raise ConfigError(f"config key 'models.{name}.train': required when {prefix}.source is 'train'")
+            if kind != "embedded":
+                raise ConfigError(f"config key '{prefix}.source': 'train' is only available for the embedded dataset")
+    families = {model["family"] for model in config["models"].values()}
+    for family in families:
+        if family not in config["methods"]:
+            raise ConfigError(f"config key 'methods.{family}': missing, but a model of family {family!r} is configured")
+    if known_methods is not None:
+        for family, names in config["methods"].items():
+            for name in names:
+                if name not in known_methods:
+                    raise ConfigError(
+                        f"config key 'methods.{family}': unknown method {name!r}; known: {', '.join(sorted(known_methods))}"
+                    )
+                if family not in known_methods[name]:
+                    raise ConfigError(f"config key 'methods.{family}': method {name!r} does not support {family} models")

@@ -1,0 +1,37 @@
+"""Per-rule logging: everything a job prints (including tqdm progress bars) goes to the rule's ``log:`` file."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path):
+    """Send stdout and stderr to ``path`` for the duration of a job; a traceback on failure lands there too."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as stream:
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = stream
+        print(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        try:
+            yield
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            raise
+        finally:
+            print(f"--- ended {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            sys.stdout, sys.stderr = saved
+
+
+def progress():
+    """A tqdm factory for log files: a line at most every 10 s, no terminal control characters."""
+    return partial(tqdm, mininterval=10.0, ascii=True, dynamic_ncols=False, ncols=100)

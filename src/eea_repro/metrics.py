@@ -1,0 +1,388 @@
+"""Batched metric engine: ADP, PIC and the POS / NEG / DEL / INS perturbation tests.
+
+One implementation serves every method (EEA, pEEA and all baselines) so their numbers are comparable.
+
+Conventions (pinned; see the appendix, section 1, and the released evaluation code):
+
+* A map (B, h, w) is upsampled bilinearly (``align_corners=False``) to the input size S and min-max normalised per
+  image. A map holding any NaN / inf is *invalid*: its image gets ``valid=False`` and NaN metrics, it is never
+  dropped silently. A constant finite map normalises to all ones and is flagged ``constant=True``; its removal order
+  is then the plain raster order (ties go to the lower flat pixel index).
+* POS / DEL remove the most relevant pixels first (stable sort of the values, descending); NEG removes the least
+  relevant first (stable, ascending). Ties always go to the lower flat pixel index first. Removing k pixels sets them
+  to 0 in all channels of the [0, 1] image; the model normalises internally. At fraction f = j/10,
+  k = floor(S*S*j/10), computed in integers because ``int(S*S*0.7)`` in floating point is one short for some S.
+* Scores are softmax probabilities of the scored class c (in fp32, also under bf16 autocast); accuracy = argmax == c.
+* ADP = 100 max(0, Y - O) / Y and PIC = 100 [Y < O] with Y = p_c(x), O = p_c(x * map) (soft mask on the [0, 1] image).
+* POS / NEG = 100 trapz(accuracy) over removal fractions 0, 0.1, ..., 0.9 (0 is the clean image).
+* DEL = 100 trapz(p_c) over removal fractions 0, ..., 1.0 (1.0 is the all-black image).
+* INS = 100 trapz(p_c) over revealed fractions 0, ..., 1.0 on a black canvas, most relevant first. Revealing the top
+  fraction f is taken as removing the least relevant fraction 1 - f, so INS reuses the NEG images in reverse order
+  (f = 0 is the black image, f = 1 the clean one). With this definition the revealed pixel count at f is
+  S*S - floor(S*S*(1-f)), and ties are revealed in the reverse of the NEG order.
+* ``ltx_code=True`` follows the released code instead: every score is taken against the ground-truth label, DEL is the
+  probability curve along the POS order and INS along the NEG order, both over fractions 0, ..., 0.9 (no black image).
+
+Per-image values are returned; a table number is their mean (the trapezoid is linear, so the mean of per-image AUCs
+equals the AUC of the mean curve).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+FRACTIONS_POS_NEG: np.ndarray = np.arange(10) / 10
+FRACTIONS_DEL_INS: np.ndarray = np.arange(11) / 10
+METRICS = ("ADP", "PIC", "POS", "NEG", "DEL", "INS")
+HIGHER_IS_BETTER = {"ADP": False, "PIC": True, "POS": False, "NEG": True, "DEL": False, "INS": True}
+VARIANTS = ("target", "predicted")
+PRECISIONS = ("fp32", "bf16")
+
+_FRACTION_STEP = 0.1
+_N_STEPS = 10  # fractions are j / _N_STEPS
+_MOST_RELEVANT_FIRST = 0
+_LEAST_RELEVANT_FIRST = 1
+# Column layout of the per-image score table built from _evaluation_steps.
+_CLEAN, _SOFT = 0, 1
+_POS_STEPS = slice(2, 2 + _N_STEPS - 1)
+_NEG_STEPS = slice(2 + _N_STEPS - 1, 2 + 2 * (_N_STEPS - 1))
+
+
+@dataclass(frozen=True)
+class _Perturbation:
+    """One model input derived from an image: ``removed`` pixels taken away in ``order``, or the soft-masked image."""
+
+    order: int = _MOST_RELEVANT_FIRST
+    removed: int = 0
+    soft_mask: bool = False
+
+
+def removed_pixel_count(num_pixels: int, step: int) -> int:
+    """Pixels removed at fraction step/10: floor(num_pixels * step / 10), exact in integers."""
+    return num_pixels * step // _N_STEPS
+
+
+def normalize_maps(maps: Tensor | np.ndarray, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Upsample maps to ``size`` x ``size`` and min-max normalise each one.
+
+    Returns ``(normalized, valid, constant)``. Rows of invalid maps (any NaN / inf) are NaN so that no caller can use
+    them by accident; constant finite maps become all ones.
+    """
+    maps = torch.as_tensor(maps).float()
+    if maps.dim() != 3:
+        raise ValueError(f"maps must be (B, h, w), got shape {tuple(maps.shape)}")
+    valid = torch.isfinite(maps).flatten(1).all(dim=1)
+    safe = torch.where(valid[:, None, None], maps, torch.zeros_like(maps))
+    if safe.shape[-2:] != (size, size):
+        safe = F.interpolate(safe[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    flat = safe.flatten(1)
+    low = flat.amin(dim=1)
+    high = flat.amax(dim=1)
+    native = maps.flatten(1)
+    # Bilinear weights can add rounding noise to a constant map, so constancy is also judged on the native grid.
+    constant = valid & ((high <= low) | (native.amax(dim=1) <= native.amin(dim=1)))
+    span = torch.where(constant, torch.ones_like(high), high - low)
+    normalized = ((safe - low[:, None, None]) / span[:, None, None]).clamp_(0.0, 1.0)
+    normalized[constant] = 1.0
+    normalized[~valid] = float("nan")
+    return normalized, valid, constant
+
+
+def classes_for_variant(
+    model: Callable[[Tensor], Tensor],
+    images01: Tensor,
+    labels: Tensor | np.ndarray,
+    variant: str,
+    *,
+    batch_size: int = 256,
+    precision: str = "fp32",
+) -> Tensor:
+    """The class each map explains: the ground truth ('target') or the model's clean top-1 ('predicted')."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+    device = _model_device(model, images01.device)
+    if variant == "target":
+        return torch.as_tensor(labels, dtype=torch.long, device=device)
+    return _clean_top1(model, images01.to(device), batch_size, precision)
+
+
+@torch.inference_mode()
+def evaluate_batch(
+    model: Callable[[Tensor], Tensor],
+    images01: Tensor,
+    maps: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    classes: Tensor | np.ndarray,
+    ltx_code: bool = False,
+    batch_size: int = 256,
+    precision: str = "fp32",
+) -> dict[str, np.ndarray]:
+    """Per-image ADP, PIC, POS, NEG, DEL, INS plus ``valid``, ``constant`` and ``correct`` (clean top-1 == label).
+
+    ``classes`` is what the metrics score against (the explained class); with ``ltx_code=True`` the ground-truth
+    ``labels`` are scored instead, as in the released code. ``batch_size`` counts model inputs per forward pass; the
+    20 perturbed copies per image are built chunk by chunk from removal ranks computed once per image.
+    """
+    _check_precision(precision)
+    device = _model_device(model, images01.device)
+    images01 = images01.to(device)
+    size = _square_size(images01)
+    labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+    classes = torch.as_tensor(classes, dtype=torch.long, device=device)
+    normalized, valid, constant = normalize_maps(torch.as_tensor(maps).to(device), size)
+    scored = labels if ltx_code else classes
+
+    count = images01.shape[0]
+    results = {name: np.full(count, np.nan) for name in METRICS}
+    results["valid"] = valid.cpu().numpy()
+    results["constant"] = constant.cpu().numpy()
+    clean_top1 = torch.empty(count, dtype=torch.long, device=device)
+
+    if (~valid).any():
+        clean_top1[~valid] = _clean_top1(model, images01[~valid], batch_size, precision)
+    if valid.any():
+        keep = valid.nonzero().squeeze(1)
+        steps = _evaluation_steps(size * size)
+        probs, hits, top1 = _score_perturbations(
+            model, images01[keep], normalized[keep], scored[keep], steps, batch_size, precision
+        )
+        clean_top1[keep] = top1[:, 0]
+        metrics = _metrics_from_scores(model, probs, hits, scored[keep], constant[keep], size, ltx_code, precision)
+        for name, values in metrics.items():
+            results[name][keep.cpu().numpy()] = values.double().cpu().numpy()
+    results["correct"] = (clean_top1 == labels).cpu().numpy()
+    return results
+
+
+@torch.inference_mode()
+def pos_auc_per_image(
+    model: Callable[[Tensor], Tensor],
+    images01: Tensor,
+    normalized_maps: Tensor,
+    classes: Tensor,
+    batch_size: int = 256,
+    *,
+    precision: str = "fp32",
+) -> Tensor:
+    """Per-image POS accuracy AUC (x100, fractions 0..0.9) for maps already at input resolution.
+
+    Only the order of the map values matters, so any monotone rescaling (a raw sigmoid map, a min-max normalised map)
+    gives the same value. Rows with non-finite maps get NaN.
+    """
+    _check_precision(precision)
+    device = _model_device(model, images01.device)
+    images01 = images01.to(device)
+    size = _square_size(images01)
+    maps = normalized_maps.detach().to(device=device, dtype=torch.float32)
+    if maps.shape[1:] != (size, size):
+        raise ValueError(f"maps must be (B, {size}, {size}) to match the images, got {tuple(maps.shape)}")
+    classes = torch.as_tensor(classes, dtype=torch.long, device=device)
+    auc = torch.full((images01.shape[0],), float("nan"), device=device)
+    valid = torch.isfinite(maps).flatten(1).all(dim=1)
+    if valid.any():
+        num_pixels = size * size
+        steps = [_Perturbation(_MOST_RELEVANT_FIRST, removed_pixel_count(num_pixels, j)) for j in range(_N_STEPS)]
+        _, hits, _ = _score_perturbations(
+            model, images01[valid], maps[valid], classes[valid], steps, batch_size, precision
+        )
+        auc[valid] = _auc(hits.float())
+    return auc
+
+
+def evaluate_dataset(
+    model: Callable[[Tensor], Tensor],
+    batches: Iterable[tuple[list[str], Tensor, Tensor, Tensor]],
+    variant: str,
+    ltx_code: bool = False,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> pd.DataFrame:
+    """Evaluate ``(image_ids, images01, labels, maps)`` batches; one row per image.
+
+    The explained class is recomputed per batch by :func:`classes_for_variant`.
+    """
+    rows = []
+    for image_ids, images01, labels, maps in progress(batches) if progress is not None else batches:
+        classes = classes_for_variant(model, images01, labels, variant, batch_size=batch_size, precision=precision)
+        result = evaluate_batch(model, images01, maps, labels, classes, ltx_code, batch_size, precision)
+        frame = pd.DataFrame(
+            {
+                "image_id": [str(image_id) for image_id in image_ids],
+                "label": torch.as_tensor(labels).cpu().numpy().astype(np.int64),
+                "class": classes.cpu().numpy().astype(np.int64),
+                "valid": result["valid"],
+                "constant": result["constant"],
+                "correct": result["correct"],
+            }
+        )
+        for name in METRICS:
+            frame[name] = result[name]
+        rows.append(frame)
+    columns = ["image_id", "label", "class", "valid", "constant", "correct", *METRICS]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def _evaluation_steps(num_pixels: int) -> list[_Perturbation]:
+    """Inputs per image for :func:`evaluate_batch`: clean, soft-masked, POS removals 0.1..0.9, NEG removals 0.1..0.9.
+
+    POS and DEL share the POS images, NEG and INS the NEG images; the all-black image is scored separately, once.
+    """
+    removals = [removed_pixel_count(num_pixels, j) for j in range(1, _N_STEPS)]
+    return [
+        _Perturbation(),
+        _Perturbation(soft_mask=True),
+        *(_Perturbation(_MOST_RELEVANT_FIRST, k) for k in removals),
+        *(_Perturbation(_LEAST_RELEVANT_FIRST, k) for k in removals),
+    ]
+
+
+def _metrics_from_scores(
+    model,
+    probs: Tensor,
+    hits: Tensor,
+    scored: Tensor,
+    constant: Tensor,
+    size: int,
+    ltx_code: bool,
+    precision: str,
+) -> dict[str, Tensor]:
+    """Turn the (B, steps) probability and hit tables of :func:`_evaluation_steps` into per-image metrics."""
+    clean_prob = probs[:, _CLEAN]
+    # An all-ones mask leaves the image unchanged; a second forward of it can differ in the last bit (batch-dependent
+    # kernels), which would turn PIC's strict Y < O into noise, so O is Y by definition there.
+    masked_prob = torch.where(constant, clean_prob, probs[:, _SOFT])
+    # A clean probability that underflows to 0 cannot drop further: ADP is 0 there instead of 0/0.
+    drop = (clean_prob - masked_prob).clamp(min=0.0)
+    adp = torch.where(clean_prob > 0, 100.0 * drop / clean_prob.clamp(min=torch.finfo(probs.dtype).tiny), 0.0)
+    pic = 100.0 * (clean_prob < masked_prob).float()
+
+    pos_probs = torch.cat([probs[:, _CLEAN:_CLEAN + 1], probs[:, _POS_STEPS]], dim=1)
+    neg_probs = torch.cat([probs[:, _CLEAN:_CLEAN + 1], probs[:, _NEG_STEPS]], dim=1)
+    pos_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _POS_STEPS]], dim=1).float()
+    neg_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _NEG_STEPS]], dim=1).float()
+    if ltx_code:
+        deletion, insertion = _auc(pos_probs), _auc(neg_probs)
+    else:
+        black_prob = _black_image_probs(model, scored, size, probs.device, precision)
+        black = black_prob[:, None]
+        deletion = _auc(torch.cat([pos_probs, black], dim=1))
+        # Revealed fraction f = NEG removal of 1 - f: black, NEG 0.9, ..., NEG 0.1, clean.
+        insertion = _auc(torch.cat([black, neg_probs.flip(1)], dim=1))
+    return {"ADP": adp, "PIC": pic, "POS": _auc(pos_hits), "NEG": _auc(neg_hits), "DEL": deletion, "INS": insertion}
+
+
+def _auc(curves: Tensor) -> Tensor:
+    """100 x trapezoid area of each row, sampled every 0.1."""
+    return 100.0 * torch.trapezoid(curves, dx=_FRACTION_STEP, dim=1)
+
+
+def _score_perturbations(
+    model, images01: Tensor, maps01: Tensor, scored: Tensor, steps: list[_Perturbation], batch_size: int, precision: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Score every (image, step) input in forward passes of ``batch_size`` inputs.
+
+    Returns (B, steps) tables: p_scored (fp32), argmax == scored, and argmax.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    count, size = images01.shape[0], images01.shape[-1]
+    ranks = _removal_ranks(maps01) if any(not step.soft_mask for step in steps) else None
+    step_order = torch.tensor([step.order for step in steps], device=images01.device)
+    step_removed = torch.tensor([step.removed for step in steps], device=images01.device, dtype=torch.int32)
+    step_soft = torch.tensor([step.soft_mask for step in steps], device=images01.device)
+    total = count * len(steps)
+    image_of_input = torch.arange(count, device=images01.device).repeat_interleave(len(steps))
+    step_of_input = torch.arange(len(steps), device=images01.device).repeat(count)
+
+    probs = torch.empty(total, device=images01.device)
+    top1 = torch.empty(total, dtype=torch.long, device=images01.device)
+    for start in range(0, total, batch_size):
+        image = image_of_input[start:start + batch_size]
+        step = step_of_input[start:start + batch_size]
+        multiplier = maps01[image].flatten(1) if step_soft[step].any() else None
+        if ranks is not None:
+            kept = (ranks[step_order[step], image] >= step_removed[step, None]).to(images01.dtype)
+            multiplier = kept if multiplier is None else torch.where(step_soft[step, None], multiplier, kept)
+        inputs = images01[image] * multiplier.view(-1, 1, size, size)
+        chunk_probs, chunk_top1 = _class_probs(model, inputs, scored[image], precision)
+        probs[start:start + batch_size] = chunk_probs
+        top1[start:start + batch_size] = chunk_top1
+    probs = probs.view(count, len(steps))
+    top1 = top1.view(count, len(steps))
+    return probs, top1 == scored[:, None], top1
+
+
+def _removal_ranks(maps01: Tensor) -> Tensor:
+    """(2, B, S*S) int32 position of each pixel in the removal order: most relevant first, least relevant first.
+
+    Stable sorts keep equal values in raster order, so ties go to the lower flat index in both orders.
+    """
+    flat = maps01.flatten(1)
+    positions = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32).expand_as(flat)
+    ranks = torch.empty((2, *flat.shape), dtype=torch.int32, device=flat.device)
+    for order, descending in ((_MOST_RELEVANT_FIRST, True), (_LEAST_RELEVANT_FIRST, False)):
+        sorted_pixels = torch.sort(flat, dim=1, descending=descending, stable=True).indices
+        ranks[order].scatter_(1, sorted_pixels, positions)
+    return ranks
+
+
+def _black_image_probs(model, scored: Tensor, size: int, device: torch.device, precision: str) -> Tensor:
+    """p_c of the all-black image, identical for every image and method: one forward for the whole call."""
+    black = torch.zeros((1, 3, size, size), device=device)
+    with _autocast(device, precision):
+        logits = model(black)
+    return logits.float().softmax(dim=-1)[0, scored]
+
+
+def _class_probs(model, inputs: Tensor, scored: Tensor, precision: str) -> tuple[Tensor, Tensor]:
+    with _autocast(inputs.device, precision):
+        logits = model(inputs)
+    logits = logits.float()
+    probs = logits.softmax(dim=-1).gather(1, scored[:, None]).squeeze(1)
+    return probs, logits.argmax(dim=-1)
+
+
+@torch.inference_mode()
+def _clean_top1(model, images01: Tensor, batch_size: int, precision: str) -> Tensor:
+    _check_precision(precision)
+    predictions = []
+    for start in range(0, images01.shape[0], batch_size):
+        with _autocast(images01.device, precision):
+            logits = model(images01[start:start + batch_size])
+        predictions.append(logits.float().argmax(dim=-1))
+    if not predictions:
+        return torch.empty(0, dtype=torch.long, device=images01.device)
+    return torch.cat(predictions)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+
+
+def _model_device(model, fallback: torch.device) -> torch.device:
+    """The device of the model's weights; a parameter-free model runs wherever the inputs are."""
+    parameters = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    first = next(parameters, None)
+    return first.device if first is not None else fallback
+
+
+def _square_size(images01: Tensor) -> int:
+    if images01.dim() != 4 or images01.shape[1] != 3 or images01.shape[2] != images01.shape[3]:
+        raise ValueError(f"images must be (B, 3, S, S), got shape {tuple(images01.shape)}")
+    return images01.shape[-1]

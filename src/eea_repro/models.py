@@ -1,0 +1,118 @@
+"""Explained models: timm classifiers that take images in [0, 1].
+
+Every map method and every metric works in one input space, the resized [0, 1] image, because the paper removes
+pixels by setting them to 0 *before* normalisation. Normalisation therefore lives inside :class:`ExplainedModel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from .checkpoints import load_state_dict
+
+FAMILIES = ("vit", "cnn")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What is needed to rebuild an explained model: the timm name, its overrides and its input convention."""
+
+    timm_name: str
+    family: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    timm_kwargs: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, entry: dict) -> "ModelSpec":
+        return cls(
+            timm_name=entry["timm_name"],
+            family=entry["family"],
+            input_size=int(entry["input_size"]),
+            mean=tuple(entry["mean"]),
+            std=tuple(entry["std"]),
+            timm_kwargs=dict(entry.get("timm_kwargs") or {}),
+        )
+
+
+class ExplainedModel(nn.Module):
+    """A timm classifier behind a [0, 1] -> normalised input adapter.
+
+    ``net`` is the bare timm model (methods hook into its blocks / stages); ``family`` is ``"vit"`` or ``"cnn"``.
+    """
+
+    def __init__(self, net: nn.Module, spec: ModelSpec):
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.family = spec.family
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        return (images01 - self.mean) / self.std
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(images01))
+
+
+def create_network(spec: ModelSpec, num_classes: int, pretrained: bool = False) -> nn.Module:
+    """Build the timm network by name; ``pretrained=True`` lets timm fetch the hub weights (download rule only)."""
+    if spec.family not in FAMILIES:
+        raise ValueError(f"model family {spec.family!r} is not one of {FAMILIES}")
+    kwargs = dict(spec.timm_kwargs)
+    if spec.family == "vit":
+        kwargs.setdefault("img_size", spec.input_size)
+    return timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+
+
+def build_explained_model(
+    spec: ModelSpec, num_classes: int, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
+) -> ExplainedModel:
+    """Rebuild an explained model and load its checkpoint (safetensors or a weights-only torch file)."""
+    net = create_network(spec, num_classes)
+    if checkpoint is not None:
+        state = load_state_dict(checkpoint)
+        head_shape = _classifier_rows(net, state)
+        if head_shape is not None and head_shape != num_classes:
+            raise ValueError(
+                f"{checkpoint}: the checkpoint's classifier has {head_shape} classes but the dataset has {num_classes}"
+            )
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{checkpoint}: does not fit timm model {spec.timm_name!r} "
+                f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+            )
+    model = ExplainedModel(net, spec).to(device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _classifier_rows(net: nn.Module, state: dict) -> int | None:
+    """Number of classes stored in a checkpoint's classifier weight, found by the network's own classifier name."""
+    name = net.default_cfg.get("classifier") if hasattr(net, "default_cfg") else None
+    if not name:
+        return None
+    weight = state.get(f"{name}.weight")
+    return None if weight is None else int(weight.shape[0])
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; an explicit ``cuda`` without a GPU is an error, not a fallback."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("config device is 'cuda' but no CUDA device is visible; set device: auto or cpu")
+    return torch.device(requested)

@@ -1,0 +1,83 @@
+"""The final HTML report: one Jinja2 page with every table and figure embedded, openable offline and mailable."""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .io import atomic_path
+
+PACKAGES = ("torch", "timm", "snakemake", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "jinja2", "safetensors")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(directory: str | Path = ".") -> str:
+    """The workflow's commit, marked dirty when the checkout has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit.stdout.strip() + (" (with uncommitted changes)" if status.stdout.strip() else "")
+
+
+def rule_runtimes(benchmarks_dir: str | Path) -> pd.DataFrame:
+    """Wall time and peak memory of every job that has a ``benchmark:`` file, grouped by stage."""
+    rows = []
+    for path in sorted(Path(benchmarks_dir).rglob("*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        if frame.empty:
+            continue
+        rows.append({
+            "stage": path.parent.name,
+            "job": path.stem,
+            "seconds": float(frame["s"].iloc[-1]),
+            "max_rss_mb": float(frame["max_rss"].iloc[-1]) if "max_rss" in frame else float("nan"),
+        })
+    return pd.DataFrame(rows, columns=["stage", "job", "seconds", "max_rss_mb"])
+
+
+def embed_png(path: str | Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def build_report(*, template, style, config: dict, tables: list[dict], figures: list[dict], checkpoints: list[dict],
+                 explainers: list[dict], benchmarks_dir, output) -> None:
+    """Render the report. ``tables``/``figures`` are dicts with the model key, variant and file paths."""
+    environment = Environment(loader=FileSystemLoader(str(Path(template).parent)),
+                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    runtimes = rule_runtimes(benchmarks_dir)
+    context = {
+        "style": Path(style).read_text(),
+        "config": config,
+        "config_yaml": yaml.safe_dump(config, sort_keys=False),
+        "tables": [{**t, "html": Path(t["html"]).read_text()} for t in tables],
+        "figures": [{**f, "src": embed_png(f["png"])} for f in figures],
+        "checkpoints": [{**c, **json.loads(Path(c["record"]).read_text())} for c in checkpoints],
+        "explainers": [{**e, **json.loads(Path(e["history"]).read_text())} for e in explainers],
+        "runtimes": runtimes.to_dict("records"),
+        "runtime_total": float(runtimes["seconds"].sum()) if len(runtimes) else 0.0,
+        "versions": package_versions(),
+        "commit": git_commit(),
+    }
+    html = environment.get_template(Path(template).name).render(**context)
+    with atomic_path(output) as tmp:
+        tmp.write_text(html)

@@ -1,0 +1,361 @@
+"""One function per workflow stage, with plain arguments: the scripts in ``scripts/`` only unpack Snakemake's object.
+
+Keeping the stage logic here (not in the scripts) makes every stage importable and testable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import checkpoints
+from .data.loading import LabeledImageFolder, make_loader, read_label_file
+from .io import atomic_path, load_map_shard, save_map_shard, write_json
+from .logs import progress
+from .metrics import classes_for_variant, evaluate_dataset, normalize_maps
+from .models import ModelSpec, build_explained_model, resolve_device
+from .plan import EEA_LABELS
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def read_classes(path: str | Path) -> list[str]:
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def method_label(name: str) -> str:
+    from .methods import METHODS
+
+    return EEA_LABELS.get(name) or METHODS[name].label
+
+
+def open_split(image_root, split_file, model_cfg: dict, classes_file, shard_range=None) -> LabeledImageFolder:
+    """The images of a split (or of one shard of it), resized to the model's input size."""
+    count = len(read_label_file(split_file))
+    indices = list(range(*shard_range)) if shard_range is not None else list(range(count))
+    return LabeledImageFolder(
+        image_root, split_file, size=model_cfg["input_size"], num_classes=len(read_classes(classes_file)), indices=indices
+    )
+
+
+def load_tensors(dataset: LabeledImageFolder, batch_size: int = 64, desc: str = "loading images"):
+    """All images of a (small) split as one tensor; used where a job needs its whole shard in memory anyway."""
+    images, labels, ids = [], [], []
+    for batch in progress()(make_loader(dataset, batch_size), desc=desc):
+        images.append(batch["image"])
+        labels.append(torch.as_tensor(batch["label"]))
+        ids.extend(batch["image_id"])
+    return torch.cat(images), torch.cat(labels), ids
+
+
+def load_model(model_cfg: dict, checkpoint, classes_file, device):
+    return build_explained_model(
+        ModelSpec.from_config(model_cfg), len(read_classes(classes_file)), checkpoint, device=device
+    )
+
+
+# --- data --------------------------------------------------------------------------------------------------------
+
+
+def make_embedded_dataset(root, settings: dict, seed: int) -> None:
+    from .data.synthetic import generate_dataset
+
+    generate_dataset(
+        root,
+        image_size=settings["image_size"],
+        n_classes=settings["n_classes"],
+        counts=dict(settings["counts"]),
+        n_two_object=settings["n_two_object"],
+        seed=seed,
+        progress=progress(),
+    )
+
+
+def _write_label_lines(path, rows) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{name} {' '.join(map(str, labels))}\n" for name, labels in rows))
+
+
+def make_embedded_split_lists(embedded_root, out_dir, explainer: dict, seed: int) -> None:
+    """Point every split at the embedded images; explainer subsets are drawn from train/val, never from test."""
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    rows = {}
+    for split in ("train", "val", "test", "two_object"):
+        rows[split] = [
+            (f"{split}/images/{name}", labels) for name, labels in read_label_file(Path(embedded_root) / split / "labels.txt")
+        ]
+        _write_label_lines(out_dir / f"{split}.txt", rows[split])
+    for split, source, count in (
+        ("explainer_train", "train", explainer["train_count"]),
+        ("explainer_val", "val", explainer["val_count"]),
+    ):
+        if count > len(rows[source]):
+            raise ValueError(f"config key 'explainer.{split.split('_')[1]}_count': {count} > {len(rows[source])} {source} images")
+        chosen = np.sort(rng.choice(len(rows[source]), size=count, replace=False))
+        _write_label_lines(out_dir / f"{split}.txt", [rows[source][i] for i in chosen])
+
+
+def make_imagenet_split_lists(label_file, out_dir, counts: dict, seed: int, classes_out) -> None:
+    """Draw the evaluated images and the explainer's train/val images as disjoint seeded subsets of ImageNet-val.
+
+    The released code trained the explainer on evaluated images; we keep them disjoint (the report says so).
+    """
+    rows = read_label_file(label_file)
+    wanted = {"test": counts["eval_count"], "explainer_train": counts["explainer_train_count"], "explainer_val": counts["explainer_val_count"]}
+    if sum(wanted.values()) > len(rows):
+        raise ValueError(
+            f"{label_file}: {len(rows)} images, but dataset.imagenet asks for {sum(wanted.values())} "
+            "(eval_count + explainer_train_count + explainer_val_count)"
+        )
+    for name, labels in rows:
+        if not 0 <= labels[0] < counts["n_classes"]:
+            raise ValueError(f"{label_file}: label {labels[0]} of {name} is outside [0, {counts['n_classes']})")
+    order = np.random.default_rng(seed).permutation(len(rows))
+    start = 0
+    for split, count in wanted.items():
+        chosen = np.sort(order[start : start + count])
+        start += count
+        _write_label_lines(Path(out_dir) / f"{split}.txt", [rows[i] for i in chosen])
+    names = imagenet_class_names(counts["n_classes"])
+    with atomic_path(classes_out) as tmp:
+        tmp.write_text("".join(f"{name}\n" for name in names))
+
+
+def imagenet_class_names(n_classes: int) -> list[str]:
+    if n_classes == 1000:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return [info.index_to_description(i).split(",")[0] for i in range(n_classes)]
+    return [f"class {i}" for i in range(n_classes)]
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------------
+
+
+def train_explained_model(model_cfg, image_root, train_file, val_file, classes_file, out_checkpoint, out_record, *,
+                          resume, seed, device) -> None:
+    from .training import accuracy, train_classifier
+
+    seed_everything(seed)
+    device = resolve_device(device)
+    spec = ModelSpec.from_config(model_cfg)
+    train = load_tensors(open_split(image_root, train_file, model_cfg, classes_file), desc="train images")[:2]
+    val = load_tensors(open_split(image_root, val_file, model_cfg, classes_file), desc="val images")[:2]
+    settings = model_cfg["train"]
+    state, history = train_classifier(
+        spec, len(read_classes(classes_file)), train, val,
+        epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
+        weight_decay=settings["weight_decay"], seed=seed, device=device, resume_path=resume, progress=progress(),
+    )
+    checkpoints.save_state_dict(state, out_checkpoint)
+    model = load_model(model_cfg, out_checkpoint, classes_file, device)
+    val_accuracy = accuracy(model, *val)
+    checkpoints.write_checkpoint_record(out_record, out_checkpoint, "trained on the embedded train split",
+                                        timm_name=spec.timm_name, val_accuracy=val_accuracy, history=history)
+    Path(resume).unlink(missing_ok=True)
+    print(f"saved {out_checkpoint} (val accuracy {val_accuracy:.3f})")
+
+
+def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> None:
+    source = model_cfg["checkpoint"]
+    n_classes = len(read_classes(classes_file))
+    if source["source"] == "file":
+        checkpoints.import_local_checkpoint(source["path"], out_checkpoint, source.get("sha256"))
+        origin = f"local file {Path(source['path']).name}"
+    else:
+        checkpoints.download_pretrained(ModelSpec.from_config(model_cfg), source["pretrained_tag"], n_classes,
+                                        out_checkpoint)
+        if source.get("sha256") and checkpoints.sha256_of(out_checkpoint) != source["sha256"].lower():
+            Path(out_checkpoint).unlink()
+            raise ValueError(f"{out_checkpoint}: sha256 differs from models.*.checkpoint.sha256 {source['sha256']}")
+        origin = f"timm {model_cfg['timm_name']}.{source['pretrained_tag']}"
+    try:
+        load_model(model_cfg, out_checkpoint, classes_file, "cpu")
+    except Exception:
+        Path(out_checkpoint).unlink(missing_ok=True)
+        raise
+    checkpoints.write_checkpoint_record(out_record, out_checkpoint, origin, timm_name=model_cfg["timm_name"])
+    print(f"saved {out_checkpoint} from {origin}")
+
+
+# --- explainer ---------------------------------------------------------------------------------------------------
+
+
+def pretrain_explainer(model_cfg, explainer_cfg, metrics_cfg, image_root, train_file, val_file, classes_file, checkpoint,
+                       out_explainer, out_history, *, variant, resume_dir, seed, device) -> None:
+    """Pretrain the EEA explainer against the explained model; the explainer starts from the explained weights."""
+    from .checkpoints import load_state_dict
+    from .explainer import MaskExplainer, pretrain, save_explainer
+
+    seed_everything(seed)
+    device = resolve_device(device)
+    num_classes = len(read_classes(classes_file))
+    explained = load_model(model_cfg, checkpoint, classes_file, device)
+    explainer = MaskExplainer(ModelSpec.from_config(model_cfg), load_state_dict(checkpoint), num_classes).to(device)
+    train_set = open_split(image_root, train_file, model_cfg, classes_file)
+    val_images, val_labels, _ = load_tensors(open_split(image_root, val_file, model_cfg, classes_file), desc="val images")
+
+    def train_batches(epoch: int):
+        for batch in make_loader(train_set, explainer_cfg["batch_size"], shuffle=True, seed=seed + epoch):
+            yield batch["image"].to(device), torch.as_tensor(batch["label"]).to(device)
+
+    history = pretrain(
+        explainer, explained, train_batches, val_images.to(device), val_labels.to(device),
+        variant=variant, lam=explainer_cfg["lambda_size"], size_loss=explainer_cfg["size_loss"],
+        lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
+        checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=metrics_cfg["batch_size"],
+    )
+    sha = save_explainer(explainer, out_explainer)
+    write_json(out_history, {"variant": variant, "sha256": sha, "history": history,
+                             "train_images": len(train_set), "val_images": len(val_labels)})
+
+
+# --- maps --------------------------------------------------------------------------------------------------------
+
+
+def _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range):
+    return load_tensors(open_split(image_root, split_file, model_cfg, classes_file, shard_range), desc="shard images")
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def make_baseline_maps(method, model_cfg, checkpoint, image_root, split_file, classes_file, out_maps, *,
+                       variant, shard_range, seed, device, precision, batch_size) -> None:
+    from .methods import compute_maps
+
+    seed_everything(seed)
+    device = resolve_device(device)
+    model = load_model(model_cfg, checkpoint, classes_file, device)
+    images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
+    # clone: the classes come out of inference mode, and gradient methods index with them under autograd
+    classes = classes_for_variant(model, images.to(device), labels.to(device), variant).cpu().clone()
+    maps = []
+    batches = range(0, len(images), batch_size)
+    for start in progress()(batches, desc=method):
+        chunk = slice(start, start + batch_size)
+        with _autocast(device, precision):
+            maps.append(compute_maps(method, model, images[chunk].to(device), classes[chunk].to(device),
+                                     seed=seed + shard_range[0] + start).cpu())
+    save_map_shard(out_maps, torch.cat(maps).numpy(), ids, classes.numpy(), labels.numpy(), method)
+
+
+def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metrics_cfg, checkpoint, explainer_file, image_root,
+                  split_file, classes_file, out_maps, out_selection, *, variant, shard_range, device) -> None:
+    """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images."""
+    from .explainer import explain, finetune_maps, load_explainer
+
+    device = resolve_device(device)
+    model = load_model(model_cfg, checkpoint, classes_file, device)
+    num_classes = len(read_classes(classes_file))
+    explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
+    images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
+    images, labels = images.to(device), labels.to(device)
+    classes = classes_for_variant(model, images, labels, variant).clone()
+    if method == "peea":
+        maps = explain(explainer, images)
+        selection = pd.DataFrame({"image_id": ids, "best_step": 0})
+    else:
+        maps, info = finetune_maps(
+            explainer, model, images, classes,
+            steps=finetune_cfg["steps"], lr=finetune_cfg["lr"], lam=explainer_cfg["lambda_size"],
+            size_loss=explainer_cfg["size_loss"], early_stop_pos=finetune_cfg["early_stop_pos"],
+            weight_decay=explainer_cfg["weight_decay"], chunk_size=finetune_cfg["chunk_size"],
+            selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
+            metric_batch_size=metrics_cfg["batch_size"],
+        )
+        selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
+    save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(), method)
+    with atomic_path(out_selection) as tmp:
+        selection.to_csv(tmp, index=False)
+
+
+# --- metrics and tables ------------------------------------------------------------------------------------------
+
+
+def evaluate_maps(model_cfg, metrics_cfg, checkpoint, maps_file, image_root, split_file, classes_file, out_csv, *,
+                  variant, shard_range, device, precision) -> None:
+    device = resolve_device(device)
+    model = load_model(model_cfg, checkpoint, classes_file, device)
+    shard = load_map_shard(maps_file)
+    images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
+    if ids != shard["image_ids"]:
+        raise ValueError(f"{maps_file}: image ids do not match shard {shard_range} of {split_file}; rerun its map rule")
+    chunk = metrics_cfg["batch_size"]
+    batches = (
+        (ids[s : s + chunk], images[s : s + chunk].to(device), labels[s : s + chunk].to(device),
+         torch.from_numpy(shard["maps"][s : s + chunk]).to(device))
+        for s in range(0, len(ids), chunk)
+    )
+    frame = evaluate_dataset(model, batches, variant, ltx_code=metrics_cfg["ltx_code"], batch_size=chunk,
+                             precision=precision, progress=progress())
+    frame.insert(0, "method", shard["method"])
+    with atomic_path(out_csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    print(f"{shard['method']}: {int((~frame['valid']).sum())} invalid maps, {int(frame['constant'].sum())} constant")
+
+
+def make_table(per_image_files, tables_cfg, seed, caption, out_csv, out_tex, out_html, out_per_image) -> None:
+    from .tables import summarize, write_table
+
+    per_image = pd.concat([pd.read_csv(path) for path in per_image_files], ignore_index=True)
+    with atomic_path(out_per_image) as tmp:
+        per_image.to_csv(tmp, index=False)
+    summary = summarize(per_image, n_boot=tables_cfg["bootstrap"], level=tables_cfg["confidence"], seed=seed)
+    labels = {name: method_label(name) for name in per_image["method"].unique()}
+    write_table(summary, out_csv, out_tex, out_html, caption=caption, method_labels=labels)
+
+
+# --- figures -----------------------------------------------------------------------------------------------------
+
+
+def _figure_rows(split_file, figures_cfg: dict, seed: int) -> list[int]:
+    """Row indices (in the evaluated split) of the images shown: the configured ids, else a seeded sample."""
+    names = [Path(name).stem for name, _ in read_label_file(split_file)]
+    if figures_cfg["image_ids"]:
+        missing = [i for i in figures_cfg["image_ids"] if i not in names]
+        if missing:
+            raise ValueError(f"config key 'figures.image_ids': {missing[0]!r} is not an evaluated image ({split_file})")
+        return [names.index(i) for i in figures_cfg["image_ids"]]
+    count = min(figures_cfg["n_images"], len(names))
+    return sorted(np.random.default_rng(seed).choice(len(names), size=count, replace=False).tolist())
+
+
+def make_qualitative_grid(map_files, model_cfg, figures_cfg, image_root, split_file, classes_file, out_paths, *,
+                          title, seed) -> None:
+    from .figures import qualitative_grid
+
+    dataset = open_split(image_root, split_file, model_cfg, classes_file)
+    picked = [dataset[i] for i in _figure_rows(split_file, figures_cfg, seed)]
+    images = torch.stack([item["image"] for item in picked])
+    row_of = {item["image_id"]: row for row, item in enumerate(picked)}
+    columns: dict[str, np.ndarray] = {}
+    explained = np.asarray([item["label"] for item in picked])
+    for path in map_files:  # maps of one method may be spread over several shards
+        shard = load_map_shard(path)
+        hits = [(i, row_of[image_id]) for i, image_id in enumerate(shard["image_ids"]) if image_id in row_of]
+        if not hits:
+            continue
+        source, rows = map(list, zip(*hits))
+        maps, _valid, _constant = normalize_maps(torch.from_numpy(shard["maps"][source]), images.shape[-1])
+        column = columns.setdefault(method_label(shard["method"]), np.zeros(images.shape[:1] + images.shape[2:], np.float32))
+        column[rows] = maps.numpy()
+        explained[rows] = shard["classes"][source]
+    class_names = read_classes(classes_file)
+    row_titles = [
+        class_names[item["label"]]
+        + ("" if explained[row] == item["label"] else f"\n(explains {class_names[explained[row]]})")
+        for row, item in enumerate(picked)
+    ]
+    qualitative_grid(images.numpy(), columns, row_titles, out_paths, title=title)

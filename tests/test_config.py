@@ -1,0 +1,80 @@
+"""Config validation: every preset is valid; bad keys and values are one-line errors naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from eea_repro.config import ConfigError, validate_config
+from eea_repro.methods import METHODS
+from eea_repro.plan import EEA_METHODS
+
+KNOWN = {name: method.families for name, method in METHODS.items()} | EEA_METHODS
+
+
+@pytest.fixture()
+def default(repo):
+    return yaml.safe_load((repo / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/ci.yaml"])
+def test_presets_are_valid(repo, name):
+    validate_config(yaml.safe_load((repo / name).read_text()), KNOWN)
+
+
+def test_paper_preset_is_valid_once_imagenet_is_given(repo, tmp_path):
+    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    (tmp_path / "val").mkdir()
+    (tmp_path / "labels.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\n")
+    config |= {"imagenet_dir": str(tmp_path / "val"), "imagenet_labels": str(tmp_path / "labels.txt")}
+    validate_config(config, KNOWN)
+
+
+def _error(config) -> str:
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config, KNOWN)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_key_names_it(default):
+    default["explainer"]["lamda_size"] = 3
+    message = _error(default)
+    assert "'explainer'" in message and "lamda_size" in message and "lambda_size" in message
+
+
+def test_wrong_type_names_key(default):
+    default["finetune"]["steps"] = "many"
+    assert "finetune.steps" in _error(default)
+
+
+def test_unknown_family_and_variant(default):
+    bad = copy.deepcopy(default)
+    bad["models"]["vit"]["family"] = "transformer"
+    assert "models.vit.family" in _error(bad)
+    default["variants"] = ["target", "top1"]
+    assert "variants.1" in _error(default)
+
+
+def test_unknown_method_lists_known_ones(default):
+    default["methods"]["vit"].append("gradcam_vit")
+    message = _error(default)
+    assert "gradcam_vit" in message and "gae" in message
+
+
+def test_method_of_wrong_family(default):
+    default["methods"]["cnn"].append("rollout")
+    assert "does not support cnn" in _error(default)
+
+
+def test_imagenet_needs_paths(repo):
+    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    assert "imagenet_dir" in _error(config)
+    config["imagenet_dir"] = "/nonexistent/imagenet/val"
+    assert "does not exist" in _error(config)
+
+
+def test_local_checkpoint_file_must_exist(default):
+    default["models"]["vit"]["checkpoint"] = {"source": "file", "path": "missing.safetensors"}
+    assert "models.vit.checkpoint.path" in _error(default)

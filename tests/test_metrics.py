@@ -1,0 +1,303 @@
+"""The metric engine against an independent, loop-based computation of the pinned definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from eea_repro.metrics import (
+    FRACTIONS_DEL_INS,
+    FRACTIONS_POS_NEG,
+    METRICS,
+    classes_for_variant,
+    evaluate_batch,
+    evaluate_dataset,
+    normalize_maps,
+    pos_auc_per_image,
+)
+from eea_repro.models import ExplainedModel, ModelSpec, create_network
+
+
+class PixelLinearModel(nn.Module):
+    """logits = sum over pixels of weight * pixel + bias: every logit depends on known pixels."""
+
+    def __init__(self, size: int, num_classes: int, seed: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(num_classes, 3, size, size, generator=generator) * 0.8)
+        self.bias = nn.Parameter(torch.randn(num_classes, generator=generator))
+
+    def forward(self, images01):
+        return torch.einsum("bchw,kchw->bk", images01, self.weight) + self.bias
+
+
+class ObjectOnlyModel(nn.Module):
+    """Class 0 wins while the object region is bright: logit_0 = 20 * mean(object pixels), logit_1 = 5."""
+
+    def __init__(self, rows: slice, cols: slice):
+        super().__init__()
+        self.rows, self.cols = rows, cols
+
+    def forward(self, images01):
+        object_mean = images01[:, :, self.rows, self.cols].mean(dim=(1, 2, 3))
+        return torch.stack([20.0 * object_mean, torch.full_like(object_mean, 5.0)], dim=1)
+
+
+class TinyConvNet(nn.Module):
+    def __init__(self, num_classes: int = 5, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+        self.head = nn.Linear(24, num_classes)
+
+    def forward(self, images01):
+        return self.head(self.features(images01).flatten(1)) * 4.0
+
+
+def reference_metrics(model, image, native_map, explained_class, label, ltx_code=False):
+    """Loop-by-loop computation of the pinned definitions for one image whose map is already at input size."""
+    size = image.shape[-1]
+    num_pixels = size * size
+    values = [float(v) for v in native_map.flatten()]
+    low, high = min(values), max(values)
+    normalized = [(v - low) / (high - low) if high > low else 1.0 for v in values]
+    most_first = sorted(range(num_pixels), key=lambda p: (-normalized[p], p))
+    least_first = sorted(range(num_pixels), key=lambda p: (normalized[p], p))
+    scored = label if ltx_code else explained_class
+
+    def removed(order, fraction):
+        copy = image.clone()
+        for pixel in order[: int(num_pixels * fraction)]:
+            copy[:, pixel // size, pixel % size] = 0.0
+        return copy
+
+    def prob_and_hit(x):
+        with torch.no_grad():
+            logits = model(x[None])[0]
+        return torch.softmax(logits, 0)[scored].item(), float(int(logits.argmax()) == scored)
+
+    def auc(ys):
+        return 100.0 * sum(0.1 * (a + b) / 2 for a, b in zip(ys, ys[1:]))
+
+    clean, _ = prob_and_hit(image)
+    masked, _ = prob_and_hit(image * torch.tensor(normalized).view(size, size))
+    pos = [prob_and_hit(removed(most_first, f)) for f in FRACTIONS_POS_NEG]
+    neg = [prob_and_hit(removed(least_first, f)) for f in FRACTIONS_POS_NEG]
+    result = {
+        "ADP": 100.0 * max(0.0, clean - masked) / clean,
+        "PIC": 100.0 * (clean < masked),
+        "POS": auc([hit for _, hit in pos]),
+        "NEG": auc([hit for _, hit in neg]),
+    }
+    if ltx_code:
+        result["DEL"] = auc([p for p, _ in pos])
+        result["INS"] = auc([p for p, _ in neg])
+    else:
+        black, _ = prob_and_hit(torch.zeros_like(image))
+        result["DEL"] = auc([p for p, _ in pos] + [black])
+        # revealing the top fraction f on black == removing the least relevant fraction 1 - f
+        result["INS"] = auc([prob_and_hit(removed(least_first, round(1.0 - f, 1)))[0] for f in FRACTIONS_DEL_INS])
+    return result
+
+
+def assert_matches_reference(result, index, expected, atol=1e-4):
+    for name in METRICS:
+        assert result[name][index] == pytest.approx(expected[name], rel=1e-4, abs=atol), name
+
+
+def test_fraction_grids():
+    np.testing.assert_allclose(FRACTIONS_POS_NEG, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    np.testing.assert_allclose(FRACTIONS_DEL_INS, np.r_[FRACTIONS_POS_NEG, 1.0])
+
+
+def test_normalize_maps_bilinear_by_hand():
+    # align_corners=False, 2 -> 4: source x = (i + 0.5) / 2 - 0.5 = -0.25 (clamped), 0.25, 0.75, 1.25 (clamped)
+    maps = torch.tensor([[[0.0, 2.0], [0.0, 2.0]], [[3.0, 3.0], [3.0, 3.0]]])
+    normalized, valid, constant = normalize_maps(maps, 4)
+    np.testing.assert_allclose(normalized[0].numpy(), np.tile([0.0, 0.25, 0.75, 1.0], (4, 1)), atol=1e-6)
+    assert torch.equal(normalized[1], torch.ones(4, 4))
+    assert valid.tolist() == [True, True]
+    assert constant.tolist() == [False, True]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_all_ones_map_gives_zero_adp_and_pic(seed):
+    size = 8
+    model = PixelLinearModel(size, 4, seed)
+    images = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    labels = torch.tensor([0, 1, 2])
+    result = evaluate_batch(model, images, torch.ones(3, 2, 2), labels, labels)
+    np.testing.assert_array_equal(result["ADP"], 0.0)
+    np.testing.assert_array_equal(result["PIC"], 0.0)
+    assert result["constant"].all()
+
+
+@pytest.mark.parametrize("ltx_code", [False, True])
+def test_hand_computed_tiny_case(ltx_code):
+    size = 4
+    model = PixelLinearModel(size, 3, seed=3)
+    generator = torch.Generator().manual_seed(5)
+    images = torch.rand(4, 3, size, size, generator=generator)
+    # integer-valued maps have many ties, which exercises the lower-flat-index-first rule
+    maps = torch.randint(0, 4, (4, size, size), generator=generator).float()
+    maps[3] = 7.0  # a constant map: all ones, raster order
+    labels = torch.tensor([0, 1, 2, 1])
+    classes = torch.tensor([2, 1, 0, 0])
+    result = evaluate_batch(model, images, maps, labels, classes, ltx_code=ltx_code, batch_size=7)
+    for index in range(4):
+        expected = reference_metrics(model, images[index], maps[index], int(classes[index]), int(labels[index]), ltx_code)
+        assert_matches_reference(result, index, expected)
+    assert result["constant"].tolist() == [False, False, False, True]
+    with torch.no_grad():
+        assert result["correct"].tolist() == (model(images).argmax(1) == labels).tolist()
+
+
+def test_ltx_code_scores_labels_on_ten_points():
+    size = 4
+    model = PixelLinearModel(size, 3, seed=11)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(2))
+    native_map = torch.arange(16.0).view(1, 4, 4).flip(-1)
+    label, explained = 1, 2
+    result = evaluate_batch(model, image, native_map, [label], [explained], ltx_code=True)
+    normalized = native_map.flatten() / 15.0
+    most_first = sorted(range(16), key=lambda p: -float(normalized[p]))
+    least_first = list(reversed(most_first))
+
+    def label_prob(removed_pixels):
+        copy = image[0].clone().view(3, -1)
+        copy[:, removed_pixels] = 0.0
+        with torch.no_grad():
+            return torch.softmax(model(copy.view(1, 3, size, size))[0], 0)[label].item()
+
+    delete_curve = [label_prob(most_first[: int(16 * f)]) for f in FRACTIONS_POS_NEG]
+    insert_curve = [label_prob(least_first[: int(16 * f)]) for f in FRACTIONS_POS_NEG]
+    assert result["DEL"][0] == pytest.approx(100 * np.trapezoid(delete_curve, dx=0.1), abs=1e-4)
+    assert result["INS"][0] == pytest.approx(100 * np.trapezoid(insert_curve, dx=0.1), abs=1e-4)
+    default = evaluate_batch(model, image, native_map, [label], [explained])
+    assert default["DEL"][0] != pytest.approx(result["DEL"][0], abs=1e-3)
+
+
+def test_object_mask_beats_random_map():
+    size, count = 16, 6
+    rows = cols = slice(4, 12)
+    model = ObjectOnlyModel(rows, cols)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(count, 3, size, size, generator=generator)
+    images[:, :, rows, cols] = 0.8 + 0.2 * torch.rand(count, 3, 8, 8, generator=generator)
+    object_map = torch.zeros(count, 8, 8)
+    object_map[:, 2:6, 2:6] = 1.0
+    random_map = torch.rand(count, 8, 8, generator=generator)
+    labels = torch.zeros(count, dtype=torch.long)
+    classes = classes_for_variant(model, images, labels, "predicted")
+    assert classes.tolist() == [0] * count
+    good = evaluate_batch(model, images, object_map, labels, classes)
+    bad = evaluate_batch(model, images, random_map, labels, classes)
+    # the object map removes the 64 object pixels first: still class 0 at 10 % removed, gone at 20 %
+    np.testing.assert_allclose(good["POS"], 15.0)
+    assert good["POS"].mean() < bad["POS"].mean() - 20
+    assert good["DEL"].mean() < bad["DEL"].mean() - 10
+    assert good["NEG"].mean() > bad["NEG"].mean() + 20
+    assert good["INS"].mean() > bad["INS"].mean() + 10
+
+
+def test_invalid_map_is_reported_not_dropped():
+    size = 8
+    model = TinyConvNet()
+    generator = torch.Generator().manual_seed(4)
+    images = torch.rand(4, 3, size, size, generator=generator)
+    maps = torch.rand(4, 4, 4, generator=generator)
+    maps[1, 2, 3] = float("nan")
+    maps[2, 0, 0] = float("inf")
+    labels = torch.tensor([0, 1, 2, 3])
+    result = evaluate_batch(model, images, maps, labels, labels)
+    assert result["valid"].tolist() == [True, False, False, True]
+    for name in METRICS:
+        assert np.isnan(result[name][[1, 2]]).all()
+        assert np.isfinite(result[name][[0, 3]]).all()
+    alone = evaluate_batch(model, images[[0, 3]], maps[[0, 3]], labels[[0, 3]], labels[[0, 3]])
+    for name in METRICS:
+        np.testing.assert_allclose(result[name][[0, 3]], alone[name], atol=1e-4)
+    with torch.no_grad():
+        assert result["correct"].tolist() == (model(images).argmax(1) == labels).tolist()
+    normalized, valid, _ = normalize_maps(maps, size)
+    assert torch.isnan(normalized[1]).all() and not valid[1]
+
+
+def test_batch_equals_single_images_and_chunking_is_irrelevant():
+    size, count = 16, 5
+    model = TinyConvNet(seed=1)
+    generator = torch.Generator().manual_seed(9)
+    images = torch.rand(count, 3, size, size, generator=generator)
+    maps = torch.rand(count, 4, 4, generator=generator)
+    labels = torch.tensor([0, 1, 2, 3, 4])
+    classes = classes_for_variant(model, images, labels, "predicted")
+    reference = evaluate_batch(model, images, maps, labels, classes, batch_size=256)
+    for batch_size in (1, 7, 23):
+        chunked = evaluate_batch(model, images, maps, labels, classes, batch_size=batch_size)
+        for name in METRICS:
+            np.testing.assert_allclose(chunked[name], reference[name], atol=1e-4, err_msg=name)
+    for index in range(count):
+        single = evaluate_batch(model, images[index:index + 1], maps[index:index + 1], labels[index:index + 1],
+                                classes[index:index + 1])
+        for name in METRICS:
+            assert single[name][0] == pytest.approx(reference[name][index], abs=1e-4), name
+
+
+def test_pos_auc_per_image_matches_engine_and_ignores_monotone_rescaling():
+    size = 8
+    model = PixelLinearModel(size, 3, seed=8)
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, size, size, generator=generator)
+    maps = torch.rand(3, 4, 4, generator=generator)
+    classes = classes_for_variant(model, images, torch.zeros(3), "predicted")
+    normalized, _, _ = normalize_maps(maps, size)
+    engine = evaluate_batch(model, images, maps, classes, classes)
+    direct = pos_auc_per_image(model, images, normalized, classes, batch_size=4)
+    rescaled = pos_auc_per_image(model, images, torch.sigmoid(3 * normalized - 1), classes)
+    np.testing.assert_allclose(direct.numpy(), engine["POS"], atol=1e-4)
+    np.testing.assert_allclose(rescaled.numpy(), engine["POS"], atol=1e-4)
+    normalized[1, 0, 0] = float("nan")
+    assert torch.isnan(pos_auc_per_image(model, images, normalized, classes)).tolist() == [False, True, False]
+
+
+def test_classes_for_variant():
+    size = 8
+    model = PixelLinearModel(size, 4, seed=2)
+    images = torch.rand(6, 3, size, size, generator=torch.Generator().manual_seed(3))
+    labels = np.array([3, 2, 1, 0, 1, 2])
+    assert classes_for_variant(model, images, labels, "target").tolist() == labels.tolist()
+    with torch.no_grad():
+        expected = model(images).argmax(1).tolist()
+    assert classes_for_variant(model, images, labels, "predicted", batch_size=4).tolist() == expected
+    with pytest.raises(ValueError):
+        classes_for_variant(model, images, labels, "top")
+
+
+def test_evaluate_dataset_on_explained_vit_and_bf16():
+    spec = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
+                     {"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2})
+    torch.manual_seed(0)
+    model = ExplainedModel(create_network(spec, num_classes=4), spec).eval()
+    generator = torch.Generator().manual_seed(6)
+    images = torch.rand(5, 3, 32, 32, generator=generator)
+    maps = torch.rand(5, 4, 4, generator=generator)
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    batches = [(["a", "b", "c"], images[:3], labels[:3], maps[:3]), (["d", "e"], images[3:], labels[3:], maps[3:])]
+    seen = []
+    frame = evaluate_dataset(model, batches, "predicted", batch_size=16,
+                             progress=lambda items: (seen.append(1) or item for item in items))
+    assert len(seen) == 2
+    assert frame["image_id"].tolist() == ["a", "b", "c", "d", "e"]
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+    assert frame["class"].tolist() == predicted.tolist()
+    whole = evaluate_batch(model, images, maps, labels, predicted)
+    for name in METRICS:
+        np.testing.assert_allclose(frame[name].to_numpy(), whole[name], atol=1e-4)
+    low_precision = evaluate_batch(model, images, maps, labels, predicted, precision="bf16")
+    for name in ("DEL", "INS"):
+        np.testing.assert_allclose(low_precision[name], whole[name], atol=3.0)
+    with pytest.raises(ValueError):
+        evaluate_batch(model, images, maps, labels, predicted, precision="fp16")
