@@ -10,7 +10,7 @@ min_version("9.19")
 # top of config.yaml: merging would leak the embedded models' settings into the paper's models.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: f"{workflow.basedir}/config.yaml"
 
 
 include: "rules/common.smk"

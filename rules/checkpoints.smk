@@ -20,7 +20,7 @@ rule train_explained_model:
         seed=config["seed"],
         device=config["device"],
         resume="results/checkpoints/{model}.resume.pt",
-    threads: 4
+    threads: 2
     resources:
         gpu=gpu_request,
     log:

@@ -20,7 +20,7 @@ rule pretrain_explainer:
         seed=config["seed"],
         device=config["device"],
         resume_dir="results/explainers/{model}/{variant}.resume",
-    threads: 4
+    threads: 2
     resources:
         gpu=gpu_request,
     log:

@@ -21,7 +21,7 @@ rule baseline_maps:
         device=config["device"],
         precision=config["precision"],
         batch_size=config["explainer"]["batch_size"],
-    threads: 4
+    threads: 1
     resources:
         gpu=gpu_request,
     log:
@@ -53,7 +53,7 @@ rule eea_maps:
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],
-    threads: 4
+    threads: 1
     resources:
         gpu=gpu_request,
     log:

@@ -18,7 +18,7 @@ rule evaluate_maps:
         shard_range=shard_range,
         device=config["device"],
         precision=config["precision"],
-    threads: 4
+    threads: 1
     resources:
         gpu=gpu_request,
     log:

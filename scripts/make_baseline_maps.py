@@ -1,8 +1,8 @@
 """Snakemake wrapper: maps of one registry method for one shard of evaluated images."""
-from eea_repro.logs import log_to
+from eea_repro.logs import job_context
 from eea_repro.stages import make_baseline_maps
 
-with log_to(snakemake.log[0]):
+with job_context(snakemake):
     p, i, w = snakemake.params, snakemake.input, snakemake.wildcards
     make_baseline_maps(w.method, p.model, i.checkpoint, p.image_root, i.images, i.classes, snakemake.output[0],
                        variant=w.variant, shard_range=p.shard_range, seed=p.seed, device=p.device,

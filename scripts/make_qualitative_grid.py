@@ -1,8 +1,8 @@
 """Snakemake wrapper: the qualitative grid (images x methods) of one explained model and variant."""
-from eea_repro.logs import log_to
+from eea_repro.logs import job_context
 from eea_repro.stages import make_qualitative_grid
 
-with log_to(snakemake.log[0]):
+with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output
     make_qualitative_grid(i.maps, p.model, p.figures, p.image_root, i.labels, i.classes, [o.png, o.pdf],
                           title=p.title, seed=p.seed)

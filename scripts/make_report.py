@@ -1,8 +1,8 @@
 """Snakemake wrapper: render the HTML report."""
-from eea_repro.logs import log_to
+from eea_repro.logs import job_context
 from eea_repro.report import build_report
 
-with log_to(snakemake.log[0]):
+with job_context(snakemake):
     p, i = snakemake.params, snakemake.input
     build_report(template=i.template, style=i.style, config=p.config, tables=p.tables, figures=p.figures,
                  checkpoints=p.checkpoints, explainers=p.explainers, benchmarks_dir=p.benchmarks_dir,

@@ -1,11 +1,11 @@
 """Snakemake wrapper: write the label files of every split (explainer-training images disjoint from evaluated ones)."""
 from pathlib import Path
 
-from eea_repro.logs import log_to
+from eea_repro.logs import job_context
 from eea_repro.plan import EMBEDDED_ROOT, SPLITS_DIR
 from eea_repro.stages import make_embedded_split_lists, make_imagenet_split_lists
 
-with log_to(snakemake.log[0]):
+with job_context(snakemake):
     if snakemake.params.kind == "embedded":
         make_embedded_split_lists(EMBEDDED_ROOT, SPLITS_DIR, snakemake.params.explainer, snakemake.params.seed)
     else:

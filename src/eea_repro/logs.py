@@ -32,6 +32,16 @@ def log_to(path: str | Path):
             sys.stdout, sys.stderr = saved
 
 
+@contextlib.contextmanager
+def job_context(job):
+    """What every rule's script does first: log to the rule's ``log:`` file and use only the job's threads."""
+    import torch
+
+    torch.set_num_threads(max(1, int(job.threads)))
+    with log_to(job.log[0]):
+        yield
+
+
 def progress():
     """A tqdm factory for log files: a line at most every 10 s, no terminal control characters."""
     return partial(tqdm, mininterval=10.0, ascii=True, dynamic_ncols=False, ncols=100)

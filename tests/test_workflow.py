@@ -1,0 +1,180 @@
+"""The Snakemake workflow itself: lint, the paper preset's DAG, and two real end-to-end runs on a CPU.
+
+The end-to-end runs are the CI config on the embedded data, and the ImageNet code path on an "ImageNet" folder laid
+out exactly like the real one (JPEG files named ILSVRC2012_val_*, a label file) with explained models loaded from
+local checkpoint files through the checkpoint rule's code.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from eea_repro.data.synthetic import generate_split
+from eea_repro.models import ModelSpec, create_network
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+               "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table."""
+    table = output[output.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_lint_is_clean(repo, tmp_path):
+    result = snakemake(repo, tmp_path, "--lint")
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_bad_config_stops_before_any_job(repo, tmp_path):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config["finetune"]["stepz"] = 3
+    result = snakemake(repo, tmp_path, "--configfile", str(write_config(tmp_path / "bad.yaml", config)), check=False)
+    assert result.returncode != 0
+    assert "config key 'finetune': unknown key(s) 'stepz'" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def fake_imagenet(root: Path, n_images: int, n_classes: int, size: int = 64) -> tuple[Path, Path]:
+    """An ImageNet-val folder made from embedded images: ILSVRC2012_val_%08d.JPEG files and a '<file> <label>' list."""
+    generate_split(root / "synthetic", n_images, size, n_classes, seed=7)
+    images = root / "val"
+    images.mkdir()
+    lines = []
+    for index, line in enumerate((root / "synthetic" / "labels.txt").read_text().splitlines(), start=1):
+        name, label = line.split()
+        target = f"ILSVRC2012_val_{index:08d}.JPEG"
+        Image.open(root / "synthetic" / "images" / name).convert("RGB").save(images / target, quality=92)
+        lines.append(f"{target} {label}\n")
+    labels = root / "val_labels.txt"
+    labels.write_text("".join(lines))
+    return images, labels
+
+
+def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
+    """50,000 label lines and local checkpoint files: the DAG of the paper run, in seconds."""
+    images = tmp_path / "val"
+    images.mkdir()
+    labels = tmp_path / "val_labels.txt"
+    labels.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {i % 1000}\n" for i in range(1, 50001)))
+    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config |= {"imagenet_dir": str(images), "imagenet_labels": str(labels)}
+    for name in config["models"]:
+        weights = tmp_path / f"{name}.pth"
+        weights.write_bytes(b"")
+        config["models"][name]["checkpoint"] = {"source": "file", "path": str(weights)}
+    started = time.perf_counter()
+    result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "paper.yaml", config)))
+    seconds = time.perf_counter() - started
+    counts = job_counts(result.stdout)
+    shards = -(-config["dataset"]["imagenet"]["eval_count"] // config["dataset"]["shard_size"])
+    vit_methods, cnn_methods = len(config["methods"]["vit"]), len(config["methods"]["cnn"])
+    eea_per_family = 2  # eea and peea have their own rule
+    assert counts["fetch_checkpoint"] == 2
+    assert counts["pretrain_explainer"] == 2 * 2
+    assert counts["eea_maps"] == shards * eea_per_family * 2 * 2
+    assert counts["baseline_maps"] == shards * (vit_methods + cnn_methods - 2 * eea_per_family) * 2
+    assert counts["evaluate_maps"] == shards * (vit_methods + cnn_methods) * 2
+    assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
+    print(f"paper preset dry run: {sum(counts.values())} jobs in {seconds:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(repo, tmp_path_factory) -> Path:
+    """The CI config run once end to end; later tests read its outputs."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(repo, workdir, "--configfile", str(repo / "config/ci.yaml"))
+    return workdir
+
+
+def test_tiny_run_produces_every_artifact(repo, tiny_run):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    report = (tiny_run / "results/report/index.html").read_text()
+    for model, settings in config["models"].items():
+        methods = config["methods"][settings["family"]]
+        for variant in config["variants"]:
+            table = pd.read_csv(tiny_run / f"results/tables/{model}_{variant}.csv")
+            assert sorted(table["method"]) == sorted(methods)
+            assert table[[c for c in table.columns if c.endswith("_mean")]].notna().all().all()
+            assert (table["ADP_ci_low"] <= table["ADP_mean"]).all() and (table["ADP_mean"] <= table["ADP_ci_high"]).all()
+            assert (tiny_run / f"results/tables/{model}_{variant}.tex").read_text().count("\\toprule") == 1
+            assert (tiny_run / f"results/figures/qualitative_{model}_{variant}.pdf").stat().st_size > 0
+            assert f'id="table-{model}-{variant}"' in report and f'id="figure-{model}-{variant}"' in report
+    assert report.count("data:image/png;base64,") == len(config["models"]) * len(config["variants"])
+    logs = list((tiny_run / "logs").rglob("*.log"))
+    assert len(logs) >= 20 and all(log.stat().st_size > 0 for log in logs)
+
+
+def test_tiny_run_leaves_nothing_to_do(repo, tiny_run):
+    result = snakemake(repo, tiny_run, "-n", "--configfile", str(repo / "config/ci.yaml"))
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_all_ones_map_scores_adp_zero_in_the_workflow(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/vit_target.csv").set_index("method")
+    assert table.loc["all_ones", "ADP_mean"] == 0.0
+
+
+def test_imagenet_code_path_end_to_end(repo, tmp_path):
+    """The paper's path (ImageNet layout, local checkpoint files, fetch rule) on data and weights made here."""
+    n_classes = 8
+    images, labels = fake_imagenet(tmp_path, 40, n_classes)
+    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config |= {"imagenet_dir": str(images), "imagenet_labels": str(labels), "variants": ["predicted"]}
+    config["dataset"] = {"kind": "imagenet", "shard_size": 8,
+                         "imagenet": {"n_classes": n_classes, "eval_count": 16, "explainer_train_count": 16,
+                                      "explainer_val_count": 8}}
+    config["methods"] = {"vit": ["eea", "peea", "gae"], "cnn": ["eea", "peea", "gradcam"]}
+    config["explainer"] |= {"epochs": 1, "train_count": 16, "val_count": 8, "batch_size": 8}
+    config["finetune"] |= {"steps": 2, "chunk_size": 8}
+    config["metrics"]["batch_size"] = 64
+    config["tables"]["bootstrap"] = 50
+    config["figures"]["n_images"] = 2
+    tiny = {
+        "vit": ModelSpec("vit_tiny_patch16_224", "vit", 64, (0.5,) * 3, (0.5,) * 3,
+                         {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}),
+        "resnet": ModelSpec("resnet18", "cnn", 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                            {"channels": [8, 16, 32, 64], "stem_width": 8}),
+    }
+    for name, spec in tiny.items():
+        torch.manual_seed(0)
+        weights = tmp_path / f"{name}.pth"  # a plain torch state-dict file, as torchvision ships
+        torch.save(create_network(spec, n_classes).state_dict(), weights)
+        config["models"][name] |= {"timm_name": spec.timm_name, "timm_kwargs": spec.timm_kwargs,
+                                   "input_size": spec.input_size, "checkpoint": {"source": "file", "path": str(weights)}}
+    workdir = tmp_path / "run"
+    snakemake(repo, workdir, "--configfile", str(write_config(tmp_path / "imagenet.yaml", config)))
+    test_split = (workdir / "results/data/splits/test.txt").read_text().split()
+    train_split = (workdir / "results/data/splits/explainer_train.txt").read_text().split()
+    assert set(test_split[::2]).isdisjoint(train_split[::2]), "explainer images must not be evaluated"
+    assert all(name.startswith("ILSVRC2012_val_") for name in test_split[::2])
+    table = pd.read_csv(workdir / "results/tables/vit_predicted.csv")
+    assert sorted(table["method"]) == ["eea", "gae", "peea"] and (table["n_images"] == 16).all()
+    record = yaml.safe_load((workdir / "results/checkpoints/resnet.json").read_text())
+    assert record["source"] == "local file resnet.pth" and len(record["sha256"]) == 64
+    assert np.isfinite(table["POS_mean"]).all()
