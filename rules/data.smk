@@ -59,6 +59,7 @@ else:
         params:
             kind="imagenet",
             counts=config["dataset"]["imagenet"],
+            explainer=config["explainer"],
             seed=config["seed"],
         log:
             "logs/data/split_lists.log",

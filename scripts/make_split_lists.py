@@ -10,4 +10,4 @@ with job_context(snakemake):
         make_embedded_split_lists(EMBEDDED_ROOT, SPLITS_DIR, snakemake.params.explainer, snakemake.params.seed)
     else:
         make_imagenet_split_lists(snakemake.input.labels, SPLITS_DIR, snakemake.params.counts, snakemake.params.seed,
-                                  snakemake.output.classes)
+                                  snakemake.output.classes, snakemake.params.explainer["disjoint_from_eval"])

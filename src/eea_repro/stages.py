@@ -104,26 +104,29 @@ def make_embedded_split_lists(embedded_root, out_dir, explainer: dict, seed: int
         _write_label_lines(out_dir / f"{split}.txt", [rows[source][i] for i in chosen])
 
 
-def make_imagenet_split_lists(label_file, out_dir, counts: dict, seed: int, classes_out) -> None:
-    """Draw the evaluated images and the explainer's train/val images as disjoint seeded subsets of ImageNet-val.
+def make_imagenet_split_lists(label_file, out_dir, counts: dict, seed: int, classes_out, disjoint: bool = True) -> None:
+    """Draw the evaluated images and the explainer's train/val images as seeded subsets of ImageNet-val.
 
-    The released code trained the explainer on evaluated images; we keep them disjoint (the report says so).
+    ``disjoint`` keeps explainer images out of the evaluated set; the released code trained the explainer on
+    evaluated images (``disjoint=False`` reproduces that). The report says which one ran.
     """
     rows = read_label_file(label_file)
-    wanted = {"test": counts["eval_count"], "explainer_train": counts["explainer_train_count"], "explainer_val": counts["explainer_val_count"]}
-    if sum(wanted.values()) > len(rows):
-        raise ValueError(
-            f"{label_file}: {len(rows)} images, but dataset.imagenet asks for {sum(wanted.values())} "
-            "(eval_count + explainer_train_count + explainer_val_count)"
-        )
     for name, labels in rows:
         if not 0 <= labels[0] < counts["n_classes"]:
             raise ValueError(f"{label_file}: label {labels[0]} of {name} is outside [0, {counts['n_classes']})")
+    wanted = {"test": counts["eval_count"], "explainer_train": counts["explainer_train_count"],
+              "explainer_val": counts["explainer_val_count"]}
+    needed = sum(wanted.values()) if disjoint else max(wanted["test"], wanted["explainer_train"] + wanted["explainer_val"])
+    if needed > len(rows):
+        raise ValueError(
+            f"{label_file}: {len(rows)} images, but dataset.imagenet asks for {needed} "
+            f"({'eval_count + explainer_train_count + explainer_val_count' if disjoint else 'the larger subset'})"
+        )
     order = np.random.default_rng(seed).permutation(len(rows))
-    start = 0
+    starts = {"test": 0, "explainer_train": wanted["test"] if disjoint else 0}
+    starts["explainer_val"] = starts["explainer_train"] + wanted["explainer_train"]
     for split, count in wanted.items():
-        chosen = np.sort(order[start : start + count])
-        start += count
+        chosen = np.sort(order[starts[split] : starts[split] + count])
         _write_label_lines(Path(out_dir) / f"{split}.txt", [rows[i] for i in chosen])
     names = imagenet_class_names(counts["n_classes"])
     with atomic_path(classes_out) as tmp:

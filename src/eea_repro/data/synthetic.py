@@ -131,46 +131,97 @@ SHAPES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 # --- textures: True where the first object colour goes; coordinates and period in object-radius units -------------
+# Every class has its own texture as well as its own shape, so that both a texture-driven learner (a ViT on few
+# images) and a shape-driven one find the class quickly.
 
 
-def _solid(u, v, period):
+def _solid(u, v, period, rng):
     return np.ones_like(u, dtype=bool)
 
 
-def _striped(u, v, period):
+def _striped(u, v, period, rng):
     return np.mod(v / period, 1.0) < 0.5
 
 
-def _checkered(u, v, period):
+def _barred(u, v, period, rng):
+    return np.mod(u / period, 1.0) < 0.5
+
+
+def _checkered(u, v, period, rng):
     cell = 0.6 * period
     return (np.floor(u / cell) + np.floor(v / cell)) % 2 == 0
 
 
-def _dotted(u, v, period):
-    du = np.mod(u / period, 1.0) - 0.5
-    dv = np.mod(v / period, 1.0) - 0.5
+def _cell_offsets(u, v, period):
+    """Position inside the current texture cell, in [-0.5, 0.5) periods."""
+    return np.mod(u / period, 1.0) - 0.5, np.mod(v / period, 1.0) - 0.5
+
+
+def _dotted(u, v, period, rng):
+    du, dv = _cell_offsets(u, v, period)
     return du * du + dv * dv <= 0.3**2
 
 
-def _hatched(u, v, period):
+def _bubbly(u, v, period, rng):
+    du, dv = _cell_offsets(u, v, period)
+    distance2 = du * du + dv * dv
+    return (distance2 <= 0.36**2) & (distance2 >= 0.18**2)
+
+
+def _studded(u, v, period, rng):
+    du, dv = np.abs(_cell_offsets(u, v, period))
+    return ((du <= 0.12) & (dv <= 0.38)) | ((dv <= 0.12) & (du <= 0.38))
+
+
+def _hatched(u, v, period, rng):
     return (np.mod(u / period, 1.0) < 0.3) | (np.mod(v / period, 1.0) < 0.3)
 
 
-def _zigzag(u, v, period):
+def _zigzag(u, v, period, rng):
     triangle_wave = np.abs(2.0 * np.mod(u / period, 1.0) - 1.0)
     return np.mod((v + 0.5 * period * triangle_wave) / period, 1.0) < 0.5
 
 
-TEXTURES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
+def _concentric(u, v, period, rng):
+    return np.mod(np.hypot(u, v) / period, 1.0) < 0.5
+
+
+def _brick(u, v, period, rng):
+    row_height = 0.5 * period
+    row = np.floor(v / row_height)
+    mortar = 0.25 * row_height
+    in_row = np.mod(v, row_height) >= mortar
+    in_brick = np.mod(u + 0.5 * period * (row % 2), period) >= mortar
+    return in_row & in_brick
+
+
+def _speckled(u, v, period, rng):
+    """Random on/off cells a third of a period wide, drawn afresh for every object."""
+    cell = period / 3.0
+    extent = 2.0  # |u|, |v| stay below 2 object radii (phase included)
+    n_cells = int(np.ceil(2 * extent / cell)) + 1
+    bits = rng.random((n_cells, n_cells)) < 0.5
+    rows = np.clip(np.floor((v + extent) / cell).astype(int), 0, n_cells - 1)
+    cols = np.clip(np.floor((u + extent) / cell).astype(int), 0, n_cells - 1)
+    return bits[rows, cols]
+
+
+TEXTURES: dict[str, Callable[..., np.ndarray]] = {
     "solid": _solid,
     "striped": _striped,
+    "barred": _barred,
     "checkered": _checkered,
     "dotted": _dotted,
+    "bubbly": _bubbly,
+    "studded": _studded,
     "hatched": _hatched,
     "zigzag": _zigzag,
+    "concentric": _concentric,
+    "brick": _brick,
+    "speckled": _speckled,
 }
 
-# Similar shapes (disc/ellipse/hexagon/ring, square/diamond, triangle/chevron, star/cross) get different textures.
+# Every shape and every texture is used once; the first eight textures are the most distinct from each other.
 CLASSES: tuple[tuple[str, str], ...] = (
     ("striped", "disc"),
     ("checkered", "square"),
@@ -178,12 +229,12 @@ CLASSES: tuple[tuple[str, str], ...] = (
     ("solid", "ring"),
     ("hatched", "cross"),
     ("zigzag", "star"),
-    ("dotted", "diamond"),
-    ("hatched", "ellipse"),
-    ("checkered", "crescent"),
-    ("zigzag", "hexagon"),
-    ("striped", "chevron"),
-    ("solid", "hourglass"),
+    ("speckled", "diamond"),
+    ("brick", "ellipse"),
+    ("bubbly", "crescent"),
+    ("concentric", "hexagon"),
+    ("barred", "chevron"),
+    ("studded", "hourglass"),
 )
 MAX_CLASSES = len(CLASSES)
 
@@ -278,9 +329,9 @@ def _draw_object(rng, image, label, centre, radius) -> np.ndarray:
     u = dx * np.cos(angle) + dy * np.sin(angle)
     v = -dx * np.sin(angle) + dy * np.cos(angle)
     mask = SHAPES[shape_name](u, v)
-    phase_u, phase_v = rng.uniform(0.0, TEXTURE_PERIOD, size=2)
-    pattern = TEXTURES[texture_name](u + phase_u, v + phase_v, TEXTURE_PERIOD)
     first, second = _object_colours(rng)
+    phase_u, phase_v = rng.uniform(0.0, TEXTURE_PERIOD, size=2)
+    pattern = TEXTURES[texture_name](u + phase_u, v + phase_v, TEXTURE_PERIOD, rng)
     image[mask] = np.where(pattern[mask][:, None], first, second)
     return mask
 
