@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+GPU_LOCK_DIR = ".snakemake/gpu_locks"  # under the working directory: shared by all jobs of one run
+
 
 @contextlib.contextmanager
 def log_to(path: str | Path):
@@ -34,11 +36,14 @@ def log_to(path: str | Path):
 
 @contextlib.contextmanager
 def job_context(job):
-    """What every rule's script does first: log to the rule's ``log:`` file and use only the job's threads."""
+    """What every rule's script does first: log to the rule's ``log:`` file, use only the job's threads, and bind
+    the job to its own free GPU(s) before anything touches CUDA (Snakemake only counts ``resources: gpu``)."""
     import torch
 
+    from .gpu_slots import bound_gpus
+
     torch.set_num_threads(max(1, int(job.threads)))
-    with log_to(job.log[0]):
+    with log_to(job.log[0]), bound_gpus(int(getattr(job.resources, "gpu", 0) or 0), GPU_LOCK_DIR):
         yield
 
 
