@@ -43,6 +43,7 @@ def _images(model: ExplainedModel, count: int, seed: int = 2) -> torch.Tensor:
 
 
 METHOD_FAMILY_PAIRS = [(name, family) for name, method in METHODS.items() for family in method.families]
+PIXEL_RESOLUTION_METHODS = {"full_lrp", "integrated_gradients", "fullgrad"}  # attribute input pixels, not a grid
 
 
 @pytest.mark.parametrize(("name", "family"), METHOD_FAMILY_PAIRS)
@@ -50,7 +51,7 @@ def test_maps_are_batched_float32_on_the_native_grid(models, name, family):
     model = models[family]
     images = _images(model, 3)
     classes = torch.tensor([0, 3, 5])
-    expected_grid = (4, 4)
+    expected_grid = images.shape[-2:] if name in PIXEL_RESOLUTION_METHODS else (4, 4)
 
     maps = compute_maps(name, model, images, classes, seed=7)
 
@@ -85,9 +86,12 @@ def test_only_class_specific_methods_depend_on_the_class(models, name, family):
 
 
 def test_method_lists_and_labels():
-    vit_methods = {"raw_attention", "rollout", "gae", "attention_gradcam", "random", "all_ones"}
+    vit_methods = {"raw_attention", "rollout", "gae", "attention_gradcam", "transformer_attribution", "partial_lrp",
+                   "full_lrp", "random", "all_ones"}
+    cnn_methods = {"gradcam", "gradcam_pp", "scorecam", "ablationcam", "layercam", "liftcam", "integrated_gradients",
+                   "fullgrad", "random", "all_ones"}
     assert set(methods_for_family("vit")) == vit_methods
-    assert set(methods_for_family("cnn")) == {"gradcam", "gradcam_pp", "random", "all_ones"}
+    assert set(methods_for_family("cnn")) == cnn_methods
     assert METHODS["gae"].label == "GAE" and METHODS["gradcam_pp"].label == "GC++"
     assert METHODS["gae"].class_specific and not METHODS["rollout"].class_specific
 

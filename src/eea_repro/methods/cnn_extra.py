@@ -1,0 +1,228 @@
+"""The paper's other CNN baselines: Score-CAM, Ablation-CAM, LayerCAM, LIFT-CAM, Integrated Gradients and FullGrad.
+
+The CAM methods work on the last stage's feature map (the output of ``forward_features``) and follow the semantics of
+the implementations LTX ran (pytorch-grad-cam for Score-CAM, Ablation-CAM and LayerCAM; the LIFT-CAM authors' captum
+DeepLift on the head; captum Integrated Gradients; the Idiap FullGrad reference), rewritten batched in torch so that
+the whole computation stays on the model's device. IG and FullGrad are pixel attributions: they return (B, H, W) maps
+at the input resolution, the CAMs (B, h, w) maps on the feature grid.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cnn import _features_and_gradients, _weighted_activation_map, last_features
+from .registry import enabled_autograd, register
+
+SCORECAM_CHUNK = 256  # masked images per forward pass of the whole network
+SCORECAM_EPS = 1e-8  # pytorch-grad-cam's guard in the per-mask min-max
+ABLATION_CHUNK = 512  # ablated feature-map copies per forward pass of the head
+LIFTCAM_LINEARITY_RTOL = 1e-3  # how far DeepLIFT's summation-to-delta may miss before the head counts as non-linear
+IG_STEPS = 50  # captum's default, which LTX used
+IG_INTERNAL_BATCH_SIZE = 128  # interpolated images per forward/backward pass
+FULLGRAD_EPS = 1e-6  # the Idiap reference's guard in the per-layer min-max
+
+
+def _image_channel_pairs(batch: int, channels: int, chunk: int, device: torch.device):
+    """Every (image, channel) pair, image-major, in slices of at most ``chunk`` pairs: (start, images, channels)."""
+    image_index = torch.arange(batch, device=device).repeat_interleave(channels)
+    channel_index = torch.arange(channels, device=device).repeat(batch)
+    for start in range(0, batch * channels, chunk):
+        yield start, image_index[start : start + chunk], channel_index[start : start + chunk]
+
+
+@register("scorecam", "Score-CAM", ("cnn",), class_specific=True)
+def scorecam(model, images01, classes, generator=None, chunk: int = SCORECAM_CHUNK):
+    """Score-CAM as pytorch-grad-cam computes it: each channel, upsampled (align_corners=True) and min-max normalised,
+    masks the *normalised* input; channel weights are the softmax over channels of the masked inputs' class logits."""
+    features = last_features(model, images01)
+    batch, channels = features.shape[:2]
+    with torch.no_grad():
+        normalized = model.normalize(images01)
+        class_logits = torch.empty(batch * channels, device=features.device, dtype=torch.float32)
+        for start, image_index, channel_index in _image_channel_pairs(batch, channels, chunk, features.device):
+            activation = features[image_index, channel_index][:, None].float()
+            upsampled = F.interpolate(activation, size=normalized.shape[-2:], mode="bilinear", align_corners=True)
+            low = upsampled.amin(dim=(2, 3), keepdim=True)
+            high = upsampled.amax(dim=(2, 3), keepdim=True)
+            masks = (upsampled - low) / (high - low + SCORECAM_EPS)
+            logits = model.net(normalized[image_index] * masks)
+            class_logits[start : start + len(image_index)] = logits.gather(1, classes[image_index, None])[:, 0].float()
+        weights = class_logits.view(batch, channels).softmax(dim=1)
+    return _weighted_activation_map(weights, features.float())
+
+
+@register("ablationcam", "Ablation-CAM", ("cnn",), class_specific=True)
+def ablationcam(model, images01, classes, generator=None, chunk: int = ABLATION_CHUNK):
+    """Ablation-CAM as pytorch-grad-cam computes it: channel k's weight is the relative drop (y - y_k) / y of the class
+    logit when channel k of the last feature map is zeroed. Only the head is rerun, on copies of the features."""
+    features = last_features(model, images01)
+    batch, channels = features.shape[:2]
+    with torch.no_grad():
+        class_logit = model.net.forward_head(features).gather(1, classes[:, None]).float()
+        ablated_logits = torch.empty(batch * channels, device=features.device, dtype=torch.float32)
+        for start, image_index, channel_index in _image_channel_pairs(batch, channels, chunk, features.device):
+            copies = features[image_index]  # advanced indexing copies
+            copies[torch.arange(len(image_index), device=features.device), channel_index] = 0
+            logits = model.net.forward_head(copies).gather(1, classes[image_index, None])[:, 0]
+            ablated_logits[start : start + len(image_index)] = logits.float()
+        weights = (class_logit - ablated_logits.view(batch, channels)) / class_logit
+    return _weighted_activation_map(weights, features.float())
+
+
+@register("layercam", "LayerCAM", ("cnn",), class_specific=True)
+def layercam(model, images01, classes, generator=None):
+    """LayerCAM (Jiang et al.): every position keeps its own weight, the positive part of the class-logit gradient."""
+    features, gradients = _features_and_gradients(model, images01, classes)
+    return (gradients.clamp(min=0) * features).sum(dim=1).clamp(min=0)
+
+
+def liftcam_channel_contributions(model, images01, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-stage features (B, C, h, w) and their DeepLIFT contributions (zero reference) to the class logit.
+
+    On a linear head (global average pool + fc) DeepLIFT's rescale rule is exact and equals gradient x input, i.e.
+    A_kij * W_ck / (h w). The head runs in float32 so that the summation-to-delta check below can be tight: it rejects a
+    head where gradient x input is not DeepLIFT (a non-linear head), instead of returning a wrong map.
+    """
+    features = last_features(model, images01).float()
+    with enabled_autograd(), torch.autocast(device_type=features.device.type, enabled=False):
+        features = features.clone().requires_grad_(True)
+        class_logit = model.net.forward_head(features).gather(1, classes[:, None])[:, 0]
+        (gradients,) = torch.autograd.grad(class_logit.sum(), features)
+        with torch.no_grad():
+            reference_logit = model.net.forward_head(torch.zeros_like(features)).gather(1, classes[:, None])[:, 0]
+    features = features.detach()
+    contributions = features * gradients
+    delta = class_logit.detach() - reference_logit
+    mismatch = (contributions.sum(dim=(1, 2, 3)) - delta).abs()
+    scale = contributions.abs().sum(dim=(1, 2, 3)) + delta.abs()
+    if (mismatch > LIFTCAM_LINEARITY_RTOL * scale + 1e-6).any():
+        raise ValueError(
+            f"LIFT-CAM: {type(model.net).__name__}'s head is not linear in the last feature map "
+            f"(contributions miss the logit change by up to {float(mismatch.max()):.3g}); no closed form applies"
+        )
+    return features, contributions
+
+
+@register("liftcam", "LIFT-CAM", ("cnn",), class_specific=True)
+def liftcam(model, images01, classes, generator=None):
+    """LIFT-CAM (Jung & Oh): channel weights are the channels' summed DeepLIFT contributions to the class logit."""
+    features, contributions = liftcam_channel_contributions(model, images01, classes)
+    return _weighted_activation_map(contributions.sum(dim=(2, 3)), features)
+
+
+def integrated_gradients_attributions(
+    model, images01, classes, n_steps: int = IG_STEPS, internal_batch_size: int = IG_INTERNAL_BATCH_SIZE
+) -> torch.Tensor:
+    """captum Integrated Gradients of the class logit in normalised input space, zero baseline: (B, 3, H, W)."""
+    from captum.attr import IntegratedGradients  # only this method needs captum
+
+    with enabled_autograd():
+        inputs = model.normalize(images01.detach().clone())
+        attributions = IntegratedGradients(model.net).attribute(
+            inputs,
+            baselines=torch.zeros_like(inputs),
+            target=classes,
+            n_steps=n_steps,
+            # captum needs two interpolation steps per chunk at least; below that it warns and enlarges the chunk itself
+            internal_batch_size=max(internal_batch_size, 2 * inputs.shape[0]),
+        )
+    return attributions.detach().float()
+
+
+@register("integrated_gradients", "IG", ("cnn",), class_specific=True)
+def integrated_gradients(model, images01, classes, generator=None):
+    """Integrated Gradients as LTX used it: the channel mean of the attributions, at the input resolution."""
+    return integrated_gradients_attributions(model, images01, classes).mean(dim=1)
+
+
+def _effective_bias(module: nn.Module) -> torch.Tensor:
+    """The bias a layer adds; for eval-mode batch norm, (x - m) w / s + b = x w / s + (b - m w / s)."""
+    if isinstance(module, nn.BatchNorm2d):
+        if module.running_mean is None:
+            raise ValueError("FullGrad needs batch norm with running statistics (eval mode)")
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight
+        shift = -module.running_mean * scale
+        return shift if module.bias is None else shift + module.bias
+    return module.bias
+
+
+def _biased_layers(net: nn.Module) -> list[nn.Module]:
+    """The layers whose bias-gradients complete FullGrad's decomposition, in module order."""
+    layers = []
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and type(module) is not nn.BatchNorm2d:
+            # e.g. timm's BatchNormAct2d: its output is past the activation, so the bias-gradient cannot be read there
+            raise ValueError(f"FullGrad: unsupported normalisation layer {type(module).__name__}")
+        biased_affine = isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None
+        if biased_affine or isinstance(module, nn.BatchNorm2d):
+            layers.append(module)
+    return layers
+
+
+def full_gradient_decomposition(model, images01, classes) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """FullGrad's decomposition of each image's class logit (Srinivas & Fleuret, on the normalised input x):
+    input-gradient x x, (B, 3, H, W), and per biased layer (module order) bias x bias-gradient, (B, C, h, w) for conv
+    and batch-norm layers, (B, K) for linear ones. For a ReLU network in eval mode all terms sum to the logit exactly.
+
+    The bias-gradient is the gradient with respect to the layer's output, read by a tensor hook; such a hook receives
+    the gradient of the value before any in-place change (timm ResNets add the shortcut and apply ReLU in place).
+    """
+    layers = _biased_layers(model.net)
+    output_gradients: list[torch.Tensor | None] = [None] * len(layers)
+
+    def recorder(index: int):
+        def store(gradient: torch.Tensor) -> None:
+            output_gradients[index] = gradient
+
+        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+            output.register_hook(store)  # returning nothing keeps the module's output unchanged
+
+        return hook
+
+    with enabled_autograd():
+        inputs = model.normalize(images01.detach().clone()).requires_grad_(True)
+        handles = [layer.register_forward_hook(recorder(index)) for index, layer in enumerate(layers)]
+        try:
+            logits = model.net(inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        (input_gradient,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), inputs)
+    bias_terms = []
+    for layer, gradient in zip(layers, output_gradients):
+        if gradient is None:
+            raise ValueError(f"FullGrad: layer {type(layer).__name__} took no part in the class logit")
+        bias = _effective_bias(layer).detach().float()
+        bias_terms.append(gradient.float() * bias.view(1, -1, *([1] * (gradient.ndim - 2))))
+    return (input_gradient * inputs).detach().float(), bias_terms
+
+
+def _rescale_per_image(tensor: torch.Tensor) -> torch.Tensor:
+    """|tensor| min-max normalised jointly over all channels and positions, per image (the reference's post-process)."""
+    magnitude = tensor.abs()
+    magnitude = magnitude - magnitude.flatten(1).amin(dim=1).view(-1, *([1] * (tensor.ndim - 1)))
+    return magnitude / (magnitude.flatten(1).amax(dim=1).view(-1, *([1] * (tensor.ndim - 1))) + FULLGRAD_EPS)
+
+
+@register("fullgrad", "FullGrad", ("cnn",), class_specific=True)
+def fullgrad(model, images01, classes, generator=None):
+    """FullGrad saliency as in the Idiap reference: the rescaled |input-gradient x input| plus, for every conv or
+    batch-norm layer, its rescaled |bias x bias-gradient| upsampled (bilinear, align_corners=True), summed over
+    channels.
+
+    Upsampling is linear and identical for every channel, so channels are summed before upsampling (same result).
+    """
+    input_term, bias_terms = full_gradient_decomposition(model, images01, classes)
+    size = input_term.shape[-2:]
+    saliency = _rescale_per_image(input_term).sum(dim=1)
+    for term in bias_terms:
+        if term.ndim != 4:
+            continue  # the classifier's bias has no spatial extent and is left out of the map
+        layer_map = _rescale_per_image(term).sum(dim=1, keepdim=True)
+        saliency = saliency + F.interpolate(layer_map, size=size, mode="bilinear", align_corners=True)[:, 0]
+    return saliency
