@@ -8,6 +8,7 @@ rule train_explained_model:
     input:
         train=PLAN.split_label_file("train"),
         val=PLAN.split_label_file("val"),
+        test=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
         checkpoint=protected("results/checkpoints/{model}.safetensors"),

@@ -4,6 +4,7 @@ from eea_repro.stages import train_explained_model
 
 with job_context(snakemake):
     p = snakemake.params
-    train_explained_model(p.model, p.image_root, snakemake.input.train, snakemake.input.val, snakemake.input.classes,
+    train_explained_model(p.model, p.image_root, snakemake.input.train, snakemake.input.val, snakemake.input.test,
+                          snakemake.input.classes,
                           snakemake.output.checkpoint, snakemake.output.record, resume=p.resume, seed=p.seed,
                           device=p.device)

@@ -145,8 +145,8 @@ def imagenet_class_names(n_classes: int) -> list[str]:
 # --- checkpoints -------------------------------------------------------------------------------------------------
 
 
-def train_explained_model(model_cfg, image_root, train_file, val_file, classes_file, out_checkpoint, out_record, *,
-                          resume, seed, device) -> None:
+def train_explained_model(model_cfg, image_root, train_file, val_file, test_file, classes_file, out_checkpoint,
+                          out_record, *, resume, seed, device) -> None:
     from .training import accuracy, train_classifier
 
     seed_everything(seed)
@@ -162,11 +162,12 @@ def train_explained_model(model_cfg, image_root, train_file, val_file, classes_f
     )
     checkpoints.save_state_dict(state, out_checkpoint)
     model = load_model(model_cfg, out_checkpoint, classes_file, device)
-    val_accuracy = accuracy(model, *val)
+    test = load_tensors(open_split(image_root, test_file, model_cfg, classes_file), desc="test images")[:2]
+    scores = {"val_accuracy": accuracy(model, *val), "test_accuracy": accuracy(model, *test)}
     checkpoints.write_checkpoint_record(out_record, out_checkpoint, "trained on the embedded train split",
-                                        timm_name=spec.timm_name, val_accuracy=val_accuracy, history=history)
+                                        timm_name=spec.timm_name, history=history, **scores)
     Path(resume).unlink(missing_ok=True)
-    print(f"saved {out_checkpoint} (val accuracy {val_accuracy:.3f})")
+    print(f"saved {out_checkpoint} (val accuracy {scores['val_accuracy']:.3f}, test accuracy {scores['test_accuracy']:.3f})")
 
 
 def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> None:

@@ -3,8 +3,9 @@
 Each class is one (shape, texture) pair drawn over a random clutter background. Everything that is random but not
 the class (position, scale, rotation, texture phase, the object's colours, the whole background) is drawn from the
 same distribution for every class, so only the object carries the label; the ground-truth object masks then let the
-metrics ask whether an explanation points at the object. The object is drawn in extreme luminance (very bright or
-very dark colours) over a mid-tone background so that a small network learns it quickly.
+metrics ask whether an explanation points at the object. The object is drawn in extreme luminance (a very dark
+pattern on a very bright ground, or one of the two for solid objects) over a mid-tone background, and large enough
+(35-60 % of the image side), so that a small network trained from scratch learns it quickly.
 
 On-disk layout (the layout the ImageNet path reads too, so one loader serves both)::
 
@@ -32,7 +33,7 @@ from ..io import atomic_path
 TWO_OBJECT_SPLIT = "two_object"
 
 # Object scale (diameter of the bounding circle) as a fraction of the image side.
-SINGLE_OBJECT_SCALE = (0.30, 0.55)
+SINGLE_OBJECT_SCALE = (0.35, 0.60)
 TWO_OBJECT_SCALE = (0.25, 0.40)
 # Texture period as a fraction of the object radius: about five periods across the object.
 TEXTURE_PERIOD = 0.4
@@ -313,11 +314,15 @@ def render_background(rng: np.random.Generator, image_size: int) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
-def _object_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A very bright and a very dark colour, in random order (so a solid object is bright or dark by chance)."""
+def _object_colours(rng: np.random.Generator, texture_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(pattern colour, ground colour): the pattern very dark on a very bright ground, so that each texture keeps
+    one look; a solid object is all bright or all dark by a coin flip. Hues are random for every class."""
     bright = _hsv_to_rgb(rng.uniform(), rng.uniform(0.0, 0.6), rng.uniform(0.9, 1.0))
     dark = _hsv_to_rgb(rng.uniform(), rng.uniform(0.0, 1.0), rng.uniform(0.0, 0.15))
-    return (bright, dark) if rng.uniform() < 0.5 else (dark, bright)
+    solid_is_bright = rng.uniform() < 0.5
+    if texture_name == "solid":
+        return (bright, bright) if solid_is_bright else (dark, dark)
+    return dark, bright
 
 
 def _draw_object(rng, image, label, centre, radius) -> np.ndarray:
@@ -329,10 +334,10 @@ def _draw_object(rng, image, label, centre, radius) -> np.ndarray:
     u = dx * np.cos(angle) + dy * np.sin(angle)
     v = -dx * np.sin(angle) + dy * np.cos(angle)
     mask = SHAPES[shape_name](u, v)
-    first, second = _object_colours(rng)
+    pattern_colour, ground_colour = _object_colours(rng, texture_name)
     phase_u, phase_v = rng.uniform(0.0, TEXTURE_PERIOD, size=2)
     pattern = TEXTURES[texture_name](u + phase_u, v + phase_v, TEXTURE_PERIOD, rng)
-    image[mask] = np.where(pattern[mask][:, None], first, second)
+    image[mask] = np.where(pattern[mask][:, None], pattern_colour, ground_colour)
     return mask
 
 
