@@ -97,19 +97,6 @@ def test_chunking_does_not_change_the_maps(model, name):
     torch.testing.assert_close(uneven, compute_maps(name, model, images, classes), atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", NEW_METHODS)
-def test_maps_under_inference_mode_with_frozen_weights(name):
-    """The workflow loads models with requires_grad=False and may call methods under inference_mode."""
-    model = _model(4)
-    images, classes = _images(2), torch.tensor([2, 3])
-    reference = compute_maps(name, model, images, classes)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    with torch.inference_mode():
-        frozen = compute_maps(name, model, images, classes)
-    torch.testing.assert_close(frozen, reference)
-
-
 @pytest.mark.parametrize("name", ["scorecam", "ablationcam", "layercam", "liftcam", "fullgrad"])
 def test_maps_stay_float32_and_close_under_bf16_autocast(model, name):
     images, classes = _images(2, seed=9), model(_images(2, seed=9)).argmax(dim=1)

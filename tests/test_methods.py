@@ -175,17 +175,18 @@ def test_attention_recording_leaves_the_model_as_it_was(models):
     assert all(not block.attn.attn_drop._forward_hooks for block in model.net.blocks)
 
 
-def test_gradient_methods_work_under_inference_mode_with_frozen_weights():
+@pytest.mark.parametrize(("name", "family"), [pair for pair in METHOD_FAMILY_PAIRS if METHODS[pair[0]].class_specific])
+def test_gradient_methods_work_under_inference_mode_with_frozen_weights(name, family):
     """The workflow loads models with requires_grad=False and may call methods under inference_mode."""
-    for spec, name in ((VIT_SPEC, "gae"), (CNN_SPEC, "gradcam_pp")):
-        model = _model(spec, 4)
-        images, classes = _images(model, 2), torch.tensor([2, 3])
-        reference = compute_maps(name, model, images, classes)
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        with torch.inference_mode():
-            frozen = compute_maps(name, model, images, classes)
-        torch.testing.assert_close(frozen, reference)
+    spec = VIT_SPEC if family == "vit" else CNN_SPEC
+    model = _model(spec, 4)
+    images, classes = _images(model, 2), torch.tensor([2, 3])
+    reference = compute_maps(name, model, images, classes)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    with torch.inference_mode():
+        frozen = compute_maps(name, model, images, classes)
+    torch.testing.assert_close(frozen, reference)
 
 
 def test_gradient_methods_keep_float32_maps_under_bf16_autocast(models):
