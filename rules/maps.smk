@@ -49,7 +49,7 @@ rule eea_maps:
         model=model_settings,
         explainer=config["explainer"],
         finetune=config["finetune"],
-        metrics=config["metrics"],
+        metric_batch_size=config["metrics"]["batch_size"],
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],

@@ -178,3 +178,25 @@ def test_imagenet_code_path_end_to_end(repo, tmp_path):
     record = yaml.safe_load((workdir / "results/checkpoints/resnet.json").read_text())
     assert record["source"] == "local file resnet.pth" and len(record["sha256"]) == 64
     assert np.isfinite(table["POS_mean"]).all()
+
+
+def test_one_table_regenerates_alone(repo, tiny_run):
+    """Delete one table: asking for it reruns only its own rule, and the other tables are untouched."""
+    config = ["--configfile", str(repo / "config/ci.yaml")]
+    target = tiny_run / "results/tables/vit_predicted.csv"
+    others = {p: p.stat().st_mtime_ns for p in (tiny_run / "results/tables").glob("*.csv") if p != target}
+    target.unlink()
+    plan = snakemake(repo, tiny_run, "-n", "results/tables/vit_predicted.csv", *config)
+    assert job_counts(plan.stdout) == {"metric_table": 1, "total": 1}
+    snakemake(repo, tiny_run, "results/tables/vit_predicted.csv", *config)
+    assert target.exists()
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+
+
+def test_metric_only_change_reruns_no_training_and_no_maps(repo, tiny_run, tmp_path):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config["metrics"]["ltx_code"] = True
+    plan = snakemake(repo, tiny_run, "-n", "--configfile", str(write_config(tmp_path / "ltx.yaml", config)))
+    counts = job_counts(plan.stdout)
+    assert set(counts) == {"evaluate_maps", "metric_table", "report", "all", "total"}, counts
+    assert counts["metric_table"] == 4

@@ -195,7 +195,7 @@ def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> Non
 # --- explainer ---------------------------------------------------------------------------------------------------
 
 
-def pretrain_explainer(model_cfg, explainer_cfg, metrics_cfg, image_root, train_file, val_file, classes_file, checkpoint,
+def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, train_file, val_file, classes_file, checkpoint,
                        out_explainer, out_history, *, variant, resume_dir, seed, device) -> None:
     """Pretrain the EEA explainer against the explained model; the explainer starts from the explained weights."""
     from .checkpoints import load_state_dict
@@ -217,7 +217,7 @@ def pretrain_explainer(model_cfg, explainer_cfg, metrics_cfg, image_root, train_
         explainer, explained, train_batches, val_images.to(device), val_labels.to(device),
         variant=variant, lam=explainer_cfg["lambda_size"], size_loss=explainer_cfg["size_loss"],
         lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
-        checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=metrics_cfg["batch_size"],
+        checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=metric_batch_size,
     )
     sha = save_explainer(explainer, out_explainer)
     write_json(out_history, {"variant": variant, "sha256": sha, "history": history,
@@ -255,7 +255,7 @@ def make_baseline_maps(method, model_cfg, checkpoint, image_root, split_file, cl
     save_map_shard(out_maps, torch.cat(maps).numpy(), ids, classes.numpy(), labels.numpy(), method)
 
 
-def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metrics_cfg, checkpoint, explainer_file, image_root,
+def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_size, checkpoint, explainer_file, image_root,
                   split_file, classes_file, out_maps, out_selection, *, variant, shard_range, device) -> None:
     """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images."""
     from .explainer import explain, finetune_maps, load_explainer
@@ -277,7 +277,7 @@ def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metrics_cfg, c
             size_loss=explainer_cfg["size_loss"], early_stop_pos=finetune_cfg["early_stop_pos"],
             weight_decay=explainer_cfg["weight_decay"], chunk_size=finetune_cfg["chunk_size"],
             selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
-            metric_batch_size=metrics_cfg["batch_size"],
+            metric_batch_size=metric_batch_size,
         )
         selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
     save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(), method)
