@@ -305,6 +305,9 @@ def evaluate_maps(model_cfg, metrics_cfg, checkpoint, maps_file, image_root, spl
     frame = evaluate_dataset(model, batches, variant, ltx_code=metrics_cfg["ltx_code"], batch_size=chunk,
                              precision=precision, progress=progress())
     frame.insert(0, "method", shard["method"])
+    mismatched = int((frame["class"].to_numpy() != shard["classes"]).sum())
+    if mismatched:  # 'predicted' recomputes the top-1; another device or precision may flip near-ties
+        print(f"warning: {mismatched} images are scored for another class than their map explains ({maps_file})")
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     print(f"{shard['method']}: {int((~frame['valid']).sum())} invalid maps, {int(frame['constant'].sum())} constant")
