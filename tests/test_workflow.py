@@ -126,6 +126,8 @@ def test_tiny_run_produces_every_artifact(repo, tiny_run):
             assert (tiny_run / f"results/figures/qualitative_{model}_{variant}.pdf").stat().st_size > 0
             assert f'id="table-{model}-{variant}"' in report and f'id="figure-{model}-{variant}"' in report
     assert report.count("data:image/png;base64,") == len(config["models"]) * len(config["variants"])
+    costs = report[report.index('id="method-costs"') :].split("</table>")[0]
+    assert costs.count("<tr><td>") == sum(len(config["methods"][m["family"]]) for m in config["models"].values())
     logs = list((tiny_run / "logs").rglob("*.log"))
     assert len(logs) >= 20 and all(log.stat().st_size > 0 for log in logs)
 

@@ -55,6 +55,25 @@ def rule_runtimes(benchmarks_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "job", "seconds", "max_rss_mb"])
 
 
+def method_costs(runtimes: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Seconds per image per (model, method) for map making and for metrics, from the per-shard benchmark files,
+    so a user can budget a larger run. Job names are ``{model}_{variant}_{method}_{shard}``."""
+    from .plan import plan_from_config
+
+    plan = plan_from_config(config)
+    jobs = runtimes[runtimes["stage"].isin(["maps", "metrics"])].copy()
+    columns = ["model", "method", "maps_s_per_image", "metrics_s_per_image"]
+    if jobs.empty:
+        return pd.DataFrame(columns=columns)
+    parts = jobs["job"].str.extract(r"^(?P<model>[^_]+)_(?P<variant>[^_]+)_(?P<method>.+)_(?P<shard>\d+)$")
+    jobs = jobs.join(parts).dropna(subset=["shard"])
+    jobs["images"] = [len(range(*plan.shard_range(shard))) for shard in jobs["shard"]]
+    totals = jobs.groupby(["model", "method", "stage"])[["seconds", "images"]].sum()
+    per_image = (totals["seconds"] / totals["images"]).unstack("stage")
+    per_image = per_image.rename(columns={"maps": "maps_s_per_image", "metrics": "metrics_s_per_image"})
+    return per_image.reset_index().reindex(columns=columns)
+
+
 def embed_png(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
@@ -74,6 +93,7 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
         "checkpoints": [{**c, **json.loads(Path(c["record"]).read_text())} for c in checkpoints],
         "explainers": [{**e, **json.loads(Path(e["history"]).read_text())} for e in explainers],
         "runtimes": runtimes.to_dict("records"),
+        "method_costs": method_costs(runtimes, config).to_dict("records"),
         "runtime_total": float(runtimes["seconds"].sum()) if len(runtimes) else 0.0,
         "versions": package_versions(),
         "commit": git_commit(),

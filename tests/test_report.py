@@ -1,0 +1,34 @@
+"""Report helpers: per-method cost from the benchmark files."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from eea_repro.report import method_costs, rule_runtimes
+
+
+def _benchmark(path, seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t100.0\n")
+
+
+def test_method_costs_divide_shard_time_by_shard_images(repo, tmp_path):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config["dataset"]["embedded"]["counts"]["test"] = 30
+    config["dataset"]["shard_size"] = 20  # shards of 20 and 10 images
+    bench = tmp_path / "benchmarks"
+    _benchmark(bench / "maps/vit_target_attention_gradcam_0000.tsv", 4.0)
+    _benchmark(bench / "maps/vit_target_attention_gradcam_0001.tsv", 2.0)
+    _benchmark(bench / "metrics/vit_target_attention_gradcam_0000.tsv", 9.0)
+    _benchmark(bench / "metrics/vit_target_attention_gradcam_0001.tsv", 6.0)
+    _benchmark(bench / "checkpoints/train_vit.tsv", 100.0)
+    costs = method_costs(rule_runtimes(bench), config).set_index(["model", "method"])
+    assert list(costs.index) == [("vit", "attention_gradcam")]
+    assert costs.loc[("vit", "attention_gradcam"), "maps_s_per_image"] == pytest.approx(6.0 / 30)
+    assert costs.loc[("vit", "attention_gradcam"), "metrics_s_per_image"] == pytest.approx(15.0 / 30)
+
+
+def test_method_costs_without_benchmarks_is_empty(repo):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    empty = pd.DataFrame(columns=["stage", "job", "seconds", "max_rss_mb"])
+    assert method_costs(empty, config).empty
