@@ -30,10 +30,6 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def model_family(wildcards):
-    return config["models"][wildcards.model]["family"]
-
-
 def methods_of(model):
     return config["methods"][config["models"][model]["family"]]
 
@@ -114,8 +110,12 @@ def shard_range(wildcards):
     return PLAN.shard_range(wildcards.shard)
 
 
+def caption(model, variant):
+    return f"{config['models'][model]['label']}, '{variant}' variant"
+
+
 def table_caption(wildcards):
-    return f"{config['models'][wildcards.model]['label']}, '{wildcards.variant}' variant"
+    return caption(wildcards.model, wildcards.variant)
 
 
 def report_tables():
@@ -124,7 +124,7 @@ def report_tables():
             "model": m,
             "variant": v,
             "html": f"results/tables/{m}_{v}.html",
-            "caption": f"{config['models'][m]['label']}, '{v}' variant",
+            "caption": caption(m, v),
         }
         for m in MODELS
         for v in VARIANTS
@@ -137,8 +137,8 @@ def report_figures():
             "model": m,
             "variant": v,
             "png": f"results/figures/qualitative_{m}_{v}.png",
-            "caption": f"{config['models'][m]['label']}, '{v}' variant: evaluated images (rows) and every method's "
-            "map overlaid (columns); red = most relevant.",
+            "caption": f"{caption(m, v)}: evaluated images (rows) and every method's map overlaid (columns); "
+            "red = most relevant.",
         }
         for m in MODELS
         for v in VARIANTS

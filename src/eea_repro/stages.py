@@ -39,8 +39,7 @@ def method_label(name: str) -> str:
 
 def open_split(image_root, split_file, model_cfg: dict, classes_file, shard_range=None) -> LabeledImageFolder:
     """The images of a split (or of one shard of it), resized to the model's input size."""
-    count = len(read_label_file(split_file))
-    indices = list(range(*shard_range)) if shard_range is not None else list(range(count))
+    indices = list(range(*shard_range)) if shard_range is not None else None
     return LabeledImageFolder(
         image_root, split_file, size=model_cfg["input_size"], num_classes=len(read_classes(classes_file)), indices=indices
     )
