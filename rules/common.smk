@@ -1,5 +1,6 @@
 # Config validation (before any job runs) and the helpers that turn the config into file names.
 
+import glob
 import sys
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def report_figures():
         for m in MODELS
         for v in VARIANTS
     ]
+
+
+def report_sections():
+    """Report sections fed by a stage's JSON summary: section name -> file (see report/sections/)."""
+    return {}
 
 
 def report_checkpoints():

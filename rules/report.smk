@@ -12,6 +12,8 @@ rule report:
         explainers=expand("results/explainers/{model}/{variant}.json", model=MODELS, variant=VARIANTS),
         template=workflow_file("report/template.html.j2"),
         style=workflow_file("report/style.css"),
+        section_templates=sorted(glob.glob(workflow_file("report/sections/*.html.j2"))),
+        section_data=list(report_sections().values()),
     output:
         "results/report/index.html",
     params:
@@ -21,6 +23,7 @@ rule report:
         checkpoints=report_checkpoints(),
         explainers=report_explainers(),
         benchmarks_dir="benchmarks",
+        sections=report_sections(),
     log:
         "logs/report/report.log",
     script:

@@ -6,4 +6,4 @@ with job_context(snakemake):
     p, i = snakemake.params, snakemake.input
     build_report(template=i.template, style=i.style, config=p.config, tables=p.tables, figures=p.figures,
                  checkpoints=p.checkpoints, explainers=p.explainers, benchmarks_dir=p.benchmarks_dir,
-                 output=snakemake.output[0])
+                 sections=p.sections, output=snakemake.output[0])

@@ -79,10 +79,16 @@ def embed_png(path: str | Path) -> str:
 
 
 def build_report(*, template, style, config: dict, tables: list[dict], figures: list[dict], checkpoints: list[dict],
-                 explainers: list[dict], benchmarks_dir, output) -> None:
-    """Render the report. ``tables``/``figures`` are dicts with the model key, variant and file paths."""
+                 explainers: list[dict], benchmarks_dir, output, sections: dict[str, str] | None = None) -> None:
+    """Render the report. ``tables``/``figures`` are dicts with the model key, variant and file paths.
+
+    ``sections`` maps a name to a JSON file written by a stage (sanity checks, localisation, ...): its content is
+    available to the templates under that name, so a stage adds a report section without touching this function.
+    PNG paths inside are embedded with the ``embed`` filter, keeping the page self-contained.
+    """
     environment = Environment(loader=FileSystemLoader(str(Path(template).parent)),
                               autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    environment.filters["embed"] = embed_png
     runtimes = rule_runtimes(benchmarks_dir)
     context = {
         "style": Path(style).read_text(),
@@ -98,6 +104,8 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
         "versions": package_versions(),
         "commit": git_commit(),
     }
+    for name, path in (sections or {}).items():
+        context[name] = json.loads(Path(path).read_text())
     html = environment.get_template(Path(template).name).render(**context)
     with atomic_path(output) as tmp:
         tmp.write_text(html)
