@@ -7,9 +7,6 @@ local checkpoint files through the checkpoint rule's code.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,27 +20,9 @@ from PIL import Image
 from eea_repro.data.synthetic import generate_split
 from eea_repro.models import ModelSpec, create_network
 
+from workflow_helpers import job_counts, snakemake, write_config
+
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", *args]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table."""
-    table = output[output.index("Job stats:") :]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
-
-
-def write_config(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def test_lint_is_clean(repo, tmp_path):
@@ -102,14 +81,6 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     assert counts["evaluate_maps"] == shards * (vit_methods + cnn_methods) * 2
     assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
     print(f"paper preset dry run: {sum(counts.values())} jobs in {seconds:.1f} s")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(repo, tmp_path_factory) -> Path:
-    """The CI config run once end to end; later tests read its outputs."""
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    snakemake(repo, workdir, "--configfile", str(repo / "config/ci.yaml"))
-    return workdir
 
 
 def test_tiny_run_produces_every_artifact(repo, tiny_run):
