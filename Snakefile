@@ -20,10 +20,17 @@ include: "rules/explainer.smk"
 include: "rules/maps.smk"
 include: "rules/metrics.smk"
 include: "rules/figures.smk"
+include: "rules/mixed.smk"
+include: "rules/two_object.smk"
+include: "rules/localisation.smk"
+include: "rules/sanity.smk"
+include: "rules/data_randomization.smk"
 include: "rules/report.smk"
+include: "rules/bench.smk"
 
 
 rule all:
     default_target: True
     input:
         "results/report/index.html",
+        all_sanity_checks(),

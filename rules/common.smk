@@ -23,6 +23,8 @@ TRAINED_MODELS = [m for m in MODELS if config["models"][m]["checkpoint"]["source
 FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]
 BASELINES = sorted({m for names in config["methods"].values() for m in names} - set(EEA_METHODS))
 VARIANTS = config["variants"]
+REFERENCE_VARIANT = "target" if "target" in VARIANTS else VARIANTS[0]  # the one variant of paper Figs. 9 and 10
+ALL_VARIANTS = "+".join(VARIANTS)  # names the logs and benchmarks of jobs that serve every variant at once
 
 
 wildcard_constraints:
@@ -90,8 +92,20 @@ def all_tables():
 
 
 def all_figures():
-    return expand("results/figures/qualitative_{model}_{variant}.png", model=MODELS, variant=VARIANTS)
+    """The per-model grids (paper Figs. 1, 11-16), then Figs. 9 and 10 (rules/mixed.smk, rules/two_object.smk)."""
+    grids = expand("results/figures/qualitative_{model}_{variant}.png", model=MODELS, variant=VARIANTS)
+    return grids + mixed_figures() + two_object_figures()
 
+
+
+def all_sanity_checks():
+    """Parameter-randomization outputs (rules/sanity.smk): its summary and every curve and grid, each a file target."""
+    return sanity_outputs()
+
+
+def mask_dir_of(split):
+    """The object masks of an embedded split (figures outline them); None for ImageNet, which ships none."""
+    return f"{PLAN.image_root}/{split}/masks" if PLAN.kind == "embedded" else None
 
 
 def workflow_file(relative):
@@ -125,6 +139,7 @@ def report_tables():
             "model": m,
             "variant": v,
             "html": f"results/tables/{m}_{v}.html",
+            "per_image": f"results/tables/{m}_{v}.per_image.csv",
             "caption": caption(m, v),
         }
         for m in MODELS
@@ -148,7 +163,15 @@ def report_figures():
 
 def report_sections():
     """Report sections fed by a stage's JSON summary: section name -> file (see report/sections/)."""
-    return {}
+    sections = {}
+    if PLAN.kind == "imagenet":
+        sections["skipped_images"] = "results/data/skipped_images.json"
+    sections["paper_figures"] = "results/figures/paper_figures.json"
+    if LOCALISATION_MASKS:  # rules/localisation.smk
+        sections["localisation"] = "results/localisation/summary.json"
+    sections.update(sanity_sections())  # rules/sanity.smk
+    sections.update(DATA_RANDOMIZATION_SECTIONS)  # rules/data_randomization.smk
+    return sections
 
 
 def report_checkpoints():
@@ -165,3 +188,214 @@ def report_explainers():
         for m in MODELS
         for v in VARIANTS
     ]
+
+# --- figures.smk: Qualitative grid in the style of the paper's Figs ------------------------------
+def multi_class_figures(wildcards=None):
+    return [
+        {
+            "model": m,
+            "png": f"results/figures/two_object_{m}.png",
+            "caption": f"{config['models'][m]['label']}: each two-object image (rows in pairs) explained for each of "
+            "its two classes, that class's object outlined; class-specific methods first, then the class-agnostic "
+            "ones (marked) for contrast. EEA: per-image fine-tuning towards the row's class from the "
+            f"'{REFERENCE_VARIANT}' explainer.",
+            **({"eea_maps": f"results/two_object/{m}/eea.npz"} if "eea" in methods_of(m) else {}),
+        }
+        for m in MODELS
+        if PLAN.kind == "embedded"
+    ]
+
+
+def mixed_figure(wildcards=None):
+    if not MIXED_PAIRS:
+        return None
+    return {
+        "png": "results/figures/mixed_architectures.png",
+        "table_html": "results/tables/mixed_architectures.html",
+        "caption": "EEA maps for every explainer → explained model pair: the explainer has the first model's "
+        "architecture, its backbone initialised from that model's checkpoint, and is pretrained against the second "
+        f"model, then fine-tuned per image ('{REFERENCE_VARIANT}' variant).",
+    }
+
+# --- mixed.smk: Paper Fig ------------------------------------------------------------------------
+from eea_repro.paper_figures import mixed_method, pair_label
+
+MIXED_FAMILIES = {config["models"][m]["family"] for m in MODELS}
+MIXED_PAIRS = (
+    [(explainer, model) for model in MODELS for explainer in MODELS]
+    if config["figures"]["mixed_architectures"] and len(MIXED_FAMILIES) > 1
+    else []
+)
+
+
+def mixed_figures():
+    return ["results/figures/mixed_architectures.png"] if MIXED_PAIRS else []
+
+
+def mixed_pair_files(pattern):
+    """Per pair (explainer model, explained model): the shard files of its EEA maps or metrics."""
+    return {
+        (explainer, model): shard_files(pattern, model, REFERENCE_VARIANT, mixed_method(explainer, model))
+        for explainer, model in MIXED_PAIRS
+    }
+
+
+def mixed_pairs(kind, pattern):
+    return [
+        {
+            "label": pair_label(config["models"][explainer]["label"], config["models"][model]["label"]),
+            "method": mixed_method(explainer, model),
+            kind: files,
+        }
+        for (explainer, model), files in mixed_pair_files(pattern).items()
+    ]
+
+
+MIXED_MAPS = "results/maps/{model}/{variant}/{method}/shard-{shard}.npz"
+MIXED_METRICS = "results/metrics/{model}/{variant}/{method}/shard-{shard}.csv"
+
+# --- two_object.smk: Paper Fig -------------------------------------------------------------------
+def two_object_figures():
+    return expand("results/figures/two_object_{model}.png", model=MODELS) if PLAN.kind == "embedded" else []
+
+
+def two_object_explainer(wildcards):
+    """EEA and pEEA start from the explained model's REFERENCE_VARIANT explainer."""
+    if set(methods_of(wildcards.model)) & set(EEA_METHODS):
+        return {"explainer": f"results/explainers/{wildcards.model}/{REFERENCE_VARIANT}.safetensors"}
+    return {}
+
+
+for two_object_family in sorted({config["models"][m]["family"] for m in MODELS}) if PLAN.kind == "embedded" else []:
+
+    rule:
+        name:
+            f"two_object_maps_{two_object_family}"
+        conda:
+            "../envs/torch.yaml"
+        input:
+            unpack(two_object_explainer),
+            checkpoint=checkpoint_of,
+            images=PLAN.split_label_file("two_object"),
+            classes=PLAN.classes_file,
+        output:
+            expand("results/two_object/{{model}}/{method}.npz", method=config["methods"][two_object_family]),
+        wildcard_constraints:
+            model=one_of([m for m in MODELS if config["models"][m]["family"] == two_object_family]),
+        params:
+            methods=config["methods"][two_object_family],
+            model=model_settings,
+            explainer=config["explainer"],
+            finetune=config["finetune"],
+            metric_batch_size=config["metrics"]["batch_size"],
+            image_root=image_root,
+            seed=config["seed"],
+            device=config["device"],
+            precision=config["precision"],
+            batch_size=config["explainer"]["batch_size"],
+        threads: 1
+        resources:
+            gpu=gpu_request,
+        log:
+            "logs/two_object/maps_{model}.log",
+        benchmark:
+            "benchmarks/two_object/maps_{model}.tsv"
+        script:
+            "../scripts/make_two_object_maps.py"
+
+# --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
+from eea_repro.sanity import count_layers, setting_name
+
+SANITY = config["sanity"]
+SANITY_MODES = SANITY["modes"]
+SANITY_SUMMARY = "results/sanity/summary.json"
+# L per model, from its architecture (built on the meta device: no weights, no memory)
+SANITY_LAYERS = {m: count_layers(config["models"][m], SANITY["layers"][config["models"][m]["family"]]) for m in MODELS}
+
+
+def sanity_levels(model):
+    return range(1, SANITY_LAYERS[model] + 2)
+
+
+def sanity_maps(model, mode, level, method):
+    return f"results/sanity/{model}/{setting_name(mode, level)}/{method}.npz"
+
+
+def fully_randomized_maps(model, method):
+    """Maps of one method on the model with every layer re-initialised (cascading, x = L + 1)."""
+    return sanity_maps(model, "cascading", SANITY_LAYERS[model] + 1, method)
+
+
+def sanity_level_inputs(methods):
+    """Input function: level k -> the maps of ``methods`` at level k, named 'level<k>' (the script parses k)."""
+
+    def inputs(wildcards):
+        return {
+            f"level{level}": [sanity_maps(wildcards.model, wildcards.mode, level, m) for m in methods(wildcards)]
+            for level in sanity_levels(wildcards.model)
+        }
+
+    return inputs
+
+
+def sanity_figures(model, mode):
+    """Figure name -> PNG (a PDF sits next to each) of one model and mode; EEA's curve and grid need EEA."""
+    figures = {"methods_curves": f"results/figures/sanity_{model}_{mode}_methods.png"}
+    if "eea" in methods_of(model):
+        figures["eea_curve"] = f"results/figures/sanity_{model}_{mode}_eea.png"
+        figures["grid"] = f"results/figures/sanity_{model}_{mode}_grid.png"
+    return figures
+
+
+def sanity_outputs():
+    """The summary the report reads and every sanity figure (empty when sanity.modes is empty)."""
+    if not SANITY_MODES:
+        return []
+    figures = [f for m in MODELS for mode in SANITY_MODES for f in sanity_figures(m, mode).values()]
+    return [SANITY_SUMMARY] + figures
+
+
+def sanity_sections():
+    return {"sanity": SANITY_SUMMARY} if SANITY_MODES else {}
+
+
+for sanity_family in sorted({config["models"][m]["family"] for m in MODELS}):
+
+    rule:
+        name:
+            f"sanity_maps_{sanity_family}"
+        conda:
+            "../envs/torch.yaml"
+        input:
+            checkpoint=checkpoint_of,
+            explainer=f"results/explainers/{{model}}/{REFERENCE_VARIANT}.safetensors",
+            images=PLAN.split_label_file("test"),
+            explainer_train=PLAN.split_label_file("explainer_train"),
+            explainer_val=PLAN.split_label_file("explainer_val"),
+            classes=PLAN.classes_file,
+        output:
+            expand("results/sanity/{{model}}/{{setting}}/{method}.npz", method=config["methods"][sanity_family]),
+        wildcard_constraints:
+            model=one_of([m for m in MODELS if config["models"][m]["family"] == sanity_family]),
+            setting=r"original|(cascading|independent)-\d+",
+        params:
+            methods=config["methods"][sanity_family],
+            model=model_settings,
+            sanity=SANITY,
+            explainer=config["explainer"],
+            finetune=config["finetune"],
+            metric_batch_size=config["metrics"]["batch_size"],
+            image_root=image_root,
+            seed=config["seed"],
+            device=config["device"],
+            precision=config["precision"],
+            batch_size=config["explainer"]["batch_size"],
+        threads: 1
+        resources:
+            gpu=gpu_request,
+        log:
+            "logs/sanity/maps_{model}_{setting}.log",
+        benchmark:
+            "benchmarks/sanity/maps_{model}_{setting}.tsv"
+        script:
+            "../scripts/make_sanity_maps.py"

@@ -56,11 +56,16 @@ else:
                 split=["explainer_train", "explainer_val", "test"],
             ),
             classes=PLAN.classes_file,
+            skipped="results/data/skipped_images.csv",
+            skipped_summary="results/data/skipped_images.json",
         params:
             kind="imagenet",
+            image_dir=PLAN.image_root,
             counts=config["dataset"]["imagenet"],
+            on_bad_image=config["dataset"]["on_bad_image"],
             explainer=config["explainer"],
             seed=config["seed"],
+        threads: 4  # images are decoded once here to check them
         log:
             "logs/data/split_lists.log",
         script:

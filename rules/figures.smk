@@ -1,4 +1,5 @@
-# Qualitative grid in the style of the paper's Fig. 1: images x methods, maps overlaid.
+# Qualitative grid in the style of the paper's Figs. 1 and 11-16: images x methods, maps overlaid, the object outlined
+# (embedded data); and the index of every paper-style figure for the report (Figs. 9 and 10: mixed.smk, two_object.smk).
 
 
 rule qualitative_grid:
@@ -15,7 +16,27 @@ rule qualitative_grid:
         image_root=image_root,
         seed=config["seed"],
         title=table_caption,
+        mask_dir=mask_dir_of("test"),
     log:
         "logs/figures/qualitative_{model}_{variant}.log",
     script:
         "../scripts/make_qualitative_grid.py"
+
+
+rule paper_figures_summary:
+    conda:
+        "../envs/report.yaml"
+    input:
+        figures=lambda wildcards: all_figures(),
+        tables=lambda wildcards: ["results/tables/mixed_architectures.html"] if MIXED_PAIRS else [],
+        two_object_maps=lambda wildcards: [entry["eea_maps"] for entry in multi_class_figures() if "eea_maps" in entry],
+    output:
+        "results/figures/paper_figures.json",
+    params:
+        single_class=report_figures(),
+        mixed=mixed_figure,
+        multi_class=multi_class_figures,
+    log:
+        "logs/figures/paper_figures.log",
+    script:
+        "../scripts/make_paper_figures_summary.py"

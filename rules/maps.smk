@@ -1,5 +1,5 @@
 # Explanation maps, one shard of evaluated images per job, stored at native resolution (float16) with the image ids
-# and the classes they explain.
+# and the classes they explain. A baseline's job writes every variant's shard: maps the variants share are made once.
 
 
 rule baseline_maps:
@@ -10,10 +10,11 @@ rule baseline_maps:
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        "results/maps/{model}/{variant}/{method}/shard-{shard}.npz",
+        expand("results/maps/{{model}}/{variant}/{{method}}/shard-{{shard}}.npz", variant=VARIANTS),
     wildcard_constraints:
         method=one_of(BASELINES),
     params:
+        variants=VARIANTS,
         model=model_settings,
         image_root=image_root,
         shard_range=shard_range,
@@ -25,9 +26,9 @@ rule baseline_maps:
     resources:
         gpu=gpu_request,
     log:
-        "logs/maps/{model}_{variant}_{method}_{shard}.log",
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_{{method}}_{{shard}}.log",
     benchmark:
-        "benchmarks/maps/{model}_{variant}_{method}_{shard}.tsv"
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_{{method}}_{{shard}}.tsv"
     script:
         "../scripts/make_baseline_maps.py"
 

@@ -7,6 +7,7 @@ rule report:
     input:
         tables=expand("results/tables/{model}_{variant}.html", model=MODELS, variant=VARIANTS),
         summaries=all_tables(),
+        per_image=expand("results/tables/{model}_{variant}.per_image.csv", model=MODELS, variant=VARIANTS),
         figures=all_figures(),
         checkpoints=expand("results/checkpoints/{model}.json", model=MODELS),
         explainers=expand("results/explainers/{model}/{variant}.json", model=MODELS, variant=VARIANTS),

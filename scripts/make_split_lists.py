@@ -9,5 +9,7 @@ with job_context(snakemake):
     if snakemake.params.kind == "embedded":
         make_embedded_split_lists(EMBEDDED_ROOT, SPLITS_DIR, snakemake.params.explainer, snakemake.params.seed)
     else:
-        make_imagenet_split_lists(snakemake.input.labels, SPLITS_DIR, snakemake.params.counts, snakemake.params.seed,
-                                  snakemake.output.classes, snakemake.params.explainer["disjoint_from_eval"])
+        p, o = snakemake.params, snakemake.output
+        make_imagenet_split_lists(snakemake.input.labels, p.image_dir, SPLITS_DIR, p.counts, p.seed, o.classes,
+                                  o.skipped, o.skipped_summary, disjoint=p.explainer["disjoint_from_eval"],
+                                  on_bad_image=p.on_bad_image, threads=snakemake.threads)

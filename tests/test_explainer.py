@@ -289,3 +289,18 @@ def test_finetuned_maps_are_never_worse_than_pretrained_on_the_selection_score(s
     assert improved.any()
     assert (finetuned_pos[improved] < pretrained_pos[improved]).all()
     assert torch.equal(finetuned_pos[~improved], pretrained_pos[~improved])
+
+
+@pytest.mark.parametrize("spec", [VIT, CNN], ids=["vit", "cnn"])
+def test_keep_last_returns_the_map_learnt_for_each_class(spec):
+    explainer, explained, images = finetune_setup(spec, 2, seed=3)
+    pair_images = torch.cat([images, images])
+    pair_classes = torch.tensor([0, 1, 2, 3])  # every image explained for two different classes
+    kwargs = dict(FINETUNE_ARGS, keep="last", early_stop_pos=0.0)  # early stop is ignored when keeping the last map
+    maps, info = finetune_maps(explainer, explained, pair_images, pair_classes, chunk_size=4, **kwargs)
+    assert (info["best_step"] == FINETUNE_ARGS["steps"] - 1).all()
+    assert (info["steps_run"] == FINETUNE_ARGS["steps"]).all()
+    assert not torch.allclose(maps[0], maps[2]) and not torch.allclose(maps[1], maps[3])
+    assert not torch.allclose(maps, explain(explainer, pair_images))
+    single, _ = finetune_maps(explainer, explained, pair_images[2:3], pair_classes[2:3], chunk_size=1, **kwargs)
+    torch.testing.assert_close(single[0], maps[2], rtol=1e-4, atol=1e-5)

@@ -1,5 +1,6 @@
 """The conda environments of the rules list exactly the Python requirements of pyproject.toml."""
 
+import re
 import tomllib
 
 import pytest
@@ -20,6 +21,6 @@ def test_conda_env_matches_pyproject(repo, env):
 def test_every_rule_has_a_log_and_an_env(repo):
     for path in (repo / "rules").glob("*.smk"):
         text = path.read_text()
-        rules = text.count("\n    rule ") + text.count("\nrule ")
+        rules = len(re.findall(r"^\s*rule\b", text, re.MULTILINE))  # named, and anonymous ones made in a loop
         assert text.count("log:") == rules, f"{path.name}: a rule without log:"
         assert text.count("conda:") == rules, f"{path.name}: a rule without conda:"

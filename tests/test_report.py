@@ -32,3 +32,13 @@ def test_method_costs_without_benchmarks_is_empty(repo):
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
     empty = pd.DataFrame(columns=["stage", "job", "seconds", "max_rss_mb"])
     assert method_costs(empty, config).empty
+
+
+def test_a_job_serving_both_variants_counts_its_images_per_variant(repo, tmp_path):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config["dataset"]["embedded"]["counts"]["test"] = 20
+    config["dataset"]["shard_size"] = 20
+    bench = tmp_path / "benchmarks"
+    _benchmark(bench / "maps/resnet_target+predicted_all_ones_0000.tsv", 8.0)
+    costs = method_costs(rule_runtimes(bench), config).set_index(["model", "method"])
+    assert costs.loc[("resnet", "all_ones"), "maps_s_per_image"] == pytest.approx(8.0 / 40)

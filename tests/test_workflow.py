@@ -17,6 +17,7 @@ import torch
 import yaml
 from PIL import Image
 
+from eea_repro.bench import paper_dry_run_config
 from eea_repro.data.synthetic import generate_split
 from eea_repro.models import ModelSpec, create_network
 
@@ -57,18 +58,10 @@ def fake_imagenet(root: Path, n_images: int, n_classes: int, size: int = 64) -> 
 
 def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     """50,000 label lines and local checkpoint files: the DAG of the paper run, in seconds."""
-    images = tmp_path / "val"
-    images.mkdir()
-    labels = tmp_path / "val_labels.txt"
-    labels.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {i % 1000}\n" for i in range(1, 50001)))
-    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
-    config |= {"imagenet_dir": str(images), "imagenet_labels": str(labels)}
-    for name in config["models"]:
-        weights = tmp_path / f"{name}.pth"
-        weights.write_bytes(b"")
-        config["models"][name]["checkpoint"] = {"source": "file", "path": str(weights)}
+    config_file = paper_dry_run_config(repo, tmp_path, n_images=50_000)
+    config = yaml.safe_load(config_file.read_text())
     started = time.perf_counter()
-    result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "paper.yaml", config)))
+    result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(config_file))
     seconds = time.perf_counter() - started
     counts = job_counts(result.stdout)
     shards = -(-config["dataset"]["imagenet"]["eval_count"] // config["dataset"]["shard_size"])
@@ -77,7 +70,7 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     assert counts["fetch_checkpoint"] == 2
     assert counts["pretrain_explainer"] == 2 * 2
     assert counts["eea_maps"] == shards * eea_per_family * 2 * 2
-    assert counts["baseline_maps"] == shards * (vit_methods + cnn_methods - 2 * eea_per_family) * 2
+    assert counts["baseline_maps"] == shards * (vit_methods + cnn_methods - 2 * eea_per_family)  # both variants per job
     assert counts["evaluate_maps"] == shards * (vit_methods + cnn_methods) * 2
     assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
     print(f"paper preset dry run: {sum(counts.values())} jobs in {seconds:.1f} s")
@@ -119,7 +112,7 @@ def test_imagenet_code_path_end_to_end(repo, tmp_path):
     images, labels = fake_imagenet(tmp_path, 40, n_classes)
     config = yaml.safe_load((repo / "config/paper.yaml").read_text())
     config |= {"imagenet_dir": str(images), "imagenet_labels": str(labels), "variants": ["predicted"]}
-    config["dataset"] = {"kind": "imagenet", "shard_size": 8,
+    config["dataset"] = {"kind": "imagenet", "shard_size": 8, "on_bad_image": "error",
                          "imagenet": {"n_classes": n_classes, "eval_count": 16, "explainer_train_count": 16,
                                       "explainer_val_count": 8}}
     config["methods"] = {"vit": ["eea", "peea", "gae"], "cnn": ["eea", "peea", "gradcam"]}
@@ -128,6 +121,8 @@ def test_imagenet_code_path_end_to_end(repo, tmp_path):
     config["metrics"]["batch_size"] = 64
     config["tables"]["bootstrap"] = 50
     config["figures"]["n_images"] = 2
+    config["data_randomization"] |= {"train_count": 16, "test_count": 8, "models": {
+        "resnet": {"max_epochs": 60, "lr": 0.003, "batch_size": 8, "weight_decay": 0.0}}}
     tiny = {
         "vit": ModelSpec("vit_tiny_patch16_224", "vit", 64, (0.5,) * 3, (0.5,) * 3,
                          {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}),

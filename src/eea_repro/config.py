@@ -75,6 +75,9 @@ def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | 
                 raise ConfigError(f"config key 'models.{name}.train': required when {prefix}.source is 'train'")
             if kind != "embedded":
                 raise ConfigError(f"config key '{prefix}.source': 'train' is only available for the embedded dataset")
+    for name in config["data_randomization"]["models"]:
+        if name not in config["models"]:
+            raise ConfigError(f"config key 'data_randomization.models': {name!r} is not a configured model")
     families = {model["family"] for model in config["models"].values()}
     for family in families:
         if family not in config["methods"]:

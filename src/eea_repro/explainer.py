@@ -17,6 +17,7 @@ Two stages, as in the released code:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable
@@ -323,6 +324,7 @@ def finetune_maps(
     chunk_size: int = 32,
     selection_labels: torch.Tensor | None = None,
     metric_batch_size: int = 256,
+    keep: str = "best",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """EEA maps: per-image fine-tuning from the pretrained explainer, all images of a chunk at once.
 
@@ -330,11 +332,15 @@ def finetune_maps(
     (pEEA), step k the map after k AdamW updates on that image alone. The map with the lowest POS AUC against
     ``selection_labels`` (default ``classes``) is kept, a later one only if strictly better, so the result is never
     worse than pEEA on that score. An image stops once its best POS is below ``early_stop_pos``.
+    ``keep="last"`` instead keeps the map after all steps (no selection, no early stop): the map the explainer learns
+    for that class, which class-specific figures need when the pretrained map already scores best for every class.
 
     Returns (token maps (B, h, w) float32, {"best_step", "best_pos", "steps_run"} per image).
     """
     if steps < 1:
         raise ValueError("steps must be >= 1 (step 0 is the pretrained map)")
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     _check_names(size_loss)
     _freeze(explained)
     explainer.eval()
@@ -344,8 +350,9 @@ def finetune_maps(
     results = [
         _finetune_chunk(
             explainer, explained, images, chunk_classes, chunk_selection,
-            steps=steps, lr=lr, lam=lam, size_loss=size_loss, early_stop_pos=early_stop_pos,
-            weight_decay=weight_decay, metric_batch_size=metric_batch_size,
+            steps=steps, lr=lr, lam=lam, size_loss=size_loss,
+            early_stop_pos=early_stop_pos if keep == "best" else None,
+            weight_decay=weight_decay, metric_batch_size=metric_batch_size, keep=keep,
         )
         for images, chunk_classes, chunk_selection in zip(
             images01.split(chunk_size), classes.split(chunk_size), selection.split(chunk_size)
@@ -357,7 +364,7 @@ def finetune_maps(
 
 
 def _finetune_chunk(explainer, explained, images01, classes, selection, *, steps, lr, lam, size_loss,
-                    early_stop_pos, weight_decay, metric_batch_size):
+                    early_stop_pos, weight_decay, metric_batch_size, keep="best"):
     count = len(images01)
     start = {name: parameter.detach() for name, parameter in trainable_parameters(explainer).items()}
     params = {name: tensor.unsqueeze(0).repeat(count, *[1] * tensor.dim()) for name, tensor in start.items()}
@@ -383,46 +390,74 @@ def _finetune_chunk(explainer, explained, images01, classes, selection, *, steps
     for step in range(steps):
         last = step == steps - 1
         images, image_classes = images01[active], classes[active]
-        if last:
-            with torch.no_grad():
-                current = maps_only(params, images)
-        else:
-            grads, current = grads_and_maps(params, images, image_classes)
+        with _unfused_attention(explainer, explained):
+            if last:
+                with torch.no_grad():
+                    current = maps_only(params, images)
+            else:
+                grads, current = grads_and_maps(params, images, image_classes)
         current = current.detach().float()
         if step == 0:
             best_maps = current.clone()
-        pos = selection_pos_auc(explained, images, current, selection[active], metric_batch_size)
-        improved = _is_better(pos, best_pos[active])
+        if keep == "best" or last:
+            pos = selection_pos_auc(explained, images, current, selection[active], metric_batch_size)
+        else:  # "last" scores only the final map
+            pos = torch.full((len(active),), math.nan, dtype=torch.float64, device=device)
+        improved = _is_better(pos, best_pos[active]) if keep == "best" else torch.ones_like(active, dtype=torch.bool)
         winners = active[improved]
         best_maps[winners], best_pos[winners], best_step[winners] = current[improved], pos[improved], step
         steps_run[active] = step + 1
         if last:
             break
-        keep = ~(best_pos[active] < early_stop_pos) if early_stop_pos is not None else torch.ones_like(improved)
-        if not keep.all():
-            active = active[keep]
+        going_on = ~(best_pos[active] < early_stop_pos) if early_stop_pos is not None else torch.ones_like(improved)
+        if not going_on.all():
+            active = active[going_on]
             for state in (params, exp_avg, exp_avg_sq, grads):
                 for name in state:
-                    state[name] = state[name][keep]
+                    state[name] = state[name][going_on]
             if active.numel() == 0:
                 break
         _adamw_update(params, grads, exp_avg, exp_avg_sq, step + 1, lr, weight_decay)
     return best_maps, {"best_step": best_step, "best_pos": best_pos, "steps_run": steps_run}
 
 
+@contextlib.contextmanager
+def _unfused_attention(*models: nn.Module):
+    """Run timm attention as explicit matmuls + softmax: vmap has no batching rule for fused SDPA and would run it
+    one image at a time (the reason bf16 fine-tuning was slower than fp32 on a GPU). Same maths, restored after."""
+    switched = [module for model in models for module in model.modules() if getattr(module, "fused_attn", None) is True]
+    for module in switched:
+        module.fused_attn = False
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.fused_attn = True
+
+
 @torch.no_grad()
 def _adamw_update(params, grads, exp_avg, exp_avg_sq, step: int, lr: float, weight_decay: float) -> None:
-    """torch.optim.AdamW's update (decoupled decay, bias correction), applied in place to stacked tensors."""
+    """torch.optim.AdamW's update (decoupled decay, bias correction), applied in place to stacked tensors.
+
+    Multi-tensor (foreach) kernels, as torch.optim's default: a handful of launches per step instead of six per
+    parameter tensor, with the same elementwise arithmetic.
+    """
     beta1, beta2 = _ADAM_BETAS
     step_size = lr / (1 - beta1**step)
     bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-    for name, parameter in params.items():
-        gradient = grads[name]
-        parameter.mul_(1 - lr * weight_decay)
-        exp_avg[name].lerp_(gradient, 1 - beta1)
-        exp_avg_sq[name].mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-        denominator = (exp_avg_sq[name].sqrt() / bias_correction2_sqrt).add_(_ADAM_EPS)
-        parameter.addcdiv_(exp_avg[name], denominator, value=-step_size)
+    names = list(params)
+    parameters = [params[name] for name in names]
+    gradients = [grads[name] for name in names]
+    averages = [exp_avg[name] for name in names]
+    squares = [exp_avg_sq[name] for name in names]
+    torch._foreach_mul_(parameters, 1 - lr * weight_decay)
+    torch._foreach_lerp_(averages, gradients, 1 - beta1)
+    torch._foreach_mul_(squares, beta2)
+    torch._foreach_addcmul_(squares, gradients, gradients, value=1 - beta2)
+    denominators = torch._foreach_sqrt(squares)
+    torch._foreach_div_(denominators, bias_correction2_sqrt)
+    torch._foreach_add_(denominators, _ADAM_EPS)
+    torch._foreach_addcdiv_(parameters, averages, denominators, value=-step_size)
 
 
 def finetune_maps_loop(

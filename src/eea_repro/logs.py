@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import sys
 import time
 from functools import partial
@@ -43,8 +45,11 @@ def job_context(job):
     from .gpu_slots import bound_gpus
 
     torch.set_num_threads(max(1, int(job.threads)))
-    with log_to(job.log[0]), bound_gpus(int(getattr(job.resources, "gpu", 0) or 0), GPU_LOCK_DIR):
-        yield
+    with log_to(job.log[0]):
+        if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this rule job: the key to sacct/scontrol records
+            print(f"Slurm job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}")
+        with bound_gpus(int(getattr(job.resources, "gpu", 0) or 0), GPU_LOCK_DIR):
+            yield
 
 
 def progress():

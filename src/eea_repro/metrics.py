@@ -48,6 +48,7 @@ PRECISIONS = ("fp32", "bf16")
 
 _FRACTION_STEP = 0.1
 _N_STEPS = 10  # fractions are j / _N_STEPS
+PERTURBATION_STEPS = 2 + 2 * (_N_STEPS - 1)  # model inputs per image: clean, soft-masked, POS and NEG 0.1..0.9
 _MOST_RELEVANT_FIRST = 0
 _LEAST_RELEVANT_FIRST = 1
 # Column layout of the per-image score table built from _evaluation_steps.

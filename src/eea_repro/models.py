@@ -76,6 +76,12 @@ def create_network(spec: ModelSpec, num_classes: int, pretrained: bool = False) 
     return timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
 
 
+def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
+    """``torch.compile`` a model for plain forward passes (the metric engine's many same-shape batches); off = the
+    model itself. Not for map methods: they hook into blocks and take gradients through them."""
+    return torch.compile(model) if enabled else model
+
+
 def build_explained_model(
     spec: ModelSpec, num_classes: int, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> ExplainedModel:

@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .costs import run_cost_estimate
 from .io import atomic_path
 
 PACKAGES = ("torch", "timm", "snakemake", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "jinja2", "safetensors")
@@ -57,7 +58,8 @@ def rule_runtimes(benchmarks_dir: str | Path) -> pd.DataFrame:
 
 def method_costs(runtimes: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Seconds per image per (model, method) for map making and for metrics, from the per-shard benchmark files,
-    so a user can budget a larger run. Job names are ``{model}_{variant}_{method}_{shard}``."""
+    so a user can budget a larger run. Job names are ``{model}_{variant}_{method}_{shard}``; a job that served several
+    variants at once is named ``{model}_{variant+variant}_{method}_{shard}`` and counts its images once per variant."""
     from .plan import plan_from_config
 
     plan = plan_from_config(config)
@@ -67,7 +69,8 @@ def method_costs(runtimes: pd.DataFrame, config: dict) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     parts = jobs["job"].str.extract(r"^(?P<model>[^_]+)_(?P<variant>[^_]+)_(?P<method>.+)_(?P<shard>\d+)$")
     jobs = jobs.join(parts).dropna(subset=["shard"])
-    jobs["images"] = [len(range(*plan.shard_range(shard))) for shard in jobs["shard"]]
+    jobs["images"] = [len(range(*plan.shard_range(shard))) * (variants.count("+") + 1)
+                      for shard, variants in zip(jobs["shard"], jobs["variant"])]
     totals = jobs.groupby(["model", "method", "stage"])[["seconds", "images"]].sum()
     per_image = (totals["seconds"] / totals["images"]).unstack("stage")
     per_image = per_image.rename(columns={"maps": "maps_s_per_image", "metrics": "metrics_s_per_image"})
@@ -78,6 +81,30 @@ def embed_png(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def report_environment(template_dir: str | Path) -> Environment:
+    """The Jinja2 environment of the report: HTML autoescaping and the ``embed`` filter for PNG files."""
+    environment = Environment(loader=FileSystemLoader(str(template_dir)), autoescape=select_autoescape(["html", "j2"]),
+                              trim_blocks=True, lstrip_blocks=True)
+    environment.filters["embed"] = embed_png
+    return environment
+
+
+def table_sentence_of(per_image_csv: str | Path | None) -> str:
+    """The sentence under a results table: best method per metric, EEA against the best baseline (paired test)."""
+    from .significance import compare_to_best_baseline, table_sentence
+    from .stages import method_label
+
+    def label(name: str) -> str:
+        try:
+            return method_label(name)
+        except KeyError:  # a method outside the registry (e.g. a mixed-architecture EEA) keeps its name
+            return name
+
+    if per_image_csv is None:
+        return ""
+    return table_sentence(compare_to_best_baseline(pd.read_csv(per_image_csv)), label)
+
+
 def build_report(*, template, style, config: dict, tables: list[dict], figures: list[dict], checkpoints: list[dict],
                  explainers: list[dict], benchmarks_dir, output, sections: dict[str, str] | None = None) -> None:
     """Render the report. ``tables``/``figures`` are dicts with the model key, variant and file paths.
@@ -86,20 +113,21 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
     available to the templates under that name, so a stage adds a report section without touching this function.
     PNG paths inside are embedded with the ``embed`` filter, keeping the page self-contained.
     """
-    environment = Environment(loader=FileSystemLoader(str(Path(template).parent)),
-                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
-    environment.filters["embed"] = embed_png
+    environment = report_environment(Path(template).parent)
     runtimes = rule_runtimes(benchmarks_dir)
+    costs = method_costs(runtimes, config)
     context = {
         "style": Path(style).read_text(),
         "config": config,
         "config_yaml": yaml.safe_dump(config, sort_keys=False),
-        "tables": [{**t, "html": Path(t["html"]).read_text()} for t in tables],
+        "tables": [{**t, "html": Path(t["html"]).read_text(), "sentence": table_sentence_of(t.get("per_image"))}
+                   for t in tables],
         "figures": [{**f, "src": embed_png(f["png"])} for f in figures],
         "checkpoints": [{**c, **json.loads(Path(c["record"]).read_text())} for c in checkpoints],
         "explainers": [{**e, **json.loads(Path(e["history"]).read_text())} for e in explainers],
         "runtimes": runtimes.to_dict("records"),
-        "method_costs": method_costs(runtimes, config).to_dict("records"),
+        "method_costs": costs.to_dict("records"),
+        "cost_estimate": run_cost_estimate(costs, runtimes, config).to_dict("records"),
         "runtime_total": float(runtimes["seconds"].sum()) if len(runtimes) else 0.0,
         "versions": package_versions(),
         "commit": git_commit(),

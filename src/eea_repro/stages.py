@@ -5,7 +5,9 @@ Keeping the stage logic here (not in the scripts) makes every stage importable a
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +15,15 @@ import pandas as pd
 import torch
 
 from . import checkpoints
+from .data.checks import BadImage, first_usable, scan_label_file, unlabeled_images
 from .data.loading import LabeledImageFolder, make_loader, read_label_file
 from .io import atomic_path, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .metrics import classes_for_variant, evaluate_dataset, normalize_maps
-from .models import ModelSpec, build_explained_model, resolve_device
+from .models import ModelSpec, build_explained_model, compile_model, resolve_device
 from .plan import EEA_LABELS
+
+SKIPPED_SHOWN = 20  # skipped inputs listed in the report; the CSV has them all
 
 
 def seed_everything(seed: int) -> None:
@@ -103,33 +108,55 @@ def make_embedded_split_lists(embedded_root, out_dir, explainer: dict, seed: int
         _write_label_lines(out_dir / f"{split}.txt", [rows[source][i] for i in chosen])
 
 
-def make_imagenet_split_lists(label_file, out_dir, counts: dict, seed: int, classes_out, disjoint: bool = True) -> None:
+def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed: int, classes_out, skipped_csv,
+                              skipped_summary, *, disjoint: bool = True, on_bad_image: str = "error",
+                              threads: int = 1) -> None:
     """Draw the evaluated images and the explainer's train/val images as seeded subsets of ImageNet-val.
 
     ``disjoint`` keeps explainer images out of the evaluated set; the released code trained the explainer on
     evaluated images (``disjoint=False`` reproduces that). The report says which one ran.
+
+    The inputs are checked here, before any model job: every label line, every image file in ``image_dir``, and a full
+    decode of each image drawn. ``on_bad_image: error`` stops at the first bad one with one line naming file and line;
+    ``skip`` draws past it and lists it in ``skipped_csv`` (file, line, reason), counted in ``skipped_summary``.
     """
-    rows = read_label_file(label_file)
-    for name, labels in rows:
-        if not 0 <= labels[0] < counts["n_classes"]:
-            raise ValueError(f"{label_file}: label {labels[0]} of {name} is outside [0, {counts['n_classes']})")
+    skip = on_bad_image == "skip"
+
+    def refuse(bad: BadImage) -> str:
+        return f"{bad.describe(image_dir, label_file)}; fix it, or set dataset.on_bad_image: skip to leave it out"
+
+    usable, bad = scan_label_file(label_file, counts["n_classes"])
+    bad += unlabeled_images(image_dir, label_file)
+    if bad and not skip:
+        raise ValueError(refuse(bad[0]))
     wanted = {"test": counts["eval_count"], "explainer_train": counts["explainer_train_count"],
               "explainer_val": counts["explainer_val_count"]}
     needed = sum(wanted.values()) if disjoint else max(wanted["test"], wanted["explainer_train"] + wanted["explainer_val"])
-    if needed > len(rows):
-        raise ValueError(
-            f"{label_file}: {len(rows)} images, but dataset.imagenet asks for {needed} "
-            f"({'eval_count + explainer_train_count + explainer_val_count' if disjoint else 'the larger subset'})"
-        )
-    order = np.random.default_rng(seed).permutation(len(rows))
+    asked = f"{'eval_count + explainer_train_count + explainer_val_count' if disjoint else 'the larger subset'}"
+    if needed > len(usable):
+        raise ValueError(f"{label_file}: {len(usable)} usable images, but dataset.imagenet asks for {needed} ({asked})")
+    order = np.random.default_rng(seed).permutation(len(usable))
+    chosen, unreadable_images = first_usable(image_dir, [usable[i] for i in order], needed, skip=skip,
+                                             describe=refuse, threads=threads)
+    bad += unreadable_images
+    if len(chosen) < needed:
+        raise ValueError(f"{label_file}: {len(chosen)} readable images, but dataset.imagenet asks for {needed} ({asked}); "
+                         f"{len(bad)} skipped, listed in {skipped_csv}")
     starts = {"test": 0, "explainer_train": wanted["test"] if disjoint else 0}
     starts["explainer_val"] = starts["explainer_train"] + wanted["explainer_train"]
     for split, count in wanted.items():
-        chosen = np.sort(order[starts[split] : starts[split] + count])
-        _write_label_lines(Path(out_dir) / f"{split}.txt", [rows[i] for i in chosen])
+        rows = sorted(chosen[starts[split] : starts[split] + count], key=lambda entry: entry.line)
+        _write_label_lines(Path(out_dir) / f"{split}.txt", [(entry.name, entry.labels) for entry in rows])
     names = imagenet_class_names(counts["n_classes"])
     with atomic_path(classes_out) as tmp:
         tmp.write_text("".join(f"{name}\n" for name in names))
+    skipped = [{"file": b.name, "line": b.line or None, "reason": b.reason} for b in bad]
+    with atomic_path(skipped_csv) as tmp:
+        pd.DataFrame(skipped, columns=["file", "line", "reason"]).astype({"line": "Int64"}).to_csv(tmp, index=False)
+    write_json(skipped_summary, {"on_bad_image": on_bad_image, "count": len(bad), "list": str(skipped_csv),
+                                 "first": skipped[:SKIPPED_SHOWN]})
+    if bad:
+        print(f"skipped {len(bad)} bad images or label lines (dataset.on_bad_image: skip), listed in {skipped_csv}")
 
 
 def imagenet_class_names(n_classes: int) -> list[str]:
@@ -195,8 +222,11 @@ def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> Non
 
 
 def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, train_file, val_file, classes_file, checkpoint,
-                       out_explainer, out_history, *, variant, resume_dir, seed, device) -> None:
-    """Pretrain the EEA explainer against the explained model; the explainer starts from the explained weights."""
+                       out_explainer, out_history, *, variant, resume_dir, seed, device, explainer_model_cfg=None,
+                       explainer_checkpoint=None) -> None:
+    """Pretrain the EEA explainer against the explained model; the explainer starts from the explained weights, or
+    from another model's architecture and weights (``explainer_model_cfg``, ``explainer_checkpoint``: the paper's
+    mixed architectures, Fig. 9)."""
     from .checkpoints import load_state_dict
     from .explainer import MaskExplainer, pretrain, save_explainer
 
@@ -204,7 +234,8 @@ def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, 
     device = resolve_device(device)
     num_classes = len(read_classes(classes_file))
     explained = load_model(model_cfg, checkpoint, classes_file, device)
-    explainer = MaskExplainer(ModelSpec.from_config(model_cfg), load_state_dict(checkpoint), num_classes).to(device)
+    explainer = MaskExplainer(ModelSpec.from_config(explainer_model_cfg or model_cfg),
+                              load_state_dict(explainer_checkpoint or checkpoint), num_classes).to(device)
     train_set = open_split(image_root, train_file, model_cfg, classes_file)
     val_images, val_labels, _ = load_tensors(open_split(image_root, val_file, model_cfg, classes_file), desc="val images")
 
@@ -230,56 +261,99 @@ def _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     return load_tensors(open_split(image_root, split_file, model_cfg, classes_file, shard_range), desc="shard images")
 
 
+@contextlib.contextmanager
+def naming_shard_images(method: str, shard_range, image_ids) -> Iterator[None]:
+    """A method that crashes on a shard fails the shard's job with one line naming its images (the original
+    traceback stays chained above it in the log), so the culprits can be found among a few hundred images."""
+    try:
+        yield
+    except Exception as error:
+        reason = " ".join(str(error).split())
+        raise RuntimeError(f"map method {method!r} failed on images {shard_range[0]}..{shard_range[1] - 1} of the "
+                           f"evaluated split ({', '.join(image_ids)}): {type(error).__name__}: {reason}") from error
+
+
 def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def make_baseline_maps(method, model_cfg, checkpoint, image_root, split_file, classes_file, out_maps, *,
-                       variant, shard_range, seed, device, precision, batch_size) -> None:
-    from .methods import compute_maps
+def unique_explanations(classes_per_variant: torch.Tensor, class_specific: bool) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                          torch.Tensor]:
+    """The distinct (image, class) pairs that the variants need, and where each variant's maps are among them.
+
+    ``classes_per_variant`` is (V, N). Returns the pairs' image rows and classes, and a (V, N) index into the pairs.
+    Where the prediction equals the ground truth the two variants share one map; a class-agnostic method needs one
+    map per image whatever the class.
+    """
+    num_variants, num_images = classes_per_variant.shape
+    rows = torch.arange(num_images).expand(num_variants, num_images)
+    keys = rows * (int(classes_per_variant.max()) + 1) + classes_per_variant if class_specific else rows
+    unique_keys, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((len(unique_keys),), num_variants * num_images, dtype=torch.long)
+    first.scatter_reduce_(0, inverse.flatten(), torch.arange(num_variants * num_images), reduce="amin")
+    return rows.flatten()[first], classes_per_variant.flatten()[first], inverse
+
+
+def make_baseline_maps(method, model_cfg, checkpoint, image_root, split_file, classes_file, out_maps: dict[str, str], *,
+                       shard_range, seed, device, precision, batch_size) -> None:
+    """Maps of one method for one shard, for every variant in ``out_maps`` (variant -> file) in one job, so that a
+    map two variants share is computed once (see ``unique_explanations``)."""
+    from .methods import METHODS, compute_maps
 
     seed_everything(seed)
     device = resolve_device(device)
     model = load_model(model_cfg, checkpoint, classes_file, device)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     # clone: the classes come out of inference mode, and gradient methods index with them under autograd
-    classes = classes_for_variant(model, images.to(device), labels.to(device), variant).cpu().clone()
+    classes = torch.stack([classes_for_variant(model, images.to(device), labels.to(device), variant).cpu().clone()
+                           for variant in out_maps])
+    rows, pair_classes, index = unique_explanations(classes, METHODS[method].class_specific)
+    print(f"{method}: {len(rows)} maps serve {len(out_maps)} variant(s) of {len(images)} images")
     maps = []
-    batches = range(0, len(images), batch_size)
-    for start in progress()(batches, desc=method):
-        chunk = slice(start, start + batch_size)
-        with _autocast(device, precision):
-            maps.append(compute_maps(method, model, images[chunk].to(device), classes[chunk].to(device),
-                                     seed=seed + shard_range[0] + start).cpu())
-    save_map_shard(out_maps, torch.cat(maps).numpy(), ids, classes.numpy(), labels.numpy(), method)
+    with naming_shard_images(method, shard_range, ids):
+        for start in progress()(range(0, len(rows), batch_size), desc=method):
+            chunk = slice(start, start + batch_size)
+            with _autocast(device, precision):
+                maps.append(compute_maps(method, model, images[rows[chunk]].to(device), pair_classes[chunk].to(device),
+                                         seed=seed + shard_range[0] + start).cpu())
+    maps = torch.cat(maps)
+    for (variant, path), variant_index, variant_classes in zip(out_maps.items(), index, classes):
+        save_map_shard(path, maps[variant_index].numpy(), ids, variant_classes.numpy(), labels.numpy(), method)
 
 
 def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_size, checkpoint, explainer_file, image_root,
-                  split_file, classes_file, out_maps, out_selection, *, variant, shard_range, device) -> None:
-    """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images."""
+                  split_file, classes_file, out_maps, out_selection, *, variant, shard_range, device,
+                  explainer_model_cfg=None, stored_method=None) -> None:
+    """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images.
+
+    An explainer of another architecture (``explainer_model_cfg``, paper Fig. 9) stores its maps as ``stored_method``.
+    """
     from .explainer import explain, finetune_maps, load_explainer
 
     device = resolve_device(device)
     model = load_model(model_cfg, checkpoint, classes_file, device)
     num_classes = len(read_classes(classes_file))
-    explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
+    explainer = load_explainer(ModelSpec.from_config(explainer_model_cfg or model_cfg), explainer_file,
+                               num_classes).to(device)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     images, labels = images.to(device), labels.to(device)
     classes = classes_for_variant(model, images, labels, variant).clone()
-    if method == "peea":
-        maps = explain(explainer, images)
-        selection = pd.DataFrame({"image_id": ids, "best_step": 0})
-    else:
-        maps, info = finetune_maps(
-            explainer, model, images, classes,
-            steps=finetune_cfg["steps"], lr=finetune_cfg["lr"], lam=explainer_cfg["lambda_size"],
-            size_loss=explainer_cfg["size_loss"], early_stop_pos=finetune_cfg["early_stop_pos"],
-            weight_decay=explainer_cfg["weight_decay"], chunk_size=finetune_cfg["chunk_size"],
-            selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
-            metric_batch_size=metric_batch_size,
-        )
-        selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
-    save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(), method)
+    with naming_shard_images(method, shard_range, ids):
+        if method == "peea":
+            maps = explain(explainer, images)
+            selection = pd.DataFrame({"image_id": ids, "best_step": 0})
+        else:
+            maps, info = finetune_maps(
+                explainer, model, images, classes,
+                steps=finetune_cfg["steps"], lr=finetune_cfg["lr"], lam=explainer_cfg["lambda_size"],
+                size_loss=explainer_cfg["size_loss"], early_stop_pos=finetune_cfg["early_stop_pos"],
+                weight_decay=explainer_cfg["weight_decay"], chunk_size=finetune_cfg["chunk_size"],
+                selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
+                metric_batch_size=metric_batch_size,
+            )
+            selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
+    save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(),
+                   stored_method or method)
     with atomic_path(out_selection) as tmp:
         selection.to_csv(tmp, index=False)
 
@@ -290,7 +364,7 @@ def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_s
 def evaluate_maps(model_cfg, metrics_cfg, checkpoint, maps_file, image_root, split_file, classes_file, out_csv, *,
                   variant, shard_range, device, precision) -> None:
     device = resolve_device(device)
-    model = load_model(model_cfg, checkpoint, classes_file, device)
+    model = compile_model(load_model(model_cfg, checkpoint, classes_file, device), metrics_cfg["compile"])
     shard = load_map_shard(maps_file)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     if ids != shard["image_ids"]:
@@ -339,10 +413,12 @@ def _figure_rows(split_file, figures_cfg: dict, seed: int) -> list[int]:
 
 
 def make_qualitative_grid(map_files, model_cfg, figures_cfg, image_root, split_file, classes_file, out_paths, *,
-                          title, seed) -> None:
+                          title, seed, mask_dir=None) -> None:
+    """Paper Figs. 1 and 11-16: images x methods; with ``mask_dir`` the image column outlines the object."""
     from .figures import qualitative_grid
 
-    dataset = open_split(image_root, split_file, model_cfg, classes_file)
+    dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
+                                 num_classes=len(read_classes(classes_file)), mask_dir=mask_dir)
     picked = [dataset[i] for i in _figure_rows(split_file, figures_cfg, seed)]
     images = torch.stack([item["image"] for item in picked])
     row_of = {item["image_id"]: row for row, item in enumerate(picked)}
@@ -364,4 +440,5 @@ def make_qualitative_grid(map_files, model_cfg, figures_cfg, image_root, split_f
         + ("" if explained[row] == item["label"] else f"\n(explains {class_names[explained[row]]})")
         for row, item in enumerate(picked)
     ]
-    qualitative_grid(images.numpy(), columns, row_titles, out_paths, title=title)
+    masks = np.stack([item["mask"][0].numpy() for item in picked]) if mask_dir is not None else None
+    qualitative_grid(images.numpy(), columns, row_titles, out_paths, title=title, masks=masks)

@@ -1,0 +1,268 @@
+# Data-randomization sanity check (paper Section 3.2, Figs. 6-8). Each model of data_randomization.models is trained
+# on labelled images with permuted labels until it fits them; an EEA explainer is pretrained against it with the main
+# explainer settings; every configured method explains the sanity images (sanity.n_images, ground-truth class) on it;
+# each map is compared (Spearman ρ per image) with the same method's map on the original model: the parameter
+# randomization check's level 1 (rules/sanity.smk), the same images, classes and code.
+
+DATA_RANDOMIZATION = config["data_randomization"]
+DATA_RANDOMIZED_MODELS = list(DATA_RANDOMIZATION["models"])
+# labelled images outside the evaluated set: the embedded train split, or ImageNet's explainer-training images
+PERMUTED_SOURCE_SPLIT = "train" if PLAN.kind == "embedded" else "explainer_train"
+DATA_RANDOMIZATION_SUMMARY = "results/data_randomization/summary.json"
+
+
+# per model: figure name -> PNG (a PDF sits next to each); Fig. 8 (comparison) takes sanity.smk's last cascading level
+DATA_RANDOMIZATION_FIGURES = {
+    m: {"methods_box": f"results/figures/data_randomization_{m}_methods.png"}
+    | (
+        {
+            "eea_box": f"results/figures/data_randomization_{m}_eea.png",
+            "grid": f"results/figures/data_randomization_{m}_grid.png",
+            "comparison": f"results/figures/randomization_comparison_{m}.png",
+        }
+        if "eea" in methods_of(m)
+        else {}
+    )
+    for m in DATA_RANDOMIZED_MODELS
+}
+# per model and method: the maps of the sanity images on the permuted-label and on the original model (sanity.smk's
+# level 1: the same images, classes and code)
+PERMUTED_LABEL_MAPS = {
+    m: {method: f"results/data_randomization/{m}/maps/{method}.npz" for method in methods_of(m)}
+    for m in DATA_RANDOMIZED_MODELS
+}
+ORIGINAL_MAPS = {
+    m: {method: sanity_maps(m, "cascading", 1, method) for method in methods_of(m)} for m in DATA_RANDOMIZED_MODELS
+}
+DATA_RANDOMIZATION_SECTIONS = {"data_randomization": DATA_RANDOMIZATION_SUMMARY} if DATA_RANDOMIZED_MODELS else {}
+
+
+rule permuted_label_model:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        train=PLAN.split_label_file(PERMUTED_SOURCE_SPLIT),
+        test=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+        init=lambda wildcards: checkpoint_of(wildcards) if DATA_RANDOMIZATION["init"] == "checkpoint" else [],
+    output:
+        checkpoint=protected("results/data_randomization/{model}/model.safetensors"),
+        record="results/data_randomization/{model}/model.json",
+    wildcard_constraints:
+        model=one_of(DATA_RANDOMIZED_MODELS),
+    params:
+        model=model_settings,
+        settings=lambda wildcards: DATA_RANDOMIZATION["models"][wildcards.model],
+        data_randomization=DATA_RANDOMIZATION,
+        image_root=image_root,
+        seed=config["seed"],
+        device=config["device"],
+        resume="results/data_randomization/{model}/model.resume.pt",
+    threads: 2
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/data_randomization/train_{model}.log",
+    benchmark:
+        "benchmarks/data_randomization/train_{model}.tsv"
+    script:
+        "../scripts/train_permuted_label_model.py"
+
+
+rule permuted_label_explainer:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        checkpoint="results/data_randomization/{model}/model.safetensors",
+        train=PLAN.split_label_file("explainer_train"),
+        val=PLAN.split_label_file("explainer_val"),
+        classes=PLAN.classes_file,
+    output:
+        explainer=protected("results/data_randomization/{model}/explainer.safetensors"),
+        history="results/data_randomization/{model}/explainer.json",
+    wildcard_constraints:
+        model=one_of(DATA_RANDOMIZED_MODELS),
+    params:
+        model=model_settings,
+        explainer=config["explainer"],
+        metric_batch_size=config["metrics"]["batch_size"],
+        image_root=image_root,
+        seed=config["seed"],
+        device=config["device"],
+        resume_dir="results/data_randomization/{model}/explainer.resume",
+    threads: 2
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/data_randomization/explainer_{model}.log",
+    benchmark:
+        "benchmarks/data_randomization/explainer_{model}.tsv"
+    script:
+        "../scripts/pretrain_permuted_label_explainer.py"
+
+
+for data_randomization_family in sorted({config["models"][m]["family"] for m in DATA_RANDOMIZED_MODELS}):
+
+    rule:
+        name:
+            f"permuted_label_maps_{data_randomization_family}"
+        conda:
+            "../envs/torch.yaml"
+        input:
+            checkpoint="results/data_randomization/{model}/model.safetensors",
+            explainer="results/data_randomization/{model}/explainer.safetensors",
+            images=PLAN.split_label_file("test"),
+            classes=PLAN.classes_file,
+        output:
+            expand(
+                "results/data_randomization/{{model}}/maps/{method}.npz",
+                method=config["methods"][data_randomization_family],
+            ),
+        wildcard_constraints:
+            model=one_of(
+                [m for m in DATA_RANDOMIZED_MODELS if config["models"][m]["family"] == data_randomization_family]
+            ),
+        params:
+            methods=config["methods"][data_randomization_family],
+            model=model_settings,
+            sanity=config["sanity"],
+            explainer=config["explainer"],
+            finetune=config["finetune"],
+            metric_batch_size=config["metrics"]["batch_size"],
+            image_root=image_root,
+            seed=config["seed"],
+            device=config["device"],
+            precision=config["precision"],
+            batch_size=config["explainer"]["batch_size"],
+        threads: 1
+        resources:
+            gpu=gpu_request,
+        log:
+            "logs/data_randomization/maps_{model}.log",
+        benchmark:
+            "benchmarks/data_randomization/maps_{model}.tsv"
+        script:
+            "../scripts/make_permuted_label_maps.py"
+
+
+rule data_randomization_similarity:
+    conda:
+        "../envs/report.yaml"
+    input:
+        original=lambda wildcards: list(ORIGINAL_MAPS[wildcards.model].values()),
+        permuted=lambda wildcards: list(PERMUTED_LABEL_MAPS[wildcards.model].values()),
+    output:
+        "results/data_randomization/{model}/similarity.csv",
+    wildcard_constraints:
+        model=one_of(DATA_RANDOMIZED_MODELS),
+    params:
+        methods=lambda wildcards: methods_of(wildcards.model),
+        input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
+    log:
+        "logs/data_randomization/similarity_{model}.log",
+    script:
+        "../scripts/data_randomization_similarity.py"
+
+
+rule data_randomization_boxplot:
+    conda:
+        "../envs/report.yaml"
+    input:
+        "results/data_randomization/{model}/similarity.csv",
+    output:
+        multiext("results/figures/data_randomization_{model}_{methods}", ".png", ".pdf"),
+    wildcard_constraints:
+        model=one_of(DATA_RANDOMIZED_MODELS),
+        methods="eea|methods",
+    params:
+        label=lambda wildcards: config["models"][wildcards.model]["label"],
+    log:
+        "logs/data_randomization/boxplot_{model}_{methods}.log",
+    script:
+        "../scripts/make_data_randomization_boxplot.py"
+
+
+rule data_randomization_grid:
+    conda:
+        "../envs/report.yaml"
+    input:
+        maps=lambda wildcards: [
+            ORIGINAL_MAPS[wildcards.model]["eea"],
+            PERMUTED_LABEL_MAPS[wildcards.model]["eea"],
+        ],
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        multiext("results/figures/data_randomization_{model}_grid", ".png", ".pdf"),
+    wildcard_constraints:
+        model=one_of(DATA_RANDOMIZED_MODELS),
+    params:
+        headers=["EEA", "EEA, random labels"],
+        model=model_settings,
+        sanity=SANITY,
+        image_root=image_root,
+        seed=config["seed"],
+        title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA on the original and on the "
+        "permuted-label model",
+    log:
+        "logs/data_randomization/grid_{model}.log",
+    script:
+        "../scripts/make_data_randomization_grid.py"
+
+
+rule randomization_comparison:
+    conda:
+        "../envs/report.yaml"
+    input:
+        maps=lambda wildcards: [
+            ORIGINAL_MAPS[wildcards.model]["eea"],
+            fully_randomized_maps(wildcards.model, "eea"),
+            PERMUTED_LABEL_MAPS[wildcards.model]["eea"],
+        ],
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        multiext("results/figures/randomization_comparison_{model}", ".png", ".pdf"),
+    wildcard_constraints:
+        model=one_of(DATA_RANDOMIZED_MODELS),
+    params:
+        headers=["EEA", "Parameter randomization", "Data randomization"],
+        model=model_settings,
+        sanity=SANITY,
+        image_root=image_root,
+        seed=config["seed"],
+        title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA under parameter and data "
+        "randomization",
+    log:
+        "logs/data_randomization/comparison_{model}.log",
+    script:
+        "../scripts/make_data_randomization_grid.py"
+
+
+rule data_randomization_summary:
+    conda:
+        "../envs/report.yaml"
+    input:
+        records=expand("results/data_randomization/{model}/model.json", model=DATA_RANDOMIZED_MODELS),
+        explainers=expand("results/data_randomization/{model}/explainer.json", model=DATA_RANDOMIZED_MODELS),
+        similarities=expand("results/data_randomization/{model}/similarity.csv", model=DATA_RANDOMIZED_MODELS),
+        figures=[f for m in DATA_RANDOMIZED_MODELS for f in DATA_RANDOMIZATION_FIGURES[m].values()],
+    output:
+        DATA_RANDOMIZATION_SUMMARY,
+    params:
+        models={
+            m: {
+                "label": config["models"][m]["label"],
+                "record": f"results/data_randomization/{m}/model.json",
+                "explainer": f"results/data_randomization/{m}/explainer.json",
+                "similarity": f"results/data_randomization/{m}/similarity.csv",
+                "figures": DATA_RANDOMIZATION_FIGURES[m],
+            }
+            for m in DATA_RANDOMIZED_MODELS
+        },
+        settings=DATA_RANDOMIZATION,
+        source_split=PERMUTED_SOURCE_SPLIT,
+    log:
+        "logs/data_randomization/summary.log",
+    script:
+        "../scripts/data_randomization_summary.py"

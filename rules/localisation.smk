@@ -1,0 +1,90 @@
+# Localisation on ground-truth object masks (beyond the paper): pointing game and mask AP per method and variant,
+# the class-specific pointing game on the two-object images, and one table per explained model. Runs on the embedded
+# data (its masks come with it) and on ImageNet when localisation.masks_dir names a folder of <image stem>.png masks.
+
+
+LOCALISATION_MASKS = config["localisation"]["masks_dir"] or mask_dir_of("test")
+LOCALISATION_TWO_OBJECT = PLAN.kind == "embedded" and config["dataset"]["embedded"]["n_two_object"] > 0
+
+
+rule localisation_scores:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        maps=lambda wildcards: figure_inputs(wildcards)["maps"],
+        split=PLAN.split_label_file("test"),  # written after the embedded images and masks
+    output:
+        "results/localisation/{model}/{variant}.per_image.csv",
+    params:
+        mask_dir=LOCALISATION_MASKS,
+        size=lambda wildcards: config["models"][wildcards.model]["input_size"],
+        device=config["device"],
+    threads: 1
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/localisation/{model}_{variant}.log",
+    benchmark:
+        "benchmarks/localisation/{model}_{variant}.tsv"
+    script:
+        "../scripts/localisation_scores.py"
+
+
+rule localisation_two_object:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        maps=lambda w: expand("results/two_object/{model}/{method}.npz", model=w.model, method=methods_of(w.model)),
+        labels=PLAN.split_label_file("two_object"),
+    output:
+        "results/localisation/{model}/two_object.per_image.csv",
+    params:
+        mask_dir=mask_dir_of("two_object"),
+        size=lambda wildcards: config["models"][wildcards.model]["input_size"],
+    log:
+        "logs/localisation/{model}_two_object.log",
+    script:
+        "../scripts/localisation_two_object.py"
+
+
+rule localisation_table:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        per_image=expand("results/localisation/{{model}}/{variant}.per_image.csv", variant=VARIANTS),
+        two_object=["results/localisation/{model}/two_object.per_image.csv"] if LOCALISATION_TWO_OBJECT else [],
+    output:
+        csv="results/tables/localisation_{model}.csv",
+        html="results/tables/localisation_{model}.html",
+        json="results/localisation/{model}.json",
+    params:
+        variants=VARIANTS,
+        caption=lambda wildcards: f"{config['models'][wildcards.model]['label']}: localisation on ground-truth "
+        "object masks, % (mean ± CI half-width over images)",
+        tables=config["tables"],
+        seed=config["seed"],
+    log:
+        "logs/localisation/{model}_table.log",
+    script:
+        "../scripts/localisation_table.py"
+
+
+rule localisation_summary:
+    conda:
+        "../envs/report.yaml"
+    input:
+        expand("results/localisation/{model}.json", model=MODELS),
+    output:
+        "results/localisation/summary.json",
+    params:
+        models=MODELS,
+        labels={m: config["models"][m]["label"] for m in MODELS},
+        masks_source=(
+            "the masks in localisation.masks_dir"
+            if config["localisation"]["masks_dir"]
+            else "the embedded data's object masks"
+        ),
+    log:
+        "logs/localisation/summary.log",
+    script:
+        "../scripts/localisation_summary.py"

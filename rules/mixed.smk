@@ -1,0 +1,117 @@
+# Paper Fig. 9, EEA with mixed architectures: every configured model's architecture as the explainer of every
+# configured model (ViT and ResNet: four pairs). A cross pair's explainer starts from the explainer model's checkpoint
+# and is pretrained against the explained model with the usual code; its EEA maps, metrics, a table of the pairs and a
+# grid of images x pairs follow. Same-model pairs reuse the ordinary EEA maps. Only the 'target' variant
+# (REFERENCE_VARIANT) is made: one extra explainer and one extra map job per shard per cross pair.
+
+rule pretrain_mixed_explainer:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        checkpoint=checkpoint_of,
+        explainer_checkpoint="results/checkpoints/{explainer_model}.safetensors",
+        train=PLAN.split_label_file("explainer_train"),
+        val=PLAN.split_label_file("explainer_val"),
+        classes=PLAN.classes_file,
+    output:
+        explainer=protected("results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors"),
+        history="results/explainers/{model}/mixed_{explainer_model}_{variant}.json",
+    wildcard_constraints:
+        explainer_model=one_of(MODELS),
+    params:
+        model=model_settings,
+        explainer_model=lambda wildcards: config["models"][wildcards.explainer_model],
+        explainer=config["explainer"],
+        metric_batch_size=config["metrics"]["batch_size"],
+        image_root=image_root,
+        seed=config["seed"],
+        device=config["device"],
+        resume_dir="results/explainers/{model}/mixed_{explainer_model}_{variant}.resume",
+    threads: 2
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/explainer/{model}_mixed_{explainer_model}_{variant}.log",
+    benchmark:
+        "benchmarks/explainer/{model}_mixed_{explainer_model}_{variant}.tsv"
+    script:
+        "../scripts/pretrain_mixed_explainer.py"
+
+
+rule mixed_eea_maps:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        checkpoint=checkpoint_of,
+        explainer="results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors",
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        maps="results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.npz",
+        selection="results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.steps.csv",
+    wildcard_constraints:
+        explainer_model=one_of(MODELS),
+    params:
+        model=model_settings,
+        explainer_model=lambda wildcards: config["models"][wildcards.explainer_model],
+        method=lambda wildcards: mixed_method(wildcards.explainer_model, wildcards.model),
+        explainer=config["explainer"],
+        finetune=config["finetune"],
+        metric_batch_size=config["metrics"]["batch_size"],
+        image_root=image_root,
+        shard_range=shard_range,
+        device=config["device"],
+    threads: 1
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.log",
+    benchmark:
+        "benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.tsv"
+    script:
+        "../scripts/make_mixed_eea_maps.py"
+
+
+rule mixed_table:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        per_image=lambda wildcards: [f for files in mixed_pair_files(MIXED_METRICS).values() for f in files],
+    output:
+        csv="results/tables/mixed_architectures.csv",
+        tex="results/tables/mixed_architectures.tex",
+        html="results/tables/mixed_architectures.html",
+        per_image="results/tables/mixed_architectures.per_image.csv",
+    params:
+        pairs=mixed_pairs("per_image", MIXED_METRICS),
+        tables=config["tables"],
+        seed=config["seed"],
+        caption=f"EEA with mixed architectures (explainer → explained model), '{REFERENCE_VARIANT}' variant",
+    log:
+        "logs/tables/mixed_architectures.log",
+    script:
+        "../scripts/make_mixed_table.py"
+
+
+rule mixed_grid:
+    conda:
+        "../envs/report.yaml"
+    input:
+        maps=lambda wildcards: [f for files in mixed_pair_files(MIXED_MAPS).values() for f in files],
+        labels=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        png="results/figures/mixed_architectures.png",
+        pdf="results/figures/mixed_architectures.pdf",
+    params:
+        pairs=mixed_pairs("maps", MIXED_MAPS),
+        display_model=max((config["models"][m] for m in MODELS), key=lambda model: model["input_size"]),
+        figures=config["figures"],
+        image_root=image_root,
+        mask_dir=mask_dir_of("test"),
+        seed=config["seed"],
+        title=f"EEA with mixed architectures (explainer → explained model), '{REFERENCE_VARIANT}' variant",
+    log:
+        "logs/figures/mixed_architectures.log",
+    script:
+        "../scripts/make_mixed_grid.py"

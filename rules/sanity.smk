@@ -1,0 +1,103 @@
+# Parameter-randomization sanity checks (paper Section 3.1, Figs. 2-5; Adebayo et al. 2018). For each explained model
+# and mode (cascading, independent) and level x, every configured method explains the sanity images (sanity.n_images,
+# ground-truth class) on the model randomized at that level; EEA is re-fitted against it (sanity.eea_refit). Level 1 is
+# the original model, shared by both modes ("original"). Each level's maps are compared per image with level 1's.
+
+rule sanity_similarity:
+    conda:
+        "../envs/report.yaml"
+    input:
+        unpack(sanity_level_inputs(lambda wildcards: methods_of(wildcards.model))),
+    output:
+        "results/sanity/{model}/{mode}.similarity.csv",
+    wildcard_constraints:
+        mode="cascading|independent",
+    params:
+        input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
+    log:
+        "logs/sanity/similarity_{model}_{mode}.log",
+    script:
+        "../scripts/sanity_similarity.py"
+
+
+rule sanity_eea_curve:
+    conda:
+        "../envs/report.yaml"
+    input:
+        "results/sanity/{model}/{mode}.similarity.csv",
+    output:
+        multiext("results/figures/sanity_{model}_{mode}_eea", ".png", ".pdf"),
+    wildcard_constraints:
+        mode="cascading|independent",
+    params:
+        label=lambda wildcards: config["models"][wildcards.model]["label"],
+        confidence=config["tables"]["confidence"],
+    log:
+        "logs/sanity/eea_curve_{model}_{mode}.log",
+    script:
+        "../scripts/make_sanity_eea_curve.py"
+
+
+rule sanity_methods_curves:
+    conda:
+        "../envs/report.yaml"
+    input:
+        "results/sanity/{model}/{mode}.similarity.csv",
+    output:
+        multiext("results/figures/sanity_{model}_{mode}_methods", ".png", ".pdf"),
+    wildcard_constraints:
+        mode="cascading|independent",
+    params:
+        label=lambda wildcards: config["models"][wildcards.model]["label"],
+        confidence=config["tables"]["confidence"],
+    log:
+        "logs/sanity/methods_curves_{model}_{mode}.log",
+    script:
+        "../scripts/make_sanity_methods_curves.py"
+
+
+rule sanity_grid:
+    conda:
+        "../envs/report.yaml"
+    input:
+        unpack(sanity_level_inputs(lambda wildcards: ["eea"])),
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        multiext("results/figures/sanity_{model}_{mode}_grid", ".png", ".pdf"),
+    wildcard_constraints:
+        mode="cascading|independent",
+    params:
+        model=model_settings,
+        sanity=SANITY,
+        image_root=image_root,
+        seed=config["seed"],
+        title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA under {wildcards.mode} "
+        "randomization (x = 1: original model)",
+    log:
+        "logs/sanity/grid_{model}_{mode}.log",
+    script:
+        "../scripts/make_sanity_grid.py"
+
+
+rule sanity_summary:
+    conda:
+        "../envs/report.yaml"
+    input:
+        similarities=expand("results/sanity/{model}/{mode}.similarity.csv", model=MODELS, mode=SANITY_MODES),
+        figures=[f for f in sanity_outputs() if f != SANITY_SUMMARY],
+    output:
+        SANITY_SUMMARY,
+    params:
+        similarities={
+            f"{m}/{mode}": f"results/sanity/{m}/{mode}.similarity.csv" for m in MODELS for mode in SANITY_MODES
+        },
+        figures={f"{m}/{mode}": sanity_figures(m, mode) for m in MODELS for mode in SANITY_MODES},
+        labels={m: config["models"][m]["label"] for m in MODELS},
+        layers=SANITY_LAYERS,
+        sanity=SANITY,
+        confidence=config["tables"]["confidence"],
+    log:
+        "logs/sanity/summary.log",
+    script:
+        "../scripts/sanity_summary.py"

@@ -1,0 +1,29 @@
+# Paper Fig. 10, class-specific maps on two-object images (embedded data only: ImageNet has no such split). One job per
+# explained model computes every configured method's maps for both classes of every two-object image; the files
+# results/two_object/{model}/{method}.npz (format: eea_repro.two_object) also feed the class-specific pointing game.
+
+
+rule two_object_figure:
+    conda:
+        "../envs/report.yaml"
+    input:
+        maps=lambda wildcards: expand(
+            "results/two_object/{model}/{method}.npz", model=wildcards.model, method=methods_of(wildcards.model)
+        ),
+        labels=PLAN.split_label_file("two_object"),
+        classes=PLAN.classes_file,
+    output:
+        png="results/figures/two_object_{model}.png",
+        pdf="results/figures/two_object_{model}.pdf",
+    params:
+        model=model_settings,
+        figures=config["figures"],
+        image_root=image_root,
+        mask_dir=mask_dir_of("two_object"),
+        seed=config["seed"],
+        title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: each two-object image explained "
+        "for each of its classes",
+    log:
+        "logs/figures/two_object_{model}.log",
+    script:
+        "../scripts/make_two_object_figure.py"

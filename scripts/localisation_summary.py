@@ -1,0 +1,7 @@
+"""Snakemake wrapper: every model's localisation table in one JSON for the report."""
+from eea_repro.localisation import localisation_summary
+from eea_repro.logs import job_context
+
+with job_context(snakemake):
+    p = snakemake.params
+    localisation_summary(dict(zip(p.models, snakemake.input)), p.labels, p.masks_source, snakemake.output[0])

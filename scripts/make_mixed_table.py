@@ -1,0 +1,7 @@
+"""Snakemake wrapper: the metric table of the explainer/explained pairs (Fig. 9)."""
+from eea_repro.logs import job_context
+from eea_repro.paper_figures import make_mixed_table
+
+with job_context(snakemake):
+    p, o = snakemake.params, snakemake.output
+    make_mixed_table(p.pairs, p.tables, p.seed, p.caption, o.csv, o.tex, o.html, o.per_image)

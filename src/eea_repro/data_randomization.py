@@ -1,0 +1,359 @@
+"""Data-randomization sanity check (Adebayo et al. 2018; the seed's Section 3.2, Figs. 6-8).
+
+The explained architecture is trained on train images whose labels are a seeded permutation of their true labels,
+until it fits them (training accuracy above ``data_randomization.target_train_accuracy``): it memorises, so its test
+accuracy is near chance. An EEA explainer is pretrained against this permuted-label model exactly as against the
+original one, and every configured method explains the sanity images (the ground-truth class, as the parameter
+randomization checks do) on both models. A method that explains the model should give different maps: the per-image
+Spearman ρ between the two maps is the test statistic (box plot, Fig. 6).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from .figures import DPI, FONT_SIZE, qualitative_grid, save_figure
+from .io import atomic_path, load_map_shard, write_json
+from .logs import progress
+
+EEA = "eea"
+PAPER_BLUE = "#1f77b4"
+
+
+def _rows_of(image_root, split_file, model_cfg: dict, num_classes: int, rows=None):
+    from .data.loading import LabeledImageFolder
+
+    return LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"], num_classes=num_classes,
+                              indices=rows)
+
+
+# --- the permuted-label model ------------------------------------------------------------------------------------
+
+
+def permuted_labels(labels: Sequence[int], seed: int) -> np.ndarray:
+    """The labels shuffled across images by a seeded permutation: the class counts stay, the image-label link goes."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return labels[np.random.default_rng(seed).permutation(len(labels))]
+
+
+def fit_until_memorised(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    target_accuracy: float,
+    max_epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    seed: int,
+    resume_path: str | Path,
+    run_settings: dict | None = None,
+    progress=None,
+    log=print,
+) -> list[dict]:
+    """Train ``model`` on (images, labels) until its clean training accuracy exceeds ``target_accuracy``.
+
+    Not :func:`training.train_classifier`: memorising needs the *last* weights (not the best validation epoch), a
+    stop as soon as the training set is fitted (not a fixed schedule) and no augmentation. AdamW at a constant
+    learning rate; the accuracy is measured after each epoch in eval mode on the whole set. Resumable from
+    ``resume_path`` (written after every epoch; a file written with other hyper-parameters or ``run_settings`` is
+    ignored, so a larger ``max_epochs`` continues and anything else starts over). Returns the per-epoch history; the
+    caller checks whether the last epoch reached the target.
+    """
+    from .training import accuracy
+
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history: list[dict] = []
+    settings = {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed, **(run_settings or {})}
+    resume_path = Path(resume_path)
+    saved = torch.load(resume_path, map_location="cpu", weights_only=True) if resume_path.exists() else None
+    if saved is not None and saved["settings"] != settings:
+        log(f"{resume_path.name} was written with {saved['settings']}, not {settings}: starting over")
+    elif saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        history = saved["history"]
+        log(f"resumed from {resume_path.name} after epoch {len(history)}")
+    started = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
+    while len(history) < max_epochs and not (history and history[-1]["train_accuracy"] > target_accuracy):
+        model.train()
+        order = torch.randperm(len(images), generator=generator)
+        batches = range(0, len(order), batch_size)
+        running = 0.0
+        for start in progress(batches, desc=f"epoch {len(history) + 1}") if progress else batches:
+            index = order[start : start + batch_size]
+            loss = F.cross_entropy(model(images[index].to(device)), labels[index].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(index)
+        train_accuracy = accuracy(model, images, labels)
+        history.append({"epoch": len(history) + 1, "train_loss": running / len(order),
+                        "train_accuracy": train_accuracy, "seconds": time.perf_counter() - started})
+        log(f"epoch {len(history)}: train loss {running / len(order):.4f}, train accuracy {train_accuracy:.3f}")
+        with atomic_path(resume_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(), "history": history, "settings": settings}, tmp)
+    return history
+
+
+def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: dict, image_root, train_file, test_file,
+                               classes_file, init_checkpoint, out_checkpoint, out_record, *, resume, seed,
+                               device) -> None:
+    """Fit the architecture to a seeded subset of ``train_file`` with permuted labels; record train/test accuracy.
+
+    ``init_checkpoint`` (the explained model's weights) is the starting point when ``dr_cfg['init']`` is
+    ``checkpoint`` (the paper preset fine-tunes the pretrained model); ``scratch`` starts from timm's random init.
+    """
+    from . import checkpoints
+    from .data.loading import read_label_file, subset_by_count
+    from .models import ExplainedModel, ModelSpec, build_explained_model, create_network, resolve_device
+    from .stages import load_model, load_tensors, read_classes, seed_everything
+    from .training import accuracy
+
+    seed_everything(seed)
+    device = resolve_device(device)
+    num_classes = len(read_classes(classes_file))
+    spec = ModelSpec.from_config(model_cfg)
+    n_train = len(read_label_file(train_file))
+    if dr_cfg["train_count"] > n_train:
+        raise ValueError(f"config key 'data_randomization.train_count': {dr_cfg['train_count']} > {n_train} images "
+                         f"in {train_file}")
+    rows = subset_by_count(n_train, dr_cfg["train_count"], seed)
+    images, true_labels, _ = load_tensors(_rows_of(image_root, train_file, model_cfg, num_classes, rows),
+                                          desc="train images")
+    labels = torch.from_numpy(permuted_labels(true_labels.numpy(), seed))
+    if dr_cfg["init"] == "checkpoint":
+        model = build_explained_model(spec, num_classes, init_checkpoint, device=device).requires_grad_(True)
+    else:
+        model = ExplainedModel(create_network(spec, num_classes), spec).to(device)
+    history = fit_until_memorised(
+        model, images, labels, target_accuracy=dr_cfg["target_train_accuracy"], max_epochs=settings["max_epochs"],
+        lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"], seed=seed,
+        resume_path=resume, run_settings={k: dr_cfg[k] for k in ("init", "train_count")}, progress=progress(),
+    )
+    reached = history[-1]["train_accuracy"]
+    if reached <= dr_cfg["target_train_accuracy"]:
+        raise RuntimeError(
+            f"{model_name}: the permuted-label model reached a training accuracy of {reached:.3f} after "
+            f"{len(history)} epochs, not above data_randomization.target_train_accuracy "
+            f"({dr_cfg['target_train_accuracy']}); raise data_randomization.models.{model_name}.max_epochs (training "
+            f"continues) or .lr, or lower data_randomization.train_count"
+        )
+    checkpoints.save_state_dict({k: v.detach().cpu() for k, v in model.net.state_dict().items()}, out_checkpoint)
+    trained = load_model(model_cfg, out_checkpoint, classes_file, device)
+    n_test = len(read_label_file(test_file))
+    test_rows = None if dr_cfg["test_count"] is None else subset_by_count(n_test, min(dr_cfg["test_count"], n_test), seed)
+    test = load_tensors(_rows_of(image_root, test_file, model_cfg, num_classes, test_rows), desc="test images")
+    scores = {
+        "train_accuracy": accuracy(trained, images, labels),
+        "train_accuracy_true_labels": accuracy(trained, images, true_labels),
+        "test_accuracy": accuracy(trained, *test[:2]),
+        "chance_accuracy": 1.0 / num_classes,
+        "label_agreement": float((labels == true_labels).float().mean()),
+    }
+    checkpoints.write_checkpoint_record(
+        out_record, out_checkpoint, f"trained on {len(labels)} images of {Path(train_file).name} with permuted labels",
+        timm_name=spec.timm_name, init=dr_cfg["init"], train_images=len(labels), test_images=len(test[1]),
+        epochs=len(history), seconds=history[-1]["seconds"], history=history, **scores,
+    )
+    Path(resume).unlink(missing_ok=True)
+    print(f"saved {out_checkpoint}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+
+
+# --- maps and their similarity -----------------------------------------------------------------------------------
+
+
+def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, metric_batch_size,
+                             checkpoint, explainer_file, image_root, split_file, classes_file, out_maps: dict, *, seed,
+                             device, precision, batch_size) -> None:
+    """Every method's maps of the sanity images on the permuted-label model, for the ground-truth class.
+
+    EEA starts from the explainer pretrained against this model and is fine-tuned per image with the main run's
+    settings; pEEA is that explainer's map.
+    """
+    from .explainer import load_explainer
+    from .io import save_map_shard
+    from .models import ModelSpec, resolve_device
+    from .sanity import finetune_settings, method_maps, sanity_image_rows
+    from .stages import load_model, load_tensors, read_classes, seed_everything
+
+    seed_everything(seed)
+    device = resolve_device(device)
+    num_classes = len(read_classes(classes_file))
+    model = load_model(model_cfg, checkpoint, classes_file, device)
+    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)
+    images, labels, ids = load_tensors(_rows_of(image_root, split_file, model_cfg, num_classes, rows),
+                                       desc="sanity images")
+    images, labels = images.to(device), labels.to(device)
+    explainer = None
+    if {"eea", "peea"} & set(methods):
+        explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
+    eea_settings = finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size)
+    for method in progress()(methods, desc="methods"):
+        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, seed=seed,
+                           precision=precision, batch_size=batch_size)
+        save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
+
+
+def maps_of_images(map_files: Sequence[str | Path], image_ids: Sequence[str]) -> dict:
+    """One method's maps of ``image_ids`` (in that order) gathered from its shards, as ``load_map_shard`` returns."""
+    found: dict[str, tuple[dict, int]] = {}
+    for path in map_files:
+        shard = load_map_shard(path)
+        for index, image_id in enumerate(shard["image_ids"]):
+            if image_id in image_ids:
+                found[image_id] = (shard, index)
+    missing = [image_id for image_id in image_ids if image_id not in found]
+    if missing:
+        raise ValueError(f"no map of image {missing[0]!r} in {len(map_files)} shard(s) of the original model")
+    picked = [found[image_id] for image_id in image_ids]
+    return {
+        "maps": np.stack([shard["maps"][index] for shard, index in picked]),
+        "image_ids": list(image_ids),
+        "classes": np.asarray([shard["classes"][index] for shard, index in picked]),
+        "labels": np.asarray([shard["labels"][index] for shard, index in picked]),
+        "method": picked[0][0]["method"],
+    }
+
+
+def data_randomization_similarity(original_maps: dict[str, str], permuted_maps: dict[str, str], input_size: int,
+                                  out_csv) -> None:
+    """Per image and method: Spearman ρ (and |ρ|, SSIM, HOG) between the original and the permuted-label map.
+
+    ``original_maps`` / ``permuted_maps``: one file per method of the sanity images on each model, both explaining the
+    ground-truth class; the maps are compared at the model's input size, as in the parameter randomization checks.
+    """
+    from .sanity import similarity_frame
+
+    frames = []
+    for method, path in permuted_maps.items():
+        permuted = load_map_shard(path)
+        original = maps_of_images([original_maps[method]], permuted["image_ids"])
+        if not np.array_equal(original["classes"], permuted["classes"]):
+            raise ValueError(f"{method}: the original maps explain other classes than the permuted-label maps")
+        frames.append(similarity_frame(original, permuted, input_size))
+    with atomic_path(out_csv) as tmp:
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+
+
+def spearman_by_method(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The box plot's data: per method (EEA first, then in file order) the per-image ρ, invalid maps dropped."""
+    methods = list(dict.fromkeys(frame["method"]))
+    methods.sort(key=lambda name: name != EEA)
+    return {m: frame.loc[frame["method"] == m, "spearman"].dropna().to_numpy(dtype=float) for m in methods}
+
+
+def spearman_summary(values: np.ndarray) -> dict:
+    """Median and quartiles (the box) of one method's per-image ρ."""
+    if not len(values):
+        return {"n": 0, "median": None, "q1": None, "q3": None, "iqr": None}
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return {"n": int(len(values)), "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1)}
+
+
+# --- figures -----------------------------------------------------------------------------------------------------
+
+
+def spearman_boxplot(data: dict[str, np.ndarray], out_paths: Sequence[str | Path], *, title: str) -> None:
+    """Fig. 6: one box of per-image Spearman ρ (original vs permuted-label map) per method, points overlaid."""
+    fig = Figure(figsize=(max(4.5, 0.65 * len(data) + 1.6), 3.6), dpi=DPI)
+    ax = fig.add_subplot()
+    labels, values = list(data), list(data.values())
+    boxes = ax.boxplot(values, tick_labels=labels, widths=0.55, showfliers=False, patch_artist=True,
+                       medianprops={"color": "black"})
+    for box in boxes["boxes"]:
+        box.set(facecolor=PAPER_BLUE, alpha=0.35)
+    jitter = np.random.default_rng(0)
+    for position, points in enumerate(values, start=1):
+        ax.scatter(position + jitter.uniform(-0.12, 0.12, len(points)), points, s=6, color=PAPER_BLUE, alpha=0.7,
+                   linewidths=0, zorder=3)
+    ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("Spearman ρ, original vs permuted-label", fontsize=FONT_SIZE)
+    ax.set_title(title, fontsize=FONT_SIZE + 1)
+    ax.tick_params(labelsize=FONT_SIZE - 1)
+    ax.tick_params(axis="x", labelrotation=45 if len(labels) > 3 else 0)
+    ax.grid(True, axis="y", linewidth=0.3, alpha=0.5)
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.97, bottom=0.3 if len(labels) > 3 else 0.12,
+                        top=0.9)
+    save_figure(fig, out_paths)
+
+
+def make_spearman_boxplot(similarity_csv, model_label: str, out_paths, *, eea_only: bool) -> None:
+    """Fig. 6 (``eea_only``: EEA's box, as the seed) or the same box plot for every configured method."""
+    from .stages import method_label
+
+    data = spearman_by_method(pd.read_csv(similarity_csv))
+    if eea_only:
+        data = {EEA: data[EEA]}
+    spearman_boxplot({method_label(name): values for name, values in data.items()}, out_paths,
+                     title=f"{model_label}: data randomization" + (", EEA" if eea_only else ", every method"))
+
+
+def make_randomization_comparison(columns: dict[str, str], method: str, model_cfg, sanity_cfg, image_root, split_file,
+                                  classes_file, out_paths, *, title, seed) -> None:
+    """Figs. 7 and 8: rows = the first sanity images (``sanity.grid_images``), columns = the image, then the maps of
+    ``method`` overlaid, one column per header of ``columns`` (header -> map file holding those images)."""
+    from .metrics import normalize_maps
+    from .sanity import sanity_image_rows
+    from .stages import read_classes
+
+    class_names = read_classes(classes_file)
+    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)[: sanity_cfg["grid_images"]]
+    dataset = _rows_of(image_root, split_file, model_cfg, len(class_names), rows)
+    picked = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([item["image"] for item in picked])
+    wanted = [item["image_id"] for item in picked]
+    maps = {}
+    for header, path in columns.items():
+        shard = maps_of_images([path], wanted)
+        if shard["method"] != method:
+            raise ValueError(f"column {header!r}: maps of {shard['method']!r}, expected {method!r}")
+        maps[header] = normalize_maps(torch.from_numpy(shard["maps"]), images.shape[-1])[0].numpy()
+    qualitative_grid(images.numpy(), maps, [class_names[item["label"]] for item in picked], out_paths, title=title)
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+
+def write_data_randomization_summary(models: dict[str, dict], settings: dict, source_split: str, out_json) -> None:
+    """Report input: per model its permuted-label training record, explainer epoch, ρ summary per method, figures.
+
+    ``models`` maps a model name to ``{"label", "record", "explainer", "similarity", "figures"}`` (file paths);
+    ``settings`` is the ``data_randomization`` config block, ``source_split`` the split whose labels were permuted.
+    """
+    import json
+
+    from .stages import method_label
+
+    entries, n_images = [], 0
+    for name, files in models.items():
+        record = json.loads(Path(files["record"]).read_text())
+        explainer = json.loads(Path(files["explainer"]).read_text())
+        frame = pd.read_csv(files["similarity"])
+        n_images = max(n_images, int(frame["image_id"].nunique()))
+        data = spearman_by_method(frame)
+        entries.append({
+            "model": name,
+            "label": files["label"],
+            "training": {k: record[k] for k in ("init", "train_images", "test_images", "epochs", "seconds",
+                                                "train_accuracy", "train_accuracy_true_labels", "test_accuracy",
+                                                "chance_accuracy", "label_agreement")},
+            "explainer_best_epoch": explainer["history"]["best_epoch"],
+            "spearman": [{"method": m, "label": method_label(m), **spearman_summary(v)} for m, v in data.items()],
+            "figures": files["figures"],
+        })
+    write_json(out_json, {"settings": settings, "source_split": source_split, "n_images": n_images, "models": entries})

@@ -1,0 +1,412 @@
+"""Parameter-randomization sanity checks (Adebayo et al. 2018; the seed's Section 3, Figs. 2-5).
+
+A *layer* is a list of parameter names of the explained model (see :func:`randomization_layers`), ordered bottom to
+top. Randomization levels count from the top, as the seed's figures:
+
+- cascading, x = k: the last k - 1 layers are re-initialised (x = 1 is the original model, x = L + 1 all layers);
+- independent, x = i: only layer i - 1 counted from the top (the (i-1)-th last) is re-initialised, so cascading and
+  independent agree at x = 2.
+
+Re-initialisation is seeded per layer (the same layer gets the same new weights in both modes) and is either the
+module's own ``reset_parameters()`` (``module``: Linear/Conv get PyTorch's default Kaiming-uniform init, norm layers
+become the identity, BN running statistics are kept) or N(0, σ) for every randomized parameter (``normal``). Only the
+named parameters change; the original model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tempfile
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from torch import nn
+
+from .data.loading import LabeledImageFolder, make_loader, read_label_file
+from .io import atomic_path, load_map_shard, save_map_shard, write_json
+from .logs import progress
+from .models import ModelSpec, resolve_device
+from .similarity import hog_similarity_per_image, spearman_per_image, ssim_per_image
+
+MODES = ("cascading", "independent")
+LAYER_CHOICES = {"vit": ("attention", "block"), "cnn": ("stage", "block")}
+REINIT_CHOICES = ("module", "normal")
+ORIGINAL = "original"
+SIMILARITIES = ("spearman", "spearman_abs", "ssim", "hog")
+
+
+# --- images ------------------------------------------------------------------------------------------------------
+
+
+def sanity_image_rows(split_file, n_images: int, seed: int) -> list[int]:
+    """Rows (in the evaluated split) of the images every sanity check explains: a seeded sample, sorted."""
+    count = len(read_label_file(split_file))
+    chosen = np.random.default_rng(seed).choice(count, size=min(n_images, count), replace=False)
+    return sorted(int(row) for row in chosen)
+
+
+# --- layers and randomization ------------------------------------------------------------------------------------
+
+
+def _network(model: nn.Module) -> tuple[nn.Module, str]:
+    """The bare timm network and the prefix of its parameter names inside ``model``."""
+    return (model.net, "net.") if hasattr(model, "net") else (model, "")
+
+
+def randomization_layers(model: nn.Module, family: str, which: str) -> list[list[str]]:
+    """Parameter names of each randomizable layer of ``model``, ordered bottom -> top.
+
+    ViT: one layer per transformer block; ``attention`` = the block's attention parameters (qkv + proj, the seed's
+    choice), ``block`` = all of the block's parameters. CNN (timm ResNet): ``stage`` = layer1..layer4, ``block`` = each
+    residual block of those stages; all of the unit's conv and BN parameters. The stem and the classifier are not
+    layers here (the seed counts the ViT's 12 blocks).
+    """
+    if which not in LAYER_CHOICES.get(family, ()):
+        raise ValueError(f"layers {which!r} is not one of {LAYER_CHOICES.get(family)} for family {family!r}")
+    net, prefix = _network(model)
+
+    def names(module: nn.Module, path: str) -> list[str]:
+        return [f"{prefix}{path}.{name}" for name, _ in module.named_parameters()]
+
+    if family == "vit":
+        part = "attn" if which == "attention" else None
+        return [
+            names(getattr(block, part), f"blocks.{i}.{part}") if part else names(block, f"blocks.{i}")
+            for i, block in enumerate(net.blocks)
+        ]
+    stages = [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5) if hasattr(net, f"layer{i}")]
+    if not stages:
+        raise ValueError(f"{type(net).__name__} has no ResNet stages layer1..layer4")
+    if which == "stage":
+        return [names(stage, path) for path, stage in stages]
+    return [names(block, f"{path}.{j}") for path, stage in stages for j, block in enumerate(stage)]
+
+
+def _layer_seed(seed: int, layer: int) -> int:
+    return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def _reinitialise(model: nn.Module, names: list[str], *, reinit: str, std: float, seed: int) -> None:
+    """Overwrite the named parameters of ``model`` in place (the caller's copy) with seeded fresh values on the CPU."""
+    if reinit not in REINIT_CHOICES:
+        raise ValueError(f"reinit {reinit!r} is not one of {REINIT_CHOICES}")
+    parameters = dict(model.named_parameters())
+    if reinit == "normal":
+        generator = torch.Generator().manual_seed(seed)
+        for name in names:
+            target = parameters[name]
+            target.copy_(torch.randn(target.shape, generator=generator) * std)
+        return
+    owners: dict[str, list[str]] = {}
+    for name in names:
+        owner, leaf = name.rsplit(".", 1)
+        owners.setdefault(owner, []).append(leaf)
+    for j, (owner, leaves) in enumerate(owners.items()):
+        fresh = copy.deepcopy(model.get_submodule(owner)).cpu()
+        if not hasattr(fresh, "reset_parameters"):
+            raise ValueError(f"module {owner} ({type(fresh).__name__}) has no reset_parameters(); use reinit: normal")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + j)
+            fresh.reset_parameters()
+        for leaf in leaves:
+            parameters[f"{owner}.{leaf}"].copy_(getattr(fresh, leaf))
+
+
+def randomized_model(model: nn.Module, layers: list[list[str]], indices, *, reinit: str = "module",
+                     std: float = 0.02, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with the layers at ``indices`` (bottom -> top numbering) re-initialised."""
+    copied = copy.deepcopy(model)
+    for index in indices:
+        _reinitialise(copied, layers[index], reinit=reinit, std=std, seed=_layer_seed(seed, index))
+    return copied
+
+
+def cascading(model: nn.Module, k: int, layers: list[list[str]], **reinit) -> nn.Module:
+    """Cascading level x = k: the last k - 1 layers re-initialised (k = 1 the original weights, k = L + 1 all)."""
+    if not 1 <= k <= len(layers) + 1:
+        raise ValueError(f"cascading level {k} is outside 1..{len(layers) + 1}")
+    return randomized_model(model, layers, range(len(layers) - (k - 1), len(layers)), **reinit)
+
+
+def independent(model: nn.Module, i: int, layers: list[list[str]], **reinit) -> nn.Module:
+    """Independent level x = i: only layer i - 1 counted from the top re-initialised (i = 1 the original weights)."""
+    if not 1 <= i <= len(layers) + 1:
+        raise ValueError(f"independent level {i} is outside 1..{len(layers) + 1}")
+    return randomized_model(model, layers, [len(layers) - (i - 1)] if i > 1 else [], **reinit)
+
+
+def count_layers(model_cfg: dict, which: str) -> int:
+    """L for a configured model, from its architecture alone (built on the meta device: no memory, no weights)."""
+    from .models import create_network
+
+    with torch.device("meta"):
+        net = create_network(ModelSpec.from_config(model_cfg), num_classes=2)
+    return len(randomization_layers(net, model_cfg["family"], which))
+
+
+# --- settings (file-name tokens) ---------------------------------------------------------------------------------
+
+
+def setting_name(mode: str, level: int) -> str:
+    """The token naming one randomized model in file names; level 1 of either mode is the original model."""
+    return ORIGINAL if level == 1 else f"{mode}-{level}"
+
+
+def parse_setting(setting: str) -> tuple[str | None, int]:
+    if setting == ORIGINAL:
+        return None, 1
+    match = re.fullmatch(r"(cascading|independent)-(\d+)", setting)
+    if not match:
+        raise ValueError(f"sanity setting {setting!r} is neither {ORIGINAL!r} nor '<mode>-<level>'")
+    return match.group(1), int(match.group(2))
+
+
+def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sanity_cfg: dict, seed: int) -> nn.Module:
+    mode, level = parse_setting(setting)
+    if mode is None:
+        return model
+    step = cascading if mode == "cascading" else independent
+    return step(model, level, layers, reinit=sanity_cfg["reinit"], std=sanity_cfg["reinit_std"], seed=seed)
+
+
+# --- stage: maps of every method on one randomized model ---------------------------------------------------------
+
+
+def _refit_explainer(model_cfg, explainer_cfg, metric_batch_size, randomized, image_root, train_file, val_file,
+                     classes_file, seed, device):
+    """Pretrain a fresh explainer against the randomized model, started from its weights (as for the original)."""
+    from .explainer import MaskExplainer, pretrain
+    from .stages import load_tensors, read_classes, seed_everything
+
+    seed_everything(seed)
+    num_classes = len(read_classes(classes_file))
+    state = {name.removeprefix("net."): tensor for name, tensor in randomized.state_dict().items()}
+    explainer = MaskExplainer(ModelSpec.from_config(model_cfg), state, num_classes).to(device)
+    size = model_cfg["input_size"]
+    train_set = LabeledImageFolder(image_root, train_file, size=size, num_classes=num_classes)
+    val_images, val_labels, _ = load_tensors(LabeledImageFolder(image_root, val_file, size=size,
+                                                                num_classes=num_classes), desc="val images")
+
+    def train_batches(epoch: int):
+        for batch in make_loader(train_set, explainer_cfg["batch_size"], shuffle=True, seed=seed + epoch):
+            yield batch["image"].to(device), torch.as_tensor(batch["label"]).to(device)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        history = pretrain(
+            explainer, randomized, train_batches, val_images.to(device), val_labels.to(device),
+            variant="target", lam=explainer_cfg["lambda_size"], size_loss=explainer_cfg["size_loss"],
+            lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
+            checkpoint_dir=scratch, progress=progress(), eval_batch_size=metric_batch_size,
+        )
+    print(f"re-pretrained explainer: best epoch {history['best_epoch']}, val POS {history['best_val_pos']:.3f}")
+    return explainer
+
+
+def finetune_settings(explainer_cfg: dict, finetune_cfg: dict, metric_batch_size: int) -> dict:
+    """``finetune_maps`` keyword arguments from the config, the same as for the evaluated EEA maps."""
+    return {
+        "steps": finetune_cfg["steps"], "lr": finetune_cfg["lr"], "lam": explainer_cfg["lambda_size"],
+        "size_loss": explainer_cfg["size_loss"], "early_stop_pos": finetune_cfg["early_stop_pos"],
+        "weight_decay": explainer_cfg["weight_decay"], "chunk_size": finetune_cfg["chunk_size"],
+        "metric_batch_size": metric_batch_size,
+    }
+
+
+def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *, explainer=None,
+                eea_settings: dict | None = None, seed: int, precision: str = "fp32", batch_size: int = 64):
+    """Maps (B, h, w) of one method for a batch; eea / peea use ``explainer`` (fine-tuned with ``eea_settings``)."""
+    from .explainer import explain, finetune_maps
+    from .methods import compute_maps
+
+    if method == "peea":
+        return explain(explainer, images)
+    if method == "eea":
+        return finetune_maps(explainer, model, images, classes, **eea_settings)[0]
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        part = slice(start, start + batch_size)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            # clone: gradient methods index with the classes under autograd
+            chunks.append(compute_maps(method, model, images[part], classes[part].clone(), seed=seed + start).float())
+    return torch.cat(chunks)
+
+
+def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, metric_batch_size,
+                     checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
+                     classes_file, out_maps: dict, *, seed, device, precision, batch_size) -> None:
+    """Maps of every method in ``methods`` on the sanity images, for the model randomized as ``setting`` says.
+
+    Class explained: the ground truth ('target' variant) for every method. EEA is re-fitted against the randomized
+    model (``sanity.eea_refit``); pEEA is the explainer EEA starts from (the original one under ``finetune``: no
+    re-fit, so it cannot react to the randomization).
+    """
+    from .explainer import load_explainer
+    from .stages import load_model, load_tensors, read_classes, seed_everything
+
+    seed_everything(seed)
+    device = resolve_device(device)
+    num_classes = len(read_classes(classes_file))
+    original = load_model(model_cfg, checkpoint, classes_file, device)
+    layers = randomization_layers(original, model_cfg["family"], sanity_cfg["layers"][model_cfg["family"]])
+    model = settings_model(original, setting, layers, sanity_cfg, seed)
+    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)
+    images, labels, ids = load_tensors(
+        LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"], num_classes=num_classes, indices=rows),
+        desc="sanity images",
+    )
+    images, labels = images.to(device), labels.to(device)
+    print(f"{setting}: {len(layers)} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
+
+    explainer = None
+    if {"eea", "peea"} & set(methods):
+        if sanity_cfg["eea_refit"] == "pretrain" and setting != ORIGINAL:
+            refit_cfg = {**explainer_cfg, "epochs": sanity_cfg["refit_epochs"] or explainer_cfg["epochs"]}
+            explainer = _refit_explainer(model_cfg, refit_cfg, metric_batch_size, model, image_root,
+                                         explainer_train_file, explainer_val_file, classes_file, seed, device)
+        else:
+            explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
+    eea_settings = finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size)
+    for method in methods:
+        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, seed=seed,
+                           precision=precision, batch_size=batch_size)
+        save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
+        print(f"{method}: done")
+
+
+# --- stage: similarity of randomized maps to the original ones -------------------------------------------------
+
+
+def similarity_frame(original: dict, randomized: dict, size: int) -> pd.DataFrame:
+    """Per-image similarities of two map shards (dicts from ``load_map_shard``) of the same images and method."""
+    if original["image_ids"] != randomized["image_ids"]:
+        raise ValueError(f"{original['method']}: the randomized maps are of other images than the original ones")
+    a, b = original["maps"], randomized["maps"]
+    return pd.DataFrame({
+        "image_id": original["image_ids"],
+        "method": original["method"],
+        "spearman": spearman_per_image(a, b, size),
+        "spearman_abs": spearman_per_image(a, b, size, absolute=True),
+        "ssim": ssim_per_image(a, b, size),
+        "hog": hog_similarity_per_image(a, b, size),
+    })
+
+
+def level_inputs(named_inputs) -> dict[int, list[str]]:
+    """Snakemake's named inputs 'level<k>' -> {k: files} (other inputs are ignored)."""
+    return {int(name[len("level"):]): list(files) for name, files in named_inputs.items() if name.startswith("level")}
+
+
+def sanity_similarity(map_files: dict[int, list[str]], mode: str, input_size: int, out_csv) -> None:
+    """One row per image x method x level: similarity of the level's map to the original (level 1) map.
+
+    ``map_files`` maps each level (1 = original) to its maps, one file per method. Maps are compared at the model's
+    input size (bilinear upsampling), where the metrics read them.
+    """
+    reference = {shard["method"]: shard for shard in map(load_map_shard, map_files[1])}
+    frames = []
+    for level in sorted(map_files):
+        for path in map_files[level]:
+            shard = load_map_shard(path)
+            frame = similarity_frame(reference[shard["method"]], shard, input_size)
+            frame.insert(2, "level", level)
+            frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, "mode", mode)
+    with atomic_path(out_csv) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def level_summary(frame: pd.DataFrame, confidence: float = 0.95, measure: str = "spearman") -> pd.DataFrame:
+    """Mean of ``measure`` per method and level with a t-interval over images (NaN rows of invalid maps dropped)."""
+    rows = []
+    for (method, level), group in frame.groupby(["method", "level"], sort=True):
+        values = group[measure].dropna().to_numpy(dtype=float)
+        mean = float(values.mean()) if len(values) else float("nan")
+        half = 0.0
+        if len(values) > 1 and values.std(ddof=1) > 0:
+            half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+        rows.append({"method": method, "level": int(level), "mean": mean, "low": mean - half, "high": mean + half,
+                     "n": len(values)})
+    return pd.DataFrame(rows)
+
+
+def _axis_label(mode: str) -> str:
+    if mode == "cascading":
+        return "x = k: the last k − 1 layers randomized"
+    return "x = i: only layer i − 1 from the top randomized"
+
+
+def make_eea_curve(similarity_csv, model_label: str, confidence: float, out_paths) -> None:
+    """Fig. 2 (cascading) / Fig. 4 (independent): EEA's mean Spearman ρ per level with its CI over images."""
+    from .sanity_figures import spearman_curve
+
+    frame = pd.read_csv(similarity_csv)
+    mode = str(frame["mode"].iloc[0])
+    summary = level_summary(frame[frame["method"] == "eea"], confidence)
+    spearman_curve(summary, out_paths, title=f"{model_label}: {mode} randomization, EEA", xlabel=_axis_label(mode),
+                   confidence=confidence)
+
+
+def make_methods_curves(similarity_csv, model_label: str, confidence: float, out_paths) -> None:
+    """Every method's Spearman, SSIM and HOG curves in one figure (beyond the paper)."""
+    from .sanity_figures import method_curves
+    from .stages import method_label
+
+    frame = pd.read_csv(similarity_csv)
+    mode = str(frame["mode"].iloc[0])
+    summaries = {measure: level_summary(frame, confidence, measure) for measure in ("spearman", "ssim", "hog")}
+    labels = {name: method_label(name) for name in frame["method"].unique()}
+    method_curves(summaries, labels, out_paths, title=f"{model_label}: {mode} randomization, every method",
+                  xlabel=_axis_label(mode), confidence=confidence)
+
+
+def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sanity_cfg, image_root, split_file,
+                     classes_file, out_paths, *, title, seed) -> None:
+    """Fig. 3 / 5: rows = images (map and overlay), columns = randomization level, for one method."""
+    from .metrics import normalize_maps
+    from .sanity_figures import randomization_grid
+    from .stages import read_classes
+
+    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)[: sanity_cfg["grid_images"]]
+    dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
+                                 num_classes=len(read_classes(classes_file)), indices=rows)
+    picked = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([item["image"] for item in picked])
+    wanted = [item["image_id"] for item in picked]
+    columns = {}
+    for level in sorted(map_files):
+        shard = next(s for s in map(load_map_shard, map_files[level]) if s["method"] == method)
+        index = [shard["image_ids"].index(image_id) for image_id in wanted]
+        maps, _valid, _constant = normalize_maps(torch.from_numpy(shard["maps"][index]), images.shape[-1])
+        columns[level] = maps.numpy()
+    class_names = read_classes(classes_file)
+    randomization_grid(images.numpy(), columns, [class_names[item["label"]] for item in picked], out_paths,
+                       title=title)
+
+
+def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, dict], model_labels: dict[str, str],
+                         layer_counts: dict[str, int], sanity_cfg: dict, confidence: float, out_json) -> None:
+    """Report input: per model x mode, the figure paths and the per-level mean Spearman ρ with its CI per method."""
+    from .stages import method_label
+
+    entries = []
+    for key, path in similarity_files.items():
+        frame = pd.read_csv(path)
+        model, mode = key.split("/")
+        summary = level_summary(frame, confidence)
+        order = sorted(summary["method"].unique(), key=lambda m: (m not in ("eea", "peea"), m != "eea", m))
+        curves = [
+            {"method": method, "label": method_label(method),
+             "levels": [{key: (round(value, 4) if isinstance(value, float) else value)
+                         for key, value in row.items() if key != "method"}
+                        for row in summary[summary["method"] == method].sort_values("level").to_dict("records")]}
+            for method in order
+        ]
+        entries.append({"model": model, "label": model_labels[model], "mode": mode, "figures": dict(figures[key]),
+                        "layers": layer_counts[model],
+                        "n_images": int(frame["image_id"].nunique()), "curves": curves})
+    write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "entries": entries})

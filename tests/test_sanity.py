@@ -1,0 +1,246 @@
+"""Parameter-randomization sanity checks: similarity measures, which weights each level changes, and ρ = 1 without
+randomization for every method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import pearsonr, spearmanr
+from skimage.feature import hog
+
+from eea_repro.explainer import MaskExplainer
+from eea_repro.methods import METHODS
+from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.sanity import (
+    cascading,
+    count_layers,
+    independent,
+    method_maps,
+    randomization_layers,
+    sanity_image_rows,
+)
+from eea_repro.similarity import hog_similarity_per_image, spearman_per_image, ssim_per_image
+
+NUM_CLASSES = 4
+VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
+                {"patch_size": 8, "depth": 3, "embed_dim": 32, "num_heads": 2})
+CNN = ModelSpec("resnet18", "cnn", 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                {"channels": (8, 16, 32, 64), "stem_width": 8})
+SPECS = {"vit": VIT, "cnn": CNN}
+LAYER_KINDS = [("vit", "attention"), ("vit", "block"), ("cnn", "stage"), ("cnn", "block")]
+
+
+def _model(family: str, seed: int = 0) -> ExplainedModel:
+    """A model whose every parameter moved away from its init (as training would), so any re-init shows."""
+    torch.manual_seed(seed)
+    model = ExplainedModel(create_network(SPECS[family], NUM_CLASSES), SPECS[family]).eval().requires_grad_(False)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def _images(family: str, count: int = 3, seed: int = 1) -> torch.Tensor:
+    size = SPECS[family].input_size
+    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# --- similarity measures ------------------------------------------------------------------------------------------
+
+
+def test_spearman_equals_scipy_per_image_with_ties():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 7, 7))
+    b = a + rng.normal(scale=0.8, size=a.shape)
+    a[0, :3] = 0.0  # ties: average ranks
+    b[1] = np.round(b[1])
+    ours = spearman_per_image(a, b)
+    expected = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b)]
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+    expected_abs = [spearmanr(np.abs(x).ravel(), np.abs(y).ravel()).statistic for x, y in zip(a, b)]
+    np.testing.assert_allclose(spearman_per_image(a, b, absolute=True), expected_abs, rtol=1e-10, atol=1e-12)
+
+
+def test_spearman_compares_at_a_common_size():
+    rng = np.random.default_rng(1)
+    small, large = rng.random((2, 4, 4)), rng.random((2, 16, 16))
+    up = torch.nn.functional.interpolate(torch.as_tensor(small, dtype=torch.float32)[:, None], size=(16, 16),
+                                         mode="bilinear", align_corners=False)[:, 0].numpy()
+    expected = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(up, large)]
+    np.testing.assert_allclose(spearman_per_image(small, large), expected, rtol=1e-6)
+
+
+def test_constant_maps_follow_the_documented_convention():
+    rng = np.random.default_rng(2)
+    constant, varied = np.ones((1, 6, 6)), rng.random((1, 6, 6))
+    assert spearman_per_image(constant, constant * 3)[0] == 1.0
+    assert spearman_per_image(constant, varied)[0] == 0.0
+    assert np.isnan(spearman_per_image(np.full((1, 6, 6), np.nan), varied)[0])
+
+
+def test_ssim_and_hog_of_identical_maps_are_one_and_of_unrelated_maps_lower():
+    rng = np.random.default_rng(3)
+    maps = rng.random((4, 12, 12))
+    np.testing.assert_allclose(ssim_per_image(maps, maps * 5 + 2, size=48), 1.0, atol=1e-6)  # min-max invariant
+    np.testing.assert_allclose(hog_similarity_per_image(maps, maps, size=48), 1.0, atol=1e-9)
+    other = rng.random((4, 12, 12))
+    assert (ssim_per_image(maps, other, size=48) < 0.9).all()
+    assert (hog_similarity_per_image(maps, other, size=48) < 0.9).all()
+
+
+def test_hog_similarity_is_pearson_of_skimage_hog():
+    rng = np.random.default_rng(4)
+    a, b = rng.random((2, 32, 32)), rng.random((2, 32, 32))
+    a = (a - a.min(axis=(1, 2), keepdims=True)) / np.ptp(a, axis=(1, 2), keepdims=True)
+    b = (b - b.min(axis=(1, 2), keepdims=True)) / np.ptp(b, axis=(1, 2), keepdims=True)
+    features = [[hog(m, orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2)) for m in s] for s in (a, b)]
+    expected = [pearsonr(x, y).statistic for x, y in zip(*features)]
+    np.testing.assert_allclose(hog_similarity_per_image(a, b), expected, rtol=1e-5)
+
+
+# --- image sample -------------------------------------------------------------------------------------------------
+
+
+def test_sanity_rows_are_a_seeded_sorted_sample(tmp_path):
+    split = tmp_path / "test.txt"
+    split.write_text("".join(f"img{i}.png {i % 3}\n" for i in range(50)))
+    rows = sanity_image_rows(split, 10, seed=5)
+    assert rows == sorted(set(rows)) and len(rows) == 10 and all(0 <= r < 50 for r in rows)
+    assert rows == sanity_image_rows(split, 10, seed=5)
+    assert rows != sanity_image_rows(split, 10, seed=6)
+    assert sanity_image_rows(split, 80, seed=5) == list(range(50))
+
+
+# --- which parameters each level changes --------------------------------------------------------------------------
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {name for name in before if not torch.equal(before[name], after[name])}
+
+
+def test_layers_are_the_expected_units():
+    vit_layers = randomization_layers(_model("vit"), "vit", "attention")
+    assert vit_layers[0] == ["net.blocks.0.attn.qkv.weight", "net.blocks.0.attn.qkv.bias",
+                             "net.blocks.0.attn.proj.weight", "net.blocks.0.attn.proj.bias"]
+    assert len(vit_layers) == 3
+    stages = randomization_layers(_model("cnn"), "cnn", "stage")
+    assert [layer[0].split(".")[1] for layer in stages] == ["layer1", "layer2", "layer3", "layer4"]
+    assert len(randomization_layers(_model("cnn"), "cnn", "block")) == 8  # resnet18: 2 blocks per stage
+    assert count_layers({"timm_name": "resnet18", "family": "cnn", "input_size": 64, "mean": [0] * 3, "std": [1] * 3,
+                         "timm_kwargs": dict(CNN.timm_kwargs)}, "block") == 8
+
+
+@pytest.mark.parametrize(("family", "which"), LAYER_KINDS)
+@pytest.mark.parametrize("reinit", ["module", "normal"])
+def test_cascading_step_k_changes_exactly_the_last_k_minus_1_layers(family, which, reinit):
+    model = _model(family)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    layers = randomization_layers(model, family, which)
+    for k in range(1, len(layers) + 2):
+        randomized = cascading(model, k, layers, reinit=reinit, std=0.05, seed=3)
+        expected = {name for layer in layers[len(layers) - (k - 1):] for name in layer}
+        assert _changed(before, randomized.state_dict()) == expected
+        assert not _changed(before, model.state_dict())  # the original is never modified
+
+
+@pytest.mark.parametrize(("family", "which"), LAYER_KINDS)
+def test_independent_step_i_changes_only_layer_i_minus_1_from_the_top(family, which):
+    model = _model(family)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    layers = randomization_layers(model, family, which)
+    assert not _changed(before, independent(model, 1, layers, seed=3).state_dict())
+    for i in range(2, len(layers) + 2):
+        randomized = independent(model, i, layers, reinit="module", seed=3)
+        assert _changed(before, randomized.state_dict()) == set(layers[len(layers) - (i - 1)])
+    # the same layer gets the same new weights in both modes (cascading x = 2 == independent x = 2)
+    top = layers[-1][0]
+    assert torch.equal(cascading(model, 2, layers, seed=3).state_dict()[top],
+                       independent(model, 2, layers, seed=3).state_dict()[top])
+
+
+def test_reinit_is_seeded_and_normal_has_the_configured_scale():
+    model = _model("vit")
+    layers = randomization_layers(model, "vit", "block")
+    name = layers[-1][0]
+    first = cascading(model, 2, layers, reinit="normal", std=0.5, seed=1).state_dict()[name]
+    assert torch.equal(first, cascading(model, 2, layers, reinit="normal", std=0.5, seed=1).state_dict()[name])
+    assert not torch.equal(first, cascading(model, 2, layers, reinit="normal", std=0.5, seed=2).state_dict()[name])
+    assert abs(float(first.std()) - 0.5) < 0.15
+
+
+# --- ρ = 1 without randomization, for every method ----------------------------------------------------------------
+
+
+# a large fine-tuning rate, so that the fine-tuned maps leave the pretrained (model-independent) one
+EEA_SETTINGS = {"steps": 4, "lr": 1e-2, "lam": 10.0, "size_loss": "ltx", "early_stop_pos": None,
+                "weight_decay": 0.01, "chunk_size": 4, "metric_batch_size": 64}
+
+
+@pytest.mark.parametrize("family", ["vit", "cnn"])
+def test_unrandomized_model_gives_rho_one_for_every_method_and_full_randomization_changes_eea(family):
+    model = _model(family)
+    images = _images(family, count=4)
+    classes = torch.tensor([0, 1, 2, 3])
+    layers = randomization_layers(model, family, "attention" if family == "vit" else "stage")
+    copy = cascading(model, 1, layers, seed=3)
+    explainer = MaskExplainer(SPECS[family], model.net.state_dict(), NUM_CLASSES)
+    names = [name for name, method in METHODS.items() if family in method.families] + ["eea", "peea"]
+    for name in names:
+        kwargs = {"explainer": explainer, "eea_settings": EEA_SETTINGS, "seed": 7}
+        original = method_maps(name, model, images, classes, **kwargs).numpy()
+        again = method_maps(name, copy, images, classes, **kwargs).numpy()
+        np.testing.assert_allclose(spearman_per_image(original, again, size=SPECS[family].input_size), 1.0,
+                                   atol=1e-6, err_msg=name)
+    randomized = cascading(model, len(layers) + 1, layers, seed=3)
+    kwargs = {"explainer": explainer, "eea_settings": EEA_SETTINGS, "seed": 7}
+    gradcam_like = "gae" if family == "vit" else "gradcam"
+    for name in ("eea", gradcam_like):
+        rho = spearman_per_image(method_maps(name, model, images, classes, **kwargs).numpy(),
+                                 method_maps(name, randomized, images, classes, **kwargs).numpy())
+        assert rho.mean() < 0.99, name
+
+
+# --- similarity table, summary and figures from map files -------------------------------------------------------
+
+
+def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
+    import json
+
+    import pandas as pd
+    from scipy import stats
+
+    from eea_repro.io import save_map_shard
+    from eea_repro.sanity import (level_summary, make_eea_curve, make_methods_curves, sanity_similarity,
+                                  write_sanity_summary)
+
+    rng = np.random.default_rng(9)
+    ids, labels = [f"img{i}" for i in range(6)], np.arange(6) % 3
+    original = {m: rng.random((6, 4, 4)) for m in ("eea", "gradcam")}
+    files = {}
+    for level, noise in ((1, 0.0), (2, 0.3), (3, 3.0)):
+        files[level] = []
+        for method, maps in original.items():
+            path = tmp_path / f"{level}_{method}.npz"
+            save_map_shard(path, maps + noise * rng.random(maps.shape), ids, labels, labels, method)
+            files[level].append(str(path))
+    csv = tmp_path / "cascading.similarity.csv"
+    sanity_similarity(files, "cascading", 16, csv)
+    frame = pd.read_csv(csv)
+    assert len(frame) == 3 * 2 * 6 and (frame.loc[frame["level"] == 1, ["spearman", "ssim", "hog"]] > 0.999).all().all()
+    summary = level_summary(frame, 0.95)
+    level3 = frame[(frame["method"] == "eea") & (frame["level"] == 3)]["spearman"].to_numpy()
+    row = summary[(summary["method"] == "eea") & (summary["level"] == 3)].iloc[0]
+    half = stats.t.ppf(0.975, 5) * level3.std(ddof=1) / np.sqrt(6)
+    np.testing.assert_allclose([row["mean"], row["low"], row["high"]],
+                               [level3.mean(), level3.mean() - half, level3.mean() + half])
+    outputs = [tmp_path / "eea.png", tmp_path / "eea.pdf", tmp_path / "methods.png", tmp_path / "methods.pdf"]
+    make_eea_curve(csv, "Tiny", 0.95, outputs[:2])
+    make_methods_curves(csv, "Tiny", 0.95, outputs[2:])
+    assert all(path.stat().st_size > 1000 for path in outputs)
+    out_json = tmp_path / "summary.json"
+    write_sanity_summary({"vit/cascading": str(csv)}, {"vit/cascading": {"eea_curve": str(outputs[0])}},
+                         {"vit": "Tiny"}, {"vit": 2}, {"n_images": 6}, 0.95, out_json)
+    entry = json.loads(out_json.read_text())["entries"][0]
+    assert [c["method"] for c in entry["curves"]] == ["eea", "gradcam"]
+    assert entry["curves"][0]["levels"][2]["mean"] == pytest.approx(level3.mean(), abs=1e-4)
