@@ -200,6 +200,7 @@ def test_two_runs_with_the_same_seed_give_identical_tables(repo, tiny_run, tmp_p
     tables = [Path(f"results/tables/{model}_{variant}.csv") for model in config["models"] for variant in config["variants"]]
     tables += [Path(f"results/tables/localisation_{model}.csv") for model in config["models"]]
     second = tmp_path / "second"
-    snakemake(repo, second, "--configfile", str(repo / "config/ci.yaml"), *map(str, tables))
+    second.mkdir()
+    snakemake(repo, second, *map(str, tables), "--configfile", str(repo / "config/ci.yaml"))  # --configfile takes all
     differing = [str(p) for p in tables if (tiny_run / p).read_bytes() != (second / p).read_bytes()]
     assert not differing, f"tables differ between two runs with the same seed: {differing}"
