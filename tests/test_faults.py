@@ -197,7 +197,8 @@ def test_a_bad_image_stops_the_run_at_the_split_stage(repo, tmp_path):
 def test_two_runs_with_the_same_seed_give_identical_tables(repo, tiny_run, tmp_path):
     """The metric tables and the localisation tables (every map of every method feeds them), rebuilt from scratch."""
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
-    tables = [Path(f"results/tables/{model}_{variant}.csv") for model in config["models"] for variant in config["variants"]]
+    tables = [Path(f"results/tables/{model}_{variant}.csv")
+              for model in config["models"] for variant in config["variants"]]
     tables += [Path(f"results/tables/localisation_{model}.csv") for model in config["models"]]
     second = tmp_path / "second"
     second.mkdir()
