@@ -80,12 +80,12 @@ def make_mixed_grid(pairs: list[dict], model_cfg: dict, figures_cfg: dict, image
     """
     from .data.loading import LabeledImageFolder
     from .figures import qualitative_grid
-    from .stages import _figure_rows, read_classes
+    from .stages import figure_rows, read_classes
 
     class_names = read_classes(classes_file)
     dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"], num_classes=len(class_names),
                                  mask_dir=mask_dir)
-    picked = [dataset[i] for i in _figure_rows(split_file, figures_cfg, seed)]
+    picked = [dataset[i] for i in figure_rows(split_file, figures_cfg, seed)]
     ids = [item["image_id"] for item in picked]
     images = torch.stack([item["image"] for item in picked]).numpy()
     columns = {pair["label"]: maps_for_ids(pair["maps"], ids, model_cfg["input_size"]) for pair in pairs}

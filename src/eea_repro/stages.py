@@ -400,7 +400,7 @@ def make_table(per_image_files, tables_cfg, seed, caption, out_csv, out_tex, out
 # --- figures -----------------------------------------------------------------------------------------------------
 
 
-def _figure_rows(split_file, figures_cfg: dict, seed: int) -> list[int]:
+def figure_rows(split_file, figures_cfg: dict, seed: int) -> list[int]:
     """Row indices (in the evaluated split) of the images shown: the configured ids, else a seeded sample."""
     names = [Path(name).stem for name, _ in read_label_file(split_file)]
     if figures_cfg["image_ids"]:
@@ -419,7 +419,7 @@ def make_qualitative_grid(map_files, model_cfg, figures_cfg, image_root, split_f
 
     dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
                                  num_classes=len(read_classes(classes_file)), mask_dir=mask_dir)
-    picked = [dataset[i] for i in _figure_rows(split_file, figures_cfg, seed)]
+    picked = [dataset[i] for i in figure_rows(split_file, figures_cfg, seed)]
     images = torch.stack([item["image"] for item in picked])
     row_of = {item["image_id"]: row for row, item in enumerate(picked)}
     columns: dict[str, np.ndarray] = {}
