@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
-from eea_repro.bench import naive_metrics
+from eea_repro.bench import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
 from eea_repro.costs import paper_cost_estimate, throughputs_from_run
-from eea_repro.metrics import METRICS, evaluate_batch
+from eea_repro.metrics import METRICS, PERTURBATION_STEPS, evaluate_batch
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
 
 TINY_VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
@@ -53,7 +53,8 @@ def test_bench_cli_prints_every_ratio(repo, tmp_path):
     figures = json.loads(out.read_text())
     assert set(figures["models"]) == {"vit", "resnet"}
     for entry in figures["models"].values():
-        ratios = [entry["engine"]["eager"]["ratio"], entry["naive"]["speedup"], entry["finetune"]["speedup"]]
+        ratios = [entry["engine"]["eager"]["ratio"], entry["naive"]["speedup"], entry["naive"]["forward_bound_speedup"],
+                  entry["finetune"]["speedup"]]
         assert all(math.isfinite(r) and r > 0 for r in ratios)
         assert entry["naive"]["agree"] and max(entry["naive"]["max_abs_difference"].values()) < 0.01
         assert entry["finetune"]["max_abs_map_difference"] < 1e-4  # the batched maps are the loop's maps
@@ -74,6 +75,19 @@ def test_naive_metrics_equal_the_engine(spec, naive_batch):
     for name in METRICS:
         np.testing.assert_allclose(naive[name], engine[name], atol=1e-3, err_msg=name)
     assert np.ptp(naive["DEL"]) > 0  # not a degenerate comparison
+
+
+def test_forward_counts_behind_the_forward_bound():
+    """The bench's forward-bound speed-up assumes these counts of model inputs per image; count them."""
+    model = tiny_model(TINY_VIT)
+    images, maps, classes = tiny_inputs(3, TINY_VIT.input_size)
+    seen = []
+    model.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[0]))
+    naive_metrics(model, images, maps, classes, batch_size=1)
+    assert (len(seen), sum(seen)) == (3 * NAIVE_FORWARDS_PER_IMAGE, 3 * NAIVE_FORWARDS_PER_IMAGE)
+    seen.clear()
+    evaluate_batch(model, images, maps, classes, classes, batch_size=64)
+    assert sum(seen) == 3 * PERTURBATION_STEPS + 1  # + the all-black image, scored once per call
 
 
 def test_paper_cost_estimate_on_known_inputs():

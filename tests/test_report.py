@@ -1,10 +1,18 @@
-"""Report helpers: per-method cost from the benchmark files."""
+"""Report helpers: per-method cost from the benchmark files, figure embedding."""
 
+import base64
+import io
+
+import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
-from eea_repro.report import method_costs, rule_runtimes
+from eea_repro.report import embed_png, method_costs, rule_runtimes
+
+matplotlib.use("Agg")
 
 
 def _benchmark(path, seconds):
@@ -42,3 +50,30 @@ def test_a_job_serving_both_variants_counts_its_images_per_variant(repo, tmp_pat
     _benchmark(bench / "maps/resnet_target+predicted_all_ones_0000.tsv", 8.0)
     costs = method_costs(rule_runtimes(bench), config).set_index(["model", "method"])
     assert costs.loc[("resnet", "all_ones"), "maps_s_per_image"] == pytest.approx(8.0 / 40)
+
+
+def _decoded(uri):
+    header, data = uri.split(",", 1)
+    return header, Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def test_photo_grids_embed_as_jpeg_and_plots_as_png(tmp_path):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(400, 600, 3)), 0), 1)  # photo-like: textured, no flat areas
+    photo = ((smooth - smooth.min()) / np.ptp(smooth) * 255).astype(np.uint8)
+    Image.fromarray(photo).convert("RGBA").save(tmp_path / "grid.png")
+    figure, axis = plt.subplots(figsize=(4, 3))
+    axis.plot([0, 1, 2], [1.0, 0.5, 0.2], marker="o")
+    axis.set_title("cascading randomization")
+    figure.savefig(tmp_path / "curve.png", dpi=100)
+    plt.close(figure)
+
+    header, image = _decoded(embed_png(tmp_path / "grid.png"))
+    assert header == "data:image/jpeg;base64" and image.size == (600, 400)
+    assert len(embed_png(tmp_path / "grid.png")) < 0.5 * len(base64.b64encode((tmp_path / "grid.png").read_bytes()))
+    difference = np.abs(np.asarray(image.convert("RGB"), dtype=float) - photo).mean()
+    assert difference < 3  # a faithful re-encoding, not a blurred thumbnail
+    header, image = _decoded(embed_png(tmp_path / "curve.png"))
+    assert header == "data:image/png;base64" and image.size == (400, 300)

@@ -210,7 +210,7 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     import pandas as pd
     from scipy import stats
 
-    from eea_repro.io import save_map_shard
+    from eea_repro.io import load_map_shard, save_map_shard
     from eea_repro.sanity import (level_summary, make_eea_curve, make_methods_curves, sanity_similarity,
                                   write_sanity_summary)
 
@@ -228,6 +228,9 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     sanity_similarity(files, "cascading", 16, csv)
     frame = pd.read_csv(csv)
     assert len(frame) == 3 * 2 * 6 and (frame.loc[frame["level"] == 1, ["spearman", "ssim", "hog"]] > 0.999).all().all()
+    level3_maps = load_map_shard(files[3][0])["maps"]
+    np.testing.assert_allclose(frame[(frame["method"] == "eea") & (frame["level"] == 3)]["map_range"],
+                               np.ptp(level3_maps.reshape(6, -1), axis=1), rtol=1e-6)
     summary = level_summary(frame, 0.95)
     level3 = frame[(frame["method"] == "eea") & (frame["level"] == 3)]["spearman"].to_numpy()
     row = summary[(summary["method"] == "eea") & (summary["level"] == 3)].iloc[0]
@@ -244,3 +247,6 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     entry = json.loads(out_json.read_text())["entries"][0]
     assert [c["method"] for c in entry["curves"]] == ["eea", "gradcam"]
     assert entry["curves"][0]["levels"][2]["mean"] == pytest.approx(level3.mean(), abs=1e-4)
+    eea_ranges = frame[frame["method"] == "eea"].groupby("level")["map_range"].mean()
+    assert [r["level"] for r in entry["eea_range"]] == [1, 2, 3]
+    assert [r["mean"] for r in entry["eea_range"]] == pytest.approx(eea_ranges.to_list(), abs=1e-4)

@@ -1,9 +1,9 @@
 """The Slurm profile on a real single-node Slurm cluster (see slurm_cluster.py), run as the README says.
 
-The tiny CI config's tables are built with ``--workflow-profile`` pointing at a copy of ``profiles/slurm`` whose
-partition placeholder is filled in, exactly the edit the README asks of a user. Then: every rule job ran inside a
-Slurm job, the tables equal those of the local run, jobs of GPU rules asked for ``--gpus`` and got a GPU, the other
-jobs asked for none.
+The tiny CI config's tables of its first model are built with ``--workflow-profile`` pointing at a copy of
+``profiles/slurm`` whose partition placeholder is filled in, exactly the edit the README asks of a user. Then: every
+rule job ran inside a Slurm job, the tables equal those of the local run, jobs of GPU rules asked for ``--gpus`` and
+got a GPU, the other jobs asked for none.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def slurm_run(repo, cluster, tmp_path_factory):
     profile = site_profile(repo, base / "profile")
     workdir = base / "work"
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
-    tables = [f"results/tables/{model}_{variant}.csv" for model in config["models"] for variant in config["variants"]]
+    model = next(iter(config["models"]))  # one model's tables run every kind of model job; the second only adds time
+    tables = [f"results/tables/{model}_{variant}.csv" for variant in config["variants"]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLURM_CONF", str(cluster.conf))
         result = snakemake(

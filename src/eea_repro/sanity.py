@@ -292,6 +292,8 @@ def similarity_frame(original: dict, randomized: dict, size: int) -> pd.DataFram
         "spearman_abs": spearman_per_image(a, b, size, absolute=True),
         "ssim": ssim_per_image(a, b, size),
         "hog": hog_similarity_per_image(a, b, size),
+        # Spread of the compared map: near 0 flags a collapsed (almost constant) map, whose ranks are noise-level.
+        "map_range": b.reshape(len(b), -1).max(1) - b.reshape(len(b), -1).min(1),
     })
 
 
@@ -406,7 +408,12 @@ def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, di
                         for row in summary[summary["method"] == method].sort_values("level").to_dict("records")]}
             for method in order
         ]
+        # EEA's maps are sigmoid masks in [0, 1], so their range is comparable across levels (baselines' scales
+        # are arbitrary): it shows whether a re-fitted explainer still separates regions at all.
+        eea = frame[frame["method"] == "eea"]
+        eea_range = [{"level": int(level), "mean": round(float(values.mean()), 4)}
+                     for level, values in eea.groupby("level")["map_range"]] if "map_range" in frame else []
         entries.append({"model": model, "label": model_labels[model], "mode": mode, "figures": dict(figures[key]),
-                        "layers": layer_counts[model],
+                        "layers": layer_counts[model], "eea_range": eea_range,
                         "n_images": int(frame["image_id"].nunique()), "curves": curves})
     write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "entries": entries})
