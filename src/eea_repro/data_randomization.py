@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from .figures import DPI, FONT_SIZE, qualitative_grid, save_figure
@@ -69,9 +68,8 @@ def fit_until_memorised(
     ignored, so a larger ``max_epochs`` continues and anything else starts over). Returns the per-epoch history; the
     caller checks whether the last epoch reached the target.
     """
-    from .training import accuracy
+    from .training import accuracy, train_epoch
 
-    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     history: list[dict] = []
@@ -88,21 +86,12 @@ def fit_until_memorised(
         log(f"resumed from {resume_path.name} after epoch {len(history)}")
     started = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     while len(history) < max_epochs and not (history and history[-1]["train_accuracy"] > target_accuracy):
-        model.train()
-        order = torch.randperm(len(images), generator=generator)
-        batches = range(0, len(order), batch_size)
-        running = 0.0
-        for start in progress(batches, desc=f"epoch {len(history) + 1}") if progress else batches:
-            index = order[start : start + batch_size]
-            loss = F.cross_entropy(model(images[index].to(device)), labels[index].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += loss.item() * len(index)
+        train_loss = train_epoch(model, images, labels, optimizer, generator, batch_size=batch_size,
+                                 progress=progress, desc=f"epoch {len(history) + 1}")
         train_accuracy = accuracy(model, images, labels)
-        history.append({"epoch": len(history) + 1, "train_loss": running / len(order),
+        history.append({"epoch": len(history) + 1, "train_loss": train_loss,
                         "train_accuracy": train_accuracy, "seconds": time.perf_counter() - started})
-        log(f"epoch {len(history)}: train loss {running / len(order):.4f}, train accuracy {train_accuracy:.3f}")
+        log(f"epoch {len(history)}: train loss {train_loss:.4f}, train accuracy {train_accuracy:.3f}")
         with atomic_path(resume_path) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "generator": generator.get_state(), "history": history, "settings": settings}, tmp)

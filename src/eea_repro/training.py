@@ -28,6 +28,33 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct / max(len(images), 1)
 
 
+def train_epoch(model, images: torch.Tensor, labels: torch.Tensor, optimizer, generator: torch.Generator, *,
+                batch_size: int, augment=None, label_smoothing: float = 0.0, scheduler=None, progress=None,
+                desc: str = "epoch") -> float:
+    """One pass of cross-entropy training over (images, labels) in a seeded random order; returns the mean loss.
+
+    ``augment(batch, generator)`` transforms each batch on the model's device; ``scheduler`` steps after every batch.
+    """
+    device = next(model.parameters()).device
+    model.train()
+    order = torch.randperm(len(images), generator=generator)
+    batches = range(0, len(order), batch_size)
+    running = 0.0
+    for start in progress(batches, desc=desc) if progress else batches:
+        index = order[start : start + batch_size]
+        inputs = images[index].to(device)
+        if augment is not None:
+            inputs = augment(inputs, generator)
+        loss = F.cross_entropy(model(inputs), labels[index].to(device), label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        running += loss.item() * len(index)
+    return running / len(order)
+
+
 def train_classifier(
     spec: ModelSpec,
     num_classes: int,
@@ -71,22 +98,12 @@ def train_classifier(
         history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
         log(f"resumed from {resume_path.name} after epoch {start_epoch}")
     for epoch in range(start_epoch, epochs):
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        batches = range(0, len(order), batch_size)
-        running = 0.0
-        for start in progress(batches, desc=f"epoch {epoch + 1}/{epochs}") if progress else batches:
-            index = order[start : start + batch_size]
-            images = _augment(train_images[index].to(device), generator)
-            loss = F.cross_entropy(model(images), train_labels[index].to(device), label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item() * len(index)
+        train_loss = train_epoch(model, train_images, train_labels, optimizer, generator, batch_size=batch_size,
+                                 augment=_augment, label_smoothing=0.05, scheduler=scheduler, progress=progress,
+                                 desc=f"epoch {epoch + 1}/{epochs}")
         val_accuracy = accuracy(model, *val)
-        history.append({"epoch": epoch + 1, "train_loss": running / len(order), "val_accuracy": val_accuracy})
-        log(f"epoch {epoch + 1}: train loss {running / len(order):.4f}, val accuracy {val_accuracy:.3f}")
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_accuracy": val_accuracy})
+        log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val accuracy {val_accuracy:.3f}")
         if val_accuracy > best["accuracy"]:
             best = {"accuracy": val_accuracy, "state": {k: v.detach().cpu().clone() for k, v in model.net.state_dict().items()}}
         with atomic_path(resume_path) as tmp:
