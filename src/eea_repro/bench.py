@@ -41,7 +41,7 @@ from .costs import paper_cost_estimate
 from .explainer import MaskExplainer, finetune_maps, finetune_maps_loop
 from .methods import compute_maps
 from .metrics import METRICS, PERTURBATION_STEPS, PRECISIONS, evaluate_batch
-from .models import ExplainedModel, ModelSpec, compile_model, create_network, resolve_device
+from .models import ExplainedModel, ModelSpec, build_explained_model, compile_model, resolve_device
 from .plan import EEA_METHODS
 
 BENCHMARKS = ("engine", "naive", "finetune", "dry_run", "maps")
@@ -77,9 +77,7 @@ def num_classes_of(config: dict) -> int:
 def random_model(model_cfg: dict, num_classes: int, device: torch.device, seed: int = 0) -> ExplainedModel:
     """The configured timm network with random weights, frozen and in eval mode (as the stages use it)."""
     torch.manual_seed(seed)
-    spec = ModelSpec.from_config(model_cfg)
-    model = ExplainedModel(create_network(spec, num_classes), spec).to(device).eval()
-    return model.requires_grad_(False)
+    return build_explained_model(ModelSpec.from_config(model_cfg), num_classes, None, device)
 
 
 def random_inputs(model: ExplainedModel, count: int, num_classes: int, device: torch.device, seed: int = 1):

@@ -176,8 +176,8 @@ def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, fine
     from .explainer import load_explainer
     from .io import save_map_shard
     from .models import ModelSpec, resolve_device
-    from .sanity import finetune_settings, method_maps, sanity_image_rows
-    from .stages import load_model, load_tensors, read_classes, seed_everything
+    from .sanity import method_maps, sanity_image_rows
+    from .stages import finetune_settings, load_model, load_tensors, read_classes, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch import Tensor
 
 from .io import atomic_path, load_map_shard, write_json
@@ -82,11 +81,11 @@ def _check_shapes(maps01: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
 
 def load_masks(paths: Sequence[Path], size: int) -> Tensor:
     """(B, size, size) bool masks, each resized with nearest-neighbour sampling (the image's square resize)."""
-    masks = []
-    for path in paths:
-        with Image.open(path) as mask:
-            masks.append(np.asarray(mask.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127)
-    return torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, size, size), dtype=torch.bool)
+    from .data.loading import _open_mask
+
+    if not paths:
+        return torch.zeros((0, size, size), dtype=torch.bool)
+    return torch.stack([_open_mask(Path(path), size) for path in paths]).bool()
 
 
 def score_maps(maps: np.ndarray | Tensor, masks: Tensor) -> dict[str, Tensor]:
@@ -120,8 +119,8 @@ def localisation_scores(map_files: Sequence[str | Path], mask_dir: str | Path, s
             print(f"{path}: {len(shard['image_ids']) - len(have)} of {len(shard['image_ids'])} images have no mask")
         ids = [shard["image_ids"][i] for i in have]
         key = tuple(ids)
-        if key not in mask_cache:  # every method's shard covers the same images
-            mask_cache = {key: load_masks([mask_dir / f"{image_id}.png" for image_id in ids], size).to(device)}
+        if key not in mask_cache:  # every method's shards cover the same images: each shard's masks load once
+            mask_cache[key] = load_masks([mask_dir / f"{image_id}.png" for image_id in ids], size).to(device)
         scores = score_maps(shard["maps"][have], mask_cache[key])
         frame = pd.DataFrame({name: values.cpu().numpy() for name, values in scores.items()})
         frame.insert(0, "image_id", ids)

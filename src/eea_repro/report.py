@@ -105,20 +105,12 @@ def report_environment(template_dir: str | Path) -> Environment:
     return environment
 
 
-def table_sentence_of(per_image_csv: str | Path | None) -> str:
+def table_sentence_of(per_image_csv: str | Path) -> str:
     """The sentence under a results table: best method per metric, EEA against the best baseline (paired test)."""
     from .significance import compare_to_best_baseline, table_sentence
     from .stages import method_label
 
-    def label(name: str) -> str:
-        try:
-            return method_label(name)
-        except KeyError:  # a method outside the registry (e.g. a mixed-architecture EEA) keeps its name
-            return name
-
-    if per_image_csv is None:
-        return ""
-    return table_sentence(compare_to_best_baseline(pd.read_csv(per_image_csv)), label)
+    return table_sentence(compare_to_best_baseline(pd.read_csv(per_image_csv)), method_label)
 
 
 def build_report(*, template, style, config: dict, tables: list[dict], figures: list[dict], checkpoints: list[dict],
@@ -136,7 +128,7 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
         "style": Path(style).read_text(),
         "config": config,
         "config_yaml": yaml.safe_dump(config, sort_keys=False),
-        "tables": [{**t, "html": Path(t["html"]).read_text(), "sentence": table_sentence_of(t.get("per_image"))}
+        "tables": [{**t, "html": Path(t["html"]).read_text(), "sentence": table_sentence_of(t["per_image"])}
                    for t in tables],
         "figures": [{**f, "src": embed_png(f["png"])} for f in figures],
         "checkpoints": [{**c, **json.loads(Path(c["record"]).read_text())} for c in checkpoints],

@@ -206,21 +206,12 @@ def _refit_explainer(model_cfg, explainer_cfg, metric_batch_size, randomized, im
     return explainer
 
 
-def finetune_settings(explainer_cfg: dict, finetune_cfg: dict, metric_batch_size: int) -> dict:
-    """``finetune_maps`` keyword arguments from the config, the same as for the evaluated EEA maps."""
-    return {
-        "steps": finetune_cfg["steps"], "lr": finetune_cfg["lr"], "lam": explainer_cfg["lambda_size"],
-        "size_loss": explainer_cfg["size_loss"], "early_stop_pos": finetune_cfg["early_stop_pos"],
-        "weight_decay": explainer_cfg["weight_decay"], "chunk_size": finetune_cfg["chunk_size"],
-        "metric_batch_size": metric_batch_size,
-    }
-
-
 def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *, explainer=None,
                 eea_settings: dict | None = None, seed: int, precision: str = "fp32", batch_size: int = 64):
     """Maps (B, h, w) of one method for a batch; eea / peea use ``explainer`` (fine-tuned with ``eea_settings``)."""
     from .explainer import explain, finetune_maps
     from .methods import compute_maps
+    from .stages import _autocast
 
     if method == "peea":
         return explain(explainer, images)
@@ -229,7 +220,7 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
     chunks = []
     for start in range(0, len(images), batch_size):
         part = slice(start, start + batch_size)
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with _autocast(images.device, precision):
             # clone: gradient methods index with the classes under autograd
             chunks.append(compute_maps(method, model, images[part], classes[part].clone(), seed=seed + start).float())
     return torch.cat(chunks)
@@ -245,7 +236,7 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
     re-fit, so it cannot react to the randomization).
     """
     from .explainer import load_explainer
-    from .stages import load_model, load_tensors, read_classes, seed_everything
+    from .stages import finetune_settings, load_model, load_tensors, read_classes, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)
@@ -311,8 +302,8 @@ def sanity_similarity(map_files: dict[int, list[str]], mode: str, input_size: in
     reference = {shard["method"]: shard for shard in map(load_map_shard, map_files[1])}
     frames = []
     for level in sorted(map_files):
-        for path in map_files[level]:
-            shard = load_map_shard(path)
+        shards = reference.values() if level == 1 else map(load_map_shard, map_files[level])
+        for shard in shards:
             frame = similarity_frame(reference[shard["method"]], shard, input_size)
             frame.insert(2, "level", level)
             frames.append(frame)

@@ -273,6 +273,16 @@ def naming_shard_images(method: str, shard_range, image_ids) -> Iterator[None]:
                            f"evaluated split ({', '.join(image_ids)}): {type(error).__name__}: {reason}") from error
 
 
+def finetune_settings(explainer_cfg: dict, finetune_cfg: dict, metric_batch_size: int) -> dict:
+    """``finetune_maps`` keyword arguments from the config, the same as for the evaluated EEA maps."""
+    return {
+        "steps": finetune_cfg["steps"], "lr": finetune_cfg["lr"], "lam": explainer_cfg["lambda_size"],
+        "size_loss": explainer_cfg["size_loss"], "early_stop_pos": finetune_cfg["early_stop_pos"],
+        "weight_decay": explainer_cfg["weight_decay"], "chunk_size": finetune_cfg["chunk_size"],
+        "metric_batch_size": metric_batch_size,
+    }
+
+
 def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -344,12 +354,8 @@ def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_s
             selection = pd.DataFrame({"image_id": ids, "best_step": 0})
         else:
             maps, info = finetune_maps(
-                explainer, model, images, classes,
-                steps=finetune_cfg["steps"], lr=finetune_cfg["lr"], lam=explainer_cfg["lambda_size"],
-                size_loss=explainer_cfg["size_loss"], early_stop_pos=finetune_cfg["early_stop_pos"],
-                weight_decay=explainer_cfg["weight_decay"], chunk_size=finetune_cfg["chunk_size"],
+                explainer, model, images, classes, **finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size),
                 selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
-                metric_batch_size=metric_batch_size,
             )
             selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
     save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(),

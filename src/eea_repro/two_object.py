@@ -68,6 +68,7 @@ def explain_both_classes(method: str, model, images01: torch.Tensor, classes: to
     """
     from .explainer import explain, finetune_maps
     from .methods import compute_maps
+    from .stages import _autocast, finetune_settings
 
     count = len(images01)
     if classes.shape != (count, 2):
@@ -80,17 +81,14 @@ def explain_both_classes(method: str, model, images01: torch.Tensor, classes: to
     if method == "eea":
         maps, info = finetune_maps(
             explainer, model, pair_images, pair_classes,
-            steps=finetune_cfg["steps"], lr=finetune_cfg["lr"], lam=explainer_cfg["lambda_size"],
-            size_loss=explainer_cfg["size_loss"], early_stop_pos=finetune_cfg["early_stop_pos"],
-            weight_decay=explainer_cfg["weight_decay"], chunk_size=finetune_cfg["chunk_size"],
-            metric_batch_size=metric_batch_size,
+            **finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size),
             keep="last",  # the map learnt for each class; the best-POS map is often the shared pretrained one
         )
         print(f"eea: best step per (image, class): {info['best_step'].tolist()}")
     else:
         chunks = []
         for start in range(0, len(pair_images), batch_size):
-            with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with _autocast(images01.device, precision):
                 chunks.append(compute_maps(method, model, pair_images[start : start + batch_size],
                                            pair_classes[start : start + batch_size], seed=seed + start))
         maps = torch.cat(chunks)
