@@ -120,6 +120,28 @@ def image_root(wildcards):
 def model_settings(wildcards):
     return config["models"][wildcards.model]
 
+def family_models(family, among=None):
+    """The models (of ``among``, default all) of one family: the per-family rules' ``model`` wildcard."""
+    return [m for m in (MODELS if among is None else among) if config["models"][m]["family"] == family]
+
+
+def explain_images_params(family):
+    """Params of the per-family rules where every configured method explains a fixed set of images (sanity checks,
+    data randomization, two-object maps): EEA is fine-tuned with the main run's settings."""
+    return dict(
+        methods=config["methods"][family],
+        model=model_settings,
+        sanity=config["sanity"],
+        explainer=config["explainer"],
+        finetune=config["finetune"],
+        metric_batch_size=config["metrics"]["batch_size"],
+        image_root=image_root,
+        seed=config["seed"],
+        device=config["device"],
+        precision=config["precision"],
+        batch_size=config["explainer"]["batch_size"],
+    )
+
 
 def shard_range(wildcards):
     return PLAN.shard_range(wildcards.shard)
@@ -266,43 +288,6 @@ def two_object_explainer(wildcards):
     return {}
 
 
-for two_object_family in sorted({config["models"][m]["family"] for m in MODELS}) if PLAN.kind == "embedded" else []:
-
-    rule:
-        name:
-            f"two_object_maps_{two_object_family}"
-        conda:
-            "../envs/torch.yaml"
-        input:
-            unpack(two_object_explainer),
-            checkpoint=checkpoint_of,
-            images=PLAN.split_label_file("two_object"),
-            classes=PLAN.classes_file,
-        output:
-            expand("results/two_object/{{model}}/{method}.npz", method=config["methods"][two_object_family]),
-        wildcard_constraints:
-            model=one_of([m for m in MODELS if config["models"][m]["family"] == two_object_family]),
-        params:
-            methods=config["methods"][two_object_family],
-            model=model_settings,
-            explainer=config["explainer"],
-            finetune=config["finetune"],
-            metric_batch_size=config["metrics"]["batch_size"],
-            image_root=image_root,
-            seed=config["seed"],
-            device=config["device"],
-            precision=config["precision"],
-            batch_size=config["explainer"]["batch_size"],
-        threads: 1
-        resources:
-            gpu=gpu_request,
-        log:
-            "logs/two_object/maps_{model}.log",
-        benchmark:
-            "benchmarks/two_object/maps_{model}.tsv"
-        script:
-            "../scripts/make_two_object_maps.py"
-
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
 from eea_repro.sanity import count_layers, setting_name
 
@@ -326,14 +311,25 @@ def fully_randomized_maps(model, method):
     return sanity_maps(model, "cascading", SANITY_LAYERS[model] + 1, method)
 
 
-def sanity_level_inputs(methods):
-    """Input function: level k -> the maps of ``methods`` at level k, named 'level<k>' (the script parses k)."""
+def sanity_predictions(model, mode, level):
+    return f"results/sanity/{model}/{setting_name(mode, level)}/predictions.csv"
+
+
+def sanity_level_inputs(methods, predictions=False):
+    """Input function: level k -> the maps of ``methods`` at level k, named 'level<k>' (the script parses k), and
+    with ``predictions`` that level's model predictions, named 'predictions<k>'."""
 
     def inputs(wildcards):
-        return {
+        levels = sanity_levels(wildcards.model)
+        named = {
             f"level{level}": [sanity_maps(wildcards.model, wildcards.mode, level, m) for m in methods(wildcards)]
-            for level in sanity_levels(wildcards.model)
+            for level in levels
         }
+        if predictions:
+            named |= {
+                f"predictions{level}": sanity_predictions(wildcards.model, wildcards.mode, level) for level in levels
+            }
+        return named
 
     return inputs
 
@@ -357,45 +353,3 @@ def sanity_outputs():
 
 def sanity_sections():
     return {"sanity": SANITY_SUMMARY} if SANITY_MODES else {}
-
-
-for sanity_family in sorted({config["models"][m]["family"] for m in MODELS}):
-
-    rule:
-        name:
-            f"sanity_maps_{sanity_family}"
-        conda:
-            "../envs/torch.yaml"
-        input:
-            checkpoint=checkpoint_of,
-            explainer=f"results/explainers/{{model}}/{REFERENCE_VARIANT}.safetensors",
-            images=PLAN.split_label_file("test"),
-            explainer_train=PLAN.split_label_file("explainer_train"),
-            explainer_val=PLAN.split_label_file("explainer_val"),
-            classes=PLAN.classes_file,
-        output:
-            expand("results/sanity/{{model}}/{{setting}}/{method}.npz", method=config["methods"][sanity_family]),
-        wildcard_constraints:
-            model=one_of([m for m in MODELS if config["models"][m]["family"] == sanity_family]),
-            setting=r"original|(cascading|independent)-\d+",
-        params:
-            methods=config["methods"][sanity_family],
-            model=model_settings,
-            sanity=SANITY,
-            explainer=config["explainer"],
-            finetune=config["finetune"],
-            metric_batch_size=config["metrics"]["batch_size"],
-            image_root=image_root,
-            seed=config["seed"],
-            device=config["device"],
-            precision=config["precision"],
-            batch_size=config["explainer"]["batch_size"],
-        threads: 1
-        resources:
-            gpu=gpu_request,
-        log:
-            "logs/sanity/maps_{model}_{setting}.log",
-        benchmark:
-            "benchmarks/sanity/maps_{model}_{setting}.tsv"
-        script:
-            "../scripts/make_sanity_maps.py"

@@ -119,21 +119,9 @@ for data_randomization_family in sorted({config["models"][m]["family"] for m in 
                 method=config["methods"][data_randomization_family],
             ),
         wildcard_constraints:
-            model=one_of(
-                [m for m in DATA_RANDOMIZED_MODELS if config["models"][m]["family"] == data_randomization_family]
-            ),
+            model=one_of(family_models(data_randomization_family, DATA_RANDOMIZED_MODELS)),
         params:
-            methods=config["methods"][data_randomization_family],
-            model=model_settings,
-            sanity=config["sanity"],
-            explainer=config["explainer"],
-            finetune=config["finetune"],
-            metric_batch_size=config["metrics"]["batch_size"],
-            image_root=image_root,
-            seed=config["seed"],
-            device=config["device"],
-            precision=config["precision"],
-            batch_size=config["explainer"]["batch_size"],
+            **explain_images_params(data_randomization_family),
         threads: 1
         resources:
             gpu=gpu_request,

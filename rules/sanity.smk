@@ -7,7 +7,7 @@ rule sanity_similarity:
     conda:
         "../envs/report.yaml"
     input:
-        unpack(sanity_level_inputs(lambda wildcards: methods_of(wildcards.model))),
+        unpack(sanity_level_inputs(lambda wildcards: methods_of(wildcards.model), predictions=True)),
     output:
         "results/sanity/{model}/{mode}.similarity.csv",
     wildcard_constraints:
@@ -86,6 +86,7 @@ rule sanity_summary:
     input:
         similarities=expand("results/sanity/{model}/{mode}.similarity.csv", model=MODELS, mode=SANITY_MODES),
         figures=[f for f in sanity_outputs() if f != SANITY_SUMMARY],
+        classes=PLAN.classes_file,
     output:
         SANITY_SUMMARY,
     params:
@@ -101,3 +102,36 @@ rule sanity_summary:
         "logs/sanity/summary.log",
     script:
         "../scripts/sanity_summary.py"
+
+
+for sanity_family in sorted({config["models"][m]["family"] for m in MODELS}):
+
+    rule:
+        name:
+            f"sanity_maps_{sanity_family}"
+        conda:
+            "../envs/torch.yaml"
+        input:
+            checkpoint=checkpoint_of,
+            explainer=f"results/explainers/{{model}}/{REFERENCE_VARIANT}.safetensors",
+            images=PLAN.split_label_file("test"),
+            explainer_train=PLAN.split_label_file("explainer_train"),
+            explainer_val=PLAN.split_label_file("explainer_val"),
+            classes=PLAN.classes_file,
+        output:
+            maps=expand("results/sanity/{{model}}/{{setting}}/{method}.npz", method=config["methods"][sanity_family]),
+            predictions="results/sanity/{model}/{setting}/predictions.csv",
+        wildcard_constraints:
+            model=one_of(family_models(sanity_family)),
+            setting=r"original|(cascading|independent)-\d+",
+        params:
+            **explain_images_params(sanity_family),
+        threads: 1
+        resources:
+            gpu=gpu_request,
+        log:
+            "logs/sanity/maps_{model}_{setting}.log",
+        benchmark:
+            "benchmarks/sanity/maps_{model}_{setting}.tsv"
+        script:
+            "../scripts/make_sanity_maps.py"

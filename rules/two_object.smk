@@ -27,3 +27,32 @@ rule two_object_figure:
         "logs/figures/two_object_{model}.log",
     script:
         "../scripts/make_two_object_figure.py"
+
+
+for two_object_family in sorted({config["models"][m]["family"] for m in MODELS}) if PLAN.kind == "embedded" else []:
+
+    rule:
+        name:
+            f"two_object_maps_{two_object_family}"
+        conda:
+            "../envs/torch.yaml"
+        input:
+            unpack(two_object_explainer),
+            checkpoint=checkpoint_of,
+            images=PLAN.split_label_file("two_object"),
+            classes=PLAN.classes_file,
+        output:
+            expand("results/two_object/{{model}}/{method}.npz", method=config["methods"][two_object_family]),
+        wildcard_constraints:
+            model=one_of(family_models(two_object_family)),
+        params:
+            **explain_images_params(two_object_family),
+        threads: 1
+        resources:
+            gpu=gpu_request,
+        log:
+            "logs/two_object/maps_{model}.log",
+        benchmark:
+            "benchmarks/two_object/maps_{model}.tsv"
+        script:
+            "../scripts/make_two_object_maps.py"

@@ -3,5 +3,6 @@ from eea_repro.logs import job_context
 from eea_repro.sanity import level_inputs, sanity_similarity
 
 with job_context(snakemake):
-    sanity_similarity(level_inputs(snakemake.input), snakemake.wildcards.mode, snakemake.params.input_size,
-                      snakemake.output[0])
+    predictions = {level: files[0] for level, files in level_inputs(snakemake.input, "predictions").items()}
+    sanity_similarity(level_inputs(snakemake.input), predictions, snakemake.wildcards.mode,
+                      snakemake.params.input_size, snakemake.output[0])

@@ -22,8 +22,6 @@ from eea_repro.models import ModelSpec, create_network
 from eea_repro.report import build_report
 from eea_repro.stages import make_baseline_maps, make_imagenet_split_lists, make_eea_maps
 
-from workflow_helpers import snakemake, write_config
-
 N_CLASSES = 10
 
 

@@ -16,9 +16,11 @@ from eea_repro.sanity import (
     cascading,
     count_layers,
     independent,
+    level_inputs,
     method_maps,
     randomization_layers,
     sanity_image_rows,
+    save_predictions,
 )
 from eea_repro.similarity import hog_similarity_per_image, spearman_per_image, ssim_per_image
 
@@ -204,6 +206,24 @@ def test_unrandomized_model_gives_rho_one_for_every_method_and_full_randomizatio
 # --- similarity table, summary and figures from map files -------------------------------------------------------
 
 
+def test_level_inputs_parse_the_level_from_the_input_names():
+    named = {"level1": ["a.npz", "b.npz"], "level12": ["c.npz"], "predictions1": "p1.csv", "predictions12": "p12.csv",
+             "classes": "classes.txt", "levelx": ["d.npz"]}
+    assert level_inputs(named) == {1: ["a.npz", "b.npz"], 12: ["c.npz"]}
+    assert level_inputs(named, "predictions") == {1: ["p1.csv"], 12: ["p12.csv"]}
+
+
+def test_predictions_are_the_models_classes_in_batches(tmp_path):
+    import pandas as pd
+
+    model, images = _model("cnn"), _images("cnn", count=5)
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    save_predictions(model, images, labels, [f"i{k}" for k in range(5)], tmp_path / "p.csv", batch_size=2)
+    frame = pd.read_csv(tmp_path / "p.csv")
+    assert frame["image_id"].to_list() == [f"i{k}" for k in range(5)] and frame["label"].to_list() == labels.tolist()
+    assert frame["predicted"].to_list() == model(images).argmax(dim=1).tolist()
+
+
 def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     import json
 
@@ -224,9 +244,15 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
             path = tmp_path / f"{level}_{method}.npz"
             save_map_shard(path, maps + noise * rng.random(maps.shape), ids, labels, labels, method)
             files[level].append(str(path))
+    predictions = {}
+    for level, predicted in ((1, labels), (2, np.r_[labels[:3], (labels[3:] + 1) % 3]), (3, (labels + 1) % 3)):
+        predictions[level] = tmp_path / f"{level}_predictions.csv"
+        pd.DataFrame({"image_id": ids, "label": labels, "predicted": predicted}).to_csv(predictions[level], index=False)
     csv = tmp_path / "cascading.similarity.csv"
-    sanity_similarity(files, "cascading", 16, csv)
+    sanity_similarity(files, predictions, "cascading", 16, csv)
     frame = pd.read_csv(csv)
+    correct = frame[frame["method"] == "gradcam"].set_index(["level", "image_id"])["model_correct"]
+    assert correct[1].all() and not correct[3].any() and correct[2].to_list() == [True] * 3 + [False] * 3
     assert len(frame) == 3 * 2 * 6 and (frame.loc[frame["level"] == 1, ["spearman", "ssim", "hog"]] > 0.999).all().all()
     level3_maps = load_map_shard(files[3][0])["maps"]
     np.testing.assert_allclose(frame[(frame["method"] == "eea") & (frame["level"] == 3)]["map_range"],
@@ -243,10 +269,35 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     assert all(path.stat().st_size > 1000 for path in outputs)
     out_json = tmp_path / "summary.json"
     write_sanity_summary({"vit/cascading": str(csv)}, {"vit/cascading": {"eea_curve": str(outputs[0])}},
-                         {"vit": "Tiny"}, {"vit": 2}, {"n_images": 6}, 0.95, out_json)
-    entry = json.loads(out_json.read_text())["entries"][0]
+                         {"vit": "Tiny"}, {"vit": 2}, {"n_images": 6}, 0.95, 3, out_json)
+    summary_json = json.loads(out_json.read_text())
+    entry = summary_json["entries"][0]
+    assert summary_json["chance_accuracy"] == pytest.approx(1 / 3)
+    assert entry["model_accuracy"] == [{"level": 1, "accuracy": 1.0}, {"level": 2, "accuracy": 0.5},
+                                       {"level": 3, "accuracy": 0.0}]
     assert [c["method"] for c in entry["curves"]] == ["eea", "gradcam"]
     assert entry["curves"][0]["levels"][2]["mean"] == pytest.approx(level3.mean(), abs=1e-4)
     eea_ranges = frame[frame["method"] == "eea"].groupby("level")["map_range"].mean()
     assert [r["level"] for r in entry["eea_range"]] == [1, 2, 3]
     assert [r["mean"] for r in entry["eea_range"]] == pytest.approx(eea_ranges.to_list(), abs=1e-4)
+
+
+def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, repo):
+    """The summary's accuracy per level is that of the predictions the maps jobs wrote, and the report shows it."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    summary = json.loads((tiny_run / "results/sanity/summary.json").read_text())
+    assert len(summary["entries"]) == len(config["models"]) * len(config["sanity"]["modes"])
+    for entry in summary["entries"]:
+        assert [a["level"] for a in entry["model_accuracy"]] == list(range(1, entry["layers"] + 2))
+        for level in entry["model_accuracy"]:
+            setting = "original" if level["level"] == 1 else f"{entry['mode']}-{level['level']}"
+            predictions = pd.read_csv(tiny_run / f"results/sanity/{entry['model']}/{setting}/predictions.csv")
+            assert len(predictions) == entry["n_images"]
+            assert level["accuracy"] == pytest.approx((predictions["predicted"] == predictions["label"]).mean(), abs=1e-4)
+    report = (tiny_run / "results/report/index.html").read_text()
+    assert report.count('class="note model-accuracy"') == len(summary["entries"])

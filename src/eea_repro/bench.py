@@ -39,14 +39,13 @@ import yaml
 
 from .costs import paper_cost_estimate
 from .explainer import MaskExplainer, finetune_maps, finetune_maps_loop
-from .methods import compute_maps
+from .methods import compute_maps, control_methods
 from .metrics import METRICS, PERTURBATION_STEPS, PRECISIONS, evaluate_batch
 from .models import ExplainedModel, ModelSpec, build_explained_model, compile_model, resolve_device
 from .plan import EEA_METHODS
 
 BENCHMARKS = ("engine", "naive", "finetune", "dry_run", "maps")
 PRESET_FILES = {"embedded": "config.yaml", "ci": "config/ci.yaml", "paper": "config/paper.yaml"}
-CONTROL_METHODS = ("random", "all_ones")  # trivial maps: no cost worth measuring
 _AGREEMENT_TOLERANCE = {"fp32": 0.01, "bf16": 1.0}  # on the x100 metric scale
 # Forwards per image of :func:`naive_metrics`: ADP and PIC (clean + masked each), POS and NEG (10 fractions each),
 # DEL and INS (11 each). The engine shares the inputs these have in common and runs PERTURBATION_STEPS.
@@ -444,7 +443,7 @@ def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "
                                                chunk_size=chunk_size, metric_batch_size=batch_size)
         if "maps" in benchmarks:
             family_methods = (methods or {}).get(model_cfg["family"], [])
-            chosen = [m for m in family_methods if m not in EEA_METHODS and m not in CONTROL_METHODS]
+            chosen = [m for m in family_methods if m not in EEA_METHODS and m not in control_methods()]
             if chosen:
                 log(f"{label}: map throughput of {len(chosen)} methods")
                 map_batch, _, map_classes = random_inputs(model, map_images, num_classes, device, seed=2)

@@ -13,7 +13,7 @@ import argparse
 
 import pandas as pd
 
-from .plan import EEA_LABELS
+from .plan import EEA_LABELS, EEA_METHODS
 
 COLUMNS = ["model", "stage", "method", "throughput", "unit", "work", "gpu_hours"]
 
@@ -69,11 +69,10 @@ def paper_cost_estimate(
                              n_images * variants * evaluated))
         training_rate = rates.get("pretrain") or rates.get("finetune")
         if training_rate and rates.get("metrics"):
-            train_hours = pretrain_images * pretrain_epochs * variants / training_rate / 3600
-            val_hours = pretrain_val_images * pretrain_epochs * variants / (2 * rates["metrics"]) / 3600
-            rows.append({"model": model, "stage": "explainer pretraining", "method": EEA_LABELS["peea"],
-                         "throughput": float(training_rate), "unit": "images/s",
-                         "work": pretrain_images * pretrain_epochs * variants, "gpu_hours": train_hours + val_hours})
+            row = _row(model, "explainer pretraining", EEA_LABELS["peea"], training_rate, "images/s",
+                       pretrain_images * pretrain_epochs * variants)
+            row["gpu_hours"] += pretrain_val_images * pretrain_epochs * variants / (2 * rates["metrics"]) / 3600
+            rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
@@ -93,7 +92,10 @@ def throughputs_from_run(method_costs: pd.DataFrame, pretrain_seconds: dict[str,
     ``method_costs`` is :func:`eea_repro.report.method_costs` (seconds per image per model and method);
     ``pretrain_seconds`` maps a model key to the mean wall time of one explainer pretraining job.
     """
+    from .methods import control_methods  # lazily: the registry imports torch
+
     steps = max(1, int(config["finetune"]["steps"]))
+    not_timed = control_methods() | set(EEA_METHODS)  # as in the bench: EEA has its own rows, controls cost nothing
     explainer = config["explainer"]
     throughputs = {}
     for model, costs in method_costs.groupby("model", sort=False):
@@ -101,7 +103,7 @@ def throughputs_from_run(method_costs: pd.DataFrame, pretrain_seconds: dict[str,
             continue
         family_methods = config["methods"][config["models"][model]["family"]]
         per_method = costs[costs["method"].isin(family_methods)].set_index("method")  # no mixed-architecture maps
-        maps = {m: 1 / s for m, s in per_method["maps_s_per_image"].items() if m != "eea" and s > 0}
+        maps = {m: 1 / s for m, s in per_method["maps_s_per_image"].items() if m not in not_timed and s > 0}
         rates = {"maps": maps, "evaluated_methods": len(per_method)}
         if "eea" in per_method.index and per_method.loc["eea", "maps_s_per_image"] > 0:
             rates["finetune"] = steps / per_method.loc["eea", "maps_s_per_image"]

@@ -20,18 +20,11 @@ import torch
 from matplotlib.figure import Figure
 
 from .figures import DPI, FONT_SIZE, qualitative_grid, save_figure
-from .io import atomic_path, load_map_shard, write_json
+from .io import atomic_path, gather_maps, load_map_shard, write_json
 from .logs import progress
 
 EEA = "eea"
 PAPER_BLUE = "#1f77b4"
-
-
-def _rows_of(image_root, split_file, model_cfg: dict, num_classes: int, rows=None):
-    from .data.loading import LabeledImageFolder
-
-    return LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"], num_classes=num_classes,
-                              indices=rows)
 
 
 # --- the permuted-label model ------------------------------------------------------------------------------------
@@ -109,7 +102,7 @@ def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: di
     from . import checkpoints
     from .data.loading import read_label_file, subset_by_count
     from .models import ExplainedModel, ModelSpec, build_explained_model, create_network, resolve_device
-    from .stages import load_model, load_tensors, read_classes, seed_everything
+    from .stages import load_model, load_tensors, open_split, read_classes, seed_everything
     from .training import accuracy
 
     seed_everything(seed)
@@ -121,7 +114,7 @@ def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: di
         raise ValueError(f"config key 'data_randomization.train_count': {dr_cfg['train_count']} > {n_train} images "
                          f"in {train_file}")
     rows = subset_by_count(n_train, dr_cfg["train_count"], seed)
-    images, true_labels, _ = load_tensors(_rows_of(image_root, train_file, model_cfg, num_classes, rows),
+    images, true_labels, _ = load_tensors(open_split(image_root, train_file, model_cfg, classes_file, rows),
                                           desc="train images")
     labels = torch.from_numpy(permuted_labels(true_labels.numpy(), seed))
     if dr_cfg["init"] == "checkpoint":
@@ -145,7 +138,7 @@ def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: di
     trained = load_model(model_cfg, out_checkpoint, classes_file, device)
     n_test = len(read_label_file(test_file))
     test_rows = None if dr_cfg["test_count"] is None else subset_by_count(n_test, min(dr_cfg["test_count"], n_test), seed)
-    test = load_tensors(_rows_of(image_root, test_file, model_cfg, num_classes, test_rows), desc="test images")
+    test = load_tensors(open_split(image_root, test_file, model_cfg, classes_file, test_rows), desc="test images")
     scores = {
         "train_accuracy": accuracy(trained, images, labels),
         "train_accuracy_true_labels": accuracy(trained, images, true_labels),
@@ -174,48 +167,22 @@ def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, fine
     settings; pEEA is that explainer's map.
     """
     from .explainer import load_explainer
-    from .io import save_map_shard
     from .models import ModelSpec, resolve_device
-    from .sanity import method_maps, sanity_image_rows
-    from .stages import finetune_settings, load_model, load_tensors, read_classes, seed_everything
+    from .sanity import load_sanity_images, save_method_maps
+    from .stages import finetune_settings, load_model, read_classes, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)
-    num_classes = len(read_classes(classes_file))
     model = load_model(model_cfg, checkpoint, classes_file, device)
-    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)
-    images, labels, ids = load_tensors(_rows_of(image_root, split_file, model_cfg, num_classes, rows),
-                                       desc="sanity images")
-    images, labels = images.to(device), labels.to(device)
+    images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file, sanity_cfg["n_images"],
+                                             seed, device)
     explainer = None
     if {"eea", "peea"} & set(methods):
-        explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
-    eea_settings = finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size)
-    for method in progress()(methods, desc="methods"):
-        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, seed=seed,
-                           precision=precision, batch_size=batch_size)
-        save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
-
-
-def maps_of_images(map_files: Sequence[str | Path], image_ids: Sequence[str]) -> dict:
-    """One method's maps of ``image_ids`` (in that order) gathered from its shards, as ``load_map_shard`` returns."""
-    found: dict[str, tuple[dict, int]] = {}
-    for path in map_files:
-        shard = load_map_shard(path)
-        for index, image_id in enumerate(shard["image_ids"]):
-            if image_id in image_ids:
-                found[image_id] = (shard, index)
-    missing = [image_id for image_id in image_ids if image_id not in found]
-    if missing:
-        raise ValueError(f"no map of image {missing[0]!r} in {len(map_files)} shard(s) of the original model")
-    picked = [found[image_id] for image_id in image_ids]
-    return {
-        "maps": np.stack([shard["maps"][index] for shard, index in picked]),
-        "image_ids": list(image_ids),
-        "classes": np.asarray([shard["classes"][index] for shard, index in picked]),
-        "labels": np.asarray([shard["labels"][index] for shard, index in picked]),
-        "method": picked[0][0]["method"],
-    }
+        explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file,
+                                   len(read_classes(classes_file))).to(device)
+    save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
+                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size), seed=seed,
+                     precision=precision, batch_size=batch_size)
 
 
 def data_randomization_similarity(original_maps: dict[str, str], permuted_maps: dict[str, str], input_size: int,
@@ -230,7 +197,7 @@ def data_randomization_similarity(original_maps: dict[str, str], permuted_maps: 
     frames = []
     for method, path in permuted_maps.items():
         permuted = load_map_shard(path)
-        original = maps_of_images([original_maps[method]], permuted["image_ids"])
+        original = gather_maps([original_maps[method]], permuted["image_ids"])
         if not np.array_equal(original["classes"], permuted["classes"]):
             raise ValueError(f"{method}: the original maps explain other classes than the permuted-label maps")
         frames.append(similarity_frame(original, permuted, input_size))
@@ -296,22 +263,14 @@ def make_randomization_comparison(columns: dict[str, str], method: str, model_cf
                                   classes_file, out_paths, *, title, seed) -> None:
     """Figs. 7 and 8: rows = the first sanity images (``sanity.grid_images``), columns = the image, then the maps of
     ``method`` overlaid, one column per header of ``columns`` (header -> map file holding those images)."""
-    from .metrics import normalize_maps
-    from .sanity import sanity_image_rows
-    from .stages import read_classes
+    from .sanity import grid_image_rows
+    from .stages import figure_maps, pick_images, read_classes
 
     class_names = read_classes(classes_file)
-    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)[: sanity_cfg["grid_images"]]
-    dataset = _rows_of(image_root, split_file, model_cfg, len(class_names), rows)
-    picked = [dataset[i] for i in range(len(dataset))]
-    images = torch.stack([item["image"] for item in picked])
+    picked, images = pick_images(image_root, split_file, model_cfg, classes_file,
+                                 grid_image_rows(split_file, sanity_cfg, seed))
     wanted = [item["image_id"] for item in picked]
-    maps = {}
-    for header, path in columns.items():
-        shard = maps_of_images([path], wanted)
-        if shard["method"] != method:
-            raise ValueError(f"column {header!r}: maps of {shard['method']!r}, expected {method!r}")
-        maps[header] = normalize_maps(torch.from_numpy(shard["maps"]), images.shape[-1])[0].numpy()
+    maps = {header: figure_maps([path], wanted, images.shape[-1], method) for header, path in columns.items()}
     qualitative_grid(images.numpy(), maps, [class_names[item["label"]] for item in picked], out_paths, title=title)
 
 

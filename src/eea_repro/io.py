@@ -58,3 +58,32 @@ def load_map_shard(path: str | Path) -> dict:
             "labels": shard["labels"],
             "method": str(shard["method"]),
         }
+
+
+def gather_maps(map_files, image_ids, method: str | None = None) -> dict:
+    """The maps of ``image_ids`` (in that order) gathered from shards, as ``load_map_shard`` returns them.
+
+    A figure or a similarity picks a few images out of shards laid out for the metric jobs; with ``method`` only
+    that method's shards are read, so ``map_files`` may hold every method's shards of a setting.
+    """
+    wanted = set(image_ids)
+    found: dict[str, tuple[dict, int]] = {}
+    for path in map_files:
+        shard = load_map_shard(path)
+        if method is not None and shard["method"] != method:
+            continue
+        for index, image_id in enumerate(shard["image_ids"]):
+            if image_id in wanted:
+                found[image_id] = (shard, index)
+    missing = [image_id for image_id in image_ids if image_id not in found]
+    if missing:
+        of_method = f" of method {method!r}" if method is not None else ""
+        raise ValueError(f"no map{of_method} of image {missing[0]!r} in {', '.join(map(str, map_files))}")
+    picked = [found[image_id] for image_id in image_ids]
+    return {
+        "maps": np.stack([shard["maps"][index] for shard, index in picked]),
+        "image_ids": list(image_ids),
+        "classes": np.asarray([shard["classes"][index] for shard, index in picked]),
+        "labels": np.asarray([shard["labels"][index] for shard, index in picked]),
+        "method": picked[0][0]["method"],
+    }

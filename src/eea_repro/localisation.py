@@ -146,6 +146,13 @@ def two_object_scores(map_files: Sequence[str | Path], mask_dir: str | Path, lab
 
     mask_dir = Path(mask_dir)
     labels = {Path(name).stem: values for name, values in read_label_file(label_file)}
+    cached: dict[Path, Tensor] = {}  # every method scores the same objects: read each mask once
+
+    def masks_of(paths: list[Path]) -> Tensor:
+        new = [path for path in dict.fromkeys(paths) if path not in cached]
+        cached.update(zip(new, load_masks(new, size)))
+        return torch.stack([cached[path] for path in paths])
+
     frames = []
     for path in map_files:
         stored = load_two_object_maps(path)
@@ -168,8 +175,8 @@ def two_object_scores(map_files: Sequence[str | Path], mask_dir: str | Path, lab
             "method": method,
             "image_id": [r[0] for r in rows],
             "class": [r[1] for r in rows],
-            "class_pointing": pointing_game(maps01, load_masks(own, size)).numpy(),
-            "other_pointing": pointing_game(maps01, load_masks(other, size)).numpy(),
+            "class_pointing": pointing_game(maps01, masks_of(own)).numpy(),
+            "other_pointing": pointing_game(maps01, masks_of(other)).numpy(),
         }))
     per_image = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["method", "image_id", "class", "class_pointing", "other_pointing"])

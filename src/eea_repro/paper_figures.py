@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .io import atomic_path, load_map_shard, write_json
-from .metrics import normalize_maps
+from .io import atomic_path, write_json
 
 
 def mixed_method(explainer_model: str, model: str) -> str:
@@ -56,42 +54,23 @@ def make_mixed_table(pairs: list[dict], tables_cfg: dict, seed: int, caption: st
                 method_labels={pair["label"]: pair["label"] for pair in pairs})
 
 
-def maps_for_ids(map_files: list[str], image_ids: list[str], size: int) -> np.ndarray:
-    """The maps of ``image_ids`` (in that order) gathered from a method's shards, upsampled and normalised."""
-    found: dict[str, np.ndarray] = {}
-    wanted = set(image_ids)
-    for path in map_files:
-        shard = load_map_shard(path)
-        rows = [i for i, image_id in enumerate(shard["image_ids"]) if image_id in wanted]
-        if rows:
-            maps, _valid, _constant = normalize_maps(torch.from_numpy(shard["maps"][rows]), size)
-            found.update(zip((shard["image_ids"][i] for i in rows), maps.numpy()))
-    missing = [image_id for image_id in image_ids if image_id not in found]
-    if missing:
-        raise ValueError(f"no map of image {missing[0]!r} in {map_files}")
-    return np.stack([found[image_id] for image_id in image_ids])
-
-
 def make_mixed_grid(pairs: list[dict], model_cfg: dict, figures_cfg: dict, image_root, split_file, classes_file,
                     out_paths, *, title: str, seed: int, mask_dir=None) -> None:
     """Images (rows) x explainer/explained pairs (columns, ``{"label", "maps": [shard, ...]}``), EEA maps overlaid.
 
     ``model_cfg`` sets the display size (use the largest input size among the pairs' explained models).
     """
-    from .data.loading import LabeledImageFolder
     from .figures import qualitative_grid
-    from .stages import figure_rows, read_classes
+    from .stages import figure_maps, figure_rows, pick_images, read_classes
 
     class_names = read_classes(classes_file)
-    dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"], num_classes=len(class_names),
-                                 mask_dir=mask_dir)
-    picked = [dataset[i] for i in figure_rows(split_file, figures_cfg, seed)]
+    picked, images = pick_images(image_root, split_file, model_cfg, classes_file,
+                                 figure_rows(split_file, figures_cfg, seed), mask_dir)
     ids = [item["image_id"] for item in picked]
-    images = torch.stack([item["image"] for item in picked]).numpy()
-    columns = {pair["label"]: maps_for_ids(pair["maps"], ids, model_cfg["input_size"]) for pair in pairs}
+    columns = {pair["label"]: figure_maps(pair["maps"], ids, model_cfg["input_size"]) for pair in pairs}
     masks = np.stack([item["mask"][0].numpy() for item in picked]) if mask_dir is not None else None
     row_titles = [class_names[item["label"]] for item in picked]
-    qualitative_grid(images, columns, row_titles, out_paths, title=title, masks=masks)
+    qualitative_grid(images.numpy(), columns, row_titles, out_paths, title=title, masks=masks)
 
 
 def write_paper_figures_summary(out_json, *, single_class: list[dict], mixed: dict | None,

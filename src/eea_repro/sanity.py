@@ -25,7 +25,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from .data.loading import LabeledImageFolder, make_loader, read_label_file
+from .data.loading import read_label_file, subset_by_count
 from .io import atomic_path, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .models import ModelSpec, resolve_device
@@ -44,8 +44,12 @@ SIMILARITIES = ("spearman", "spearman_abs", "ssim", "hog")
 def sanity_image_rows(split_file, n_images: int, seed: int) -> list[int]:
     """Rows (in the evaluated split) of the images every sanity check explains: a seeded sample, sorted."""
     count = len(read_label_file(split_file))
-    chosen = np.random.default_rng(seed).choice(count, size=min(n_images, count), replace=False)
-    return sorted(int(row) for row in chosen)
+    return subset_by_count(count, min(n_images, count), seed)
+
+
+def grid_image_rows(split_file, sanity_cfg: dict, seed: int) -> list[int]:
+    """Rows of the images in the sanity grids: the first ``sanity.grid_images`` of the sanity sample."""
+    return sanity_image_rows(split_file, sanity_cfg["n_images"], seed)[: sanity_cfg["grid_images"]]
 
 
 # --- layers and randomization ------------------------------------------------------------------------------------
@@ -179,31 +183,51 @@ def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sani
 def _refit_explainer(model_cfg, explainer_cfg, metric_batch_size, randomized, image_root, train_file, val_file,
                      classes_file, seed, device):
     """Pretrain a fresh explainer against the randomized model, started from its weights (as for the original)."""
-    from .explainer import MaskExplainer, pretrain
-    from .stages import load_tensors, read_classes, seed_everything
+    from .explainer import MaskExplainer
+    from .stages import fit_explainer, read_classes, seed_everything
 
     seed_everything(seed)
-    num_classes = len(read_classes(classes_file))
     state = {name.removeprefix("net."): tensor for name, tensor in randomized.state_dict().items()}
-    explainer = MaskExplainer(ModelSpec.from_config(model_cfg), state, num_classes).to(device)
-    size = model_cfg["input_size"]
-    train_set = LabeledImageFolder(image_root, train_file, size=size, num_classes=num_classes)
-    val_images, val_labels, _ = load_tensors(LabeledImageFolder(image_root, val_file, size=size,
-                                                                num_classes=num_classes), desc="val images")
-
-    def train_batches(epoch: int):
-        for batch in make_loader(train_set, explainer_cfg["batch_size"], shuffle=True, seed=seed + epoch):
-            yield batch["image"].to(device), torch.as_tensor(batch["label"]).to(device)
-
+    explainer = MaskExplainer(ModelSpec.from_config(model_cfg), state, len(read_classes(classes_file))).to(device)
     with tempfile.TemporaryDirectory() as scratch:
-        history = pretrain(
-            explainer, randomized, train_batches, val_images.to(device), val_labels.to(device),
-            variant="target", lam=explainer_cfg["lambda_size"], size_loss=explainer_cfg["size_loss"],
-            lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
-            checkpoint_dir=scratch, progress=progress(), eval_batch_size=metric_batch_size,
-        )
+        record = fit_explainer(explainer, randomized, model_cfg, explainer_cfg, metric_batch_size, image_root,
+                               train_file, val_file, classes_file, variant="target", resume_dir=scratch, seed=seed,
+                               device=device)
+    history = record["history"]
     print(f"re-pretrained explainer: best epoch {history['best_epoch']}, val POS {history['best_val_pos']:.3f}")
     return explainer
+
+
+def load_sanity_images(image_root, split_file, model_cfg, classes_file, n_images: int, seed: int, device):
+    """The sanity images (a seeded sample of the evaluated split) with their labels and ids, on ``device``."""
+    from .stages import load_tensors, open_split
+
+    rows = sanity_image_rows(split_file, n_images, seed)
+    images, labels, ids = load_tensors(open_split(image_root, split_file, model_cfg, classes_file, rows),
+                                       desc="sanity images")
+    return images.to(device), labels.to(device), ids
+
+
+@torch.no_grad()
+def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> None:
+    """The model's class for each sanity image: how much of the model's function a randomization left intact (maps
+    of a model that still classifies should stay similar)."""
+    predicted = torch.cat([model(images[start:start + batch_size]).argmax(dim=1)
+                           for start in range(0, len(images), batch_size)])
+    correct = (predicted == labels).float().mean().item()
+    print(f"the model predicts the label of {correct:.1%} of the sanity images")
+    frame = pd.DataFrame({"image_id": ids, "label": labels.cpu().numpy(), "predicted": predicted.cpu().numpy()})
+    with atomic_path(out_csv) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, seed, precision,
+                     batch_size) -> None:
+    """Every method's maps of the sanity images for their ground-truth class, one map file per method."""
+    for method in progress()(methods, desc="methods"):
+        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, seed=seed,
+                           precision=precision, batch_size=batch_size)
+        save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
 
 
 def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *, explainer=None,
@@ -228,15 +252,16 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
 
 def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, metric_batch_size,
                      checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
-                     classes_file, out_maps: dict, *, seed, device, precision, batch_size) -> None:
-    """Maps of every method in ``methods`` on the sanity images, for the model randomized as ``setting`` says.
+                     classes_file, out_maps: dict, out_predictions, *, seed, device, precision, batch_size) -> None:
+    """Maps of every method in ``methods`` on the sanity images, for the model randomized as ``setting`` says, and
+    that model's predicted class of each image (``out_predictions``).
 
     Class explained: the ground truth ('target' variant) for every method. EEA is re-fitted against the randomized
     model (``sanity.eea_refit``); pEEA is the explainer EEA starts from (the original one under ``finetune``: no
     re-fit, so it cannot react to the randomization).
     """
     from .explainer import load_explainer
-    from .stages import finetune_settings, load_model, load_tensors, read_classes, seed_everything
+    from .stages import finetune_settings, load_model, read_classes, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)
@@ -244,13 +269,10 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
     original = load_model(model_cfg, checkpoint, classes_file, device)
     layers = randomization_layers(original, model_cfg["family"], sanity_cfg["layers"][model_cfg["family"]])
     model = settings_model(original, setting, layers, sanity_cfg, seed)
-    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)
-    images, labels, ids = load_tensors(
-        LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"], num_classes=num_classes, indices=rows),
-        desc="sanity images",
-    )
-    images, labels = images.to(device), labels.to(device)
+    images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file, sanity_cfg["n_images"],
+                                             seed, device)
     print(f"{setting}: {len(layers)} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
+    save_predictions(model, images, labels, ids, out_predictions, batch_size)
 
     explainer = None
     if {"eea", "peea"} & set(methods):
@@ -260,12 +282,9 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
                                          explainer_train_file, explainer_val_file, classes_file, seed, device)
         else:
             explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
-    eea_settings = finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size)
-    for method in methods:
-        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, seed=seed,
-                           precision=precision, batch_size=batch_size)
-        save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
-        print(f"{method}: done")
+    save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
+                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size), seed=seed,
+                     precision=precision, batch_size=batch_size)
 
 
 # --- stage: similarity of randomized maps to the original ones -------------------------------------------------
@@ -288,24 +307,32 @@ def similarity_frame(original: dict, randomized: dict, size: int) -> pd.DataFram
     })
 
 
-def level_inputs(named_inputs) -> dict[int, list[str]]:
-    """Snakemake's named inputs 'level<k>' -> {k: files} (other inputs are ignored)."""
-    return {int(name[len("level"):]): list(files) for name, files in named_inputs.items() if name.startswith("level")}
+def level_inputs(named_inputs, prefix: str = "level") -> dict[int, list[str]]:
+    """Snakemake's named inputs '<prefix><k>' -> {k: files} (other inputs are ignored; a single file is a list of
+    one)."""
+    return {int(name[len(prefix):]): [files] if isinstance(files, str) else list(files)
+            for name, files in named_inputs.items() if name.startswith(prefix) and name[len(prefix):].isdigit()}
 
 
-def sanity_similarity(map_files: dict[int, list[str]], mode: str, input_size: int, out_csv) -> None:
-    """One row per image x method x level: similarity of the level's map to the original (level 1) map.
+def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[int, str], mode: str, input_size: int,
+                      out_csv) -> None:
+    """One row per image x method x level: similarity of the level's map to the original (level 1) map, and whether
+    the level's model predicts the image's label (``model_correct``).
 
-    ``map_files`` maps each level (1 = original) to its maps, one file per method. Maps are compared at the model's
-    input size (bilinear upsampling), where the metrics read them.
+    ``map_files`` maps each level (1 = original) to its maps, one file per method; ``prediction_files`` each level to
+    its model's predictions. Maps are compared at the model's input size (bilinear upsampling), where the metrics
+    read them.
     """
     reference = {shard["method"]: shard for shard in map(load_map_shard, map_files[1])}
     frames = []
     for level in sorted(map_files):
+        predictions = pd.read_csv(prediction_files[level], dtype={"image_id": str}).set_index("image_id")
+        correct = predictions["predicted"] == predictions["label"]
         shards = reference.values() if level == 1 else map(load_map_shard, map_files[level])
         for shard in shards:
             frame = similarity_frame(reference[shard["method"]], shard, input_size)
             frame.insert(2, "level", level)
+            frame["model_correct"] = correct.reindex(frame["image_id"]).to_numpy()
             frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     frame.insert(0, "mode", mode)
@@ -360,30 +387,23 @@ def make_methods_curves(similarity_csv, model_label: str, confidence: float, out
 def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sanity_cfg, image_root, split_file,
                      classes_file, out_paths, *, title, seed) -> None:
     """Fig. 3 / 5: rows = images (map and overlay), columns = randomization level, for one method."""
-    from .metrics import normalize_maps
     from .sanity_figures import randomization_grid
-    from .stages import read_classes
+    from .stages import figure_maps, pick_images, read_classes
 
-    rows = sanity_image_rows(split_file, sanity_cfg["n_images"], seed)[: sanity_cfg["grid_images"]]
-    dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
-                                 num_classes=len(read_classes(classes_file)), indices=rows)
-    picked = [dataset[i] for i in range(len(dataset))]
-    images = torch.stack([item["image"] for item in picked])
+    picked, images = pick_images(image_root, split_file, model_cfg, classes_file, grid_image_rows(split_file,
+                                 sanity_cfg, seed))
     wanted = [item["image_id"] for item in picked]
-    columns = {}
-    for level in sorted(map_files):
-        shard = next(s for s in map(load_map_shard, map_files[level]) if s["method"] == method)
-        index = [shard["image_ids"].index(image_id) for image_id in wanted]
-        maps, _valid, _constant = normalize_maps(torch.from_numpy(shard["maps"][index]), images.shape[-1])
-        columns[level] = maps.numpy()
+    columns = {level: figure_maps(map_files[level], wanted, images.shape[-1], method) for level in sorted(map_files)}
     class_names = read_classes(classes_file)
     randomization_grid(images.numpy(), columns, [class_names[item["label"]] for item in picked], out_paths,
                        title=title)
 
 
 def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, dict], model_labels: dict[str, str],
-                         layer_counts: dict[str, int], sanity_cfg: dict, confidence: float, out_json) -> None:
-    """Report input: per model x mode, the figure paths and the per-level mean Spearman ρ with its CI per method."""
+                         layer_counts: dict[str, int], sanity_cfg: dict, confidence: float, n_classes: int,
+                         out_json) -> None:
+    """Report input: per model x mode, the figure paths, the per-level mean Spearman ρ with its CI per method, EEA's
+    mask range and the randomized model's accuracy on the sanity images (chance: 1 / ``n_classes``)."""
     from .stages import method_label
 
     entries = []
@@ -404,7 +424,11 @@ def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, di
         eea = frame[frame["method"] == "eea"]
         eea_range = [{"level": int(level), "mean": round(float(values.mean()), 4)}
                      for level, values in eea.groupby("level")["map_range"]]
+        per_image = frame.drop_duplicates(["level", "image_id"])
+        accuracy = [{"level": int(level), "accuracy": round(float(values.mean()), 4)}
+                    for level, values in per_image.groupby("level")["model_correct"]]
         entries.append({"model": model, "label": model_labels[model], "mode": mode, "figures": dict(figures[key]),
-                        "layers": layer_counts[model], "eea_range": eea_range,
+                        "layers": layer_counts[model], "eea_range": eea_range, "model_accuracy": accuracy,
                         "n_images": int(frame["image_id"].nunique()), "curves": curves})
-    write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "entries": entries})
+    write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "chance_accuracy": 1 / n_classes,
+                          "entries": entries})

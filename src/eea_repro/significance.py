@@ -16,13 +16,6 @@ EEA = "eea"
 NOT_BASELINES = ("eea", "peea")  # EEA and its own pretrained explainer
 
 
-def control_methods() -> set[str]:
-    """Random and constant maps: sanity floors, not explanation methods, so never 'best' or 'best baseline'."""
-    from .methods import METHODS
-
-    return {name for name, method in METHODS.items() if method.fn.__module__.endswith(".controls")}
-
-
 def paired_wilcoxon(first: np.ndarray, second: np.ndarray) -> float:
     """Two-sided p-value of the signed-rank test on paired values (pairs with a NaN dropped); 1 when all are equal."""
     first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
@@ -41,6 +34,8 @@ def compare_to_best_baseline(per_image: pd.DataFrame, exclude: set[str] | None =
     ``per_image`` has one row per (method, image_id) and a column per metric; methods in ``exclude`` (by default the
     controls) are never best. Images are paired by id; images with an invalid map in either method are dropped.
     """
+    from .methods import control_methods
+
     exclude = control_methods() if exclude is None else exclude
     candidates = per_image[~per_image["method"].isin(exclude)]
     rows = []

@@ -16,8 +16,8 @@ import torch
 
 from . import checkpoints
 from .data.checks import BadImage, first_usable, scan_label_file, unlabeled_images
-from .data.loading import LabeledImageFolder, make_loader, read_label_file
-from .io import atomic_path, load_map_shard, save_map_shard, write_json
+from .data.loading import LabeledImageFolder, make_loader, read_label_file, subset_by_count
+from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .metrics import classes_for_variant, evaluate_dataset, normalize_maps
 from .models import ModelSpec, build_explained_model, compile_model, resolve_device
@@ -42,12 +42,17 @@ def method_label(name: str) -> str:
     return EEA_LABELS.get(name) or METHODS[name].label
 
 
-def open_split(image_root, split_file, model_cfg: dict, classes_file, shard_range=None) -> LabeledImageFolder:
-    """The images of a split (or of one shard of it), resized to the model's input size."""
-    indices = list(range(*shard_range)) if shard_range is not None else None
-    return LabeledImageFolder(
-        image_root, split_file, size=model_cfg["input_size"], num_classes=len(read_classes(classes_file)), indices=indices
-    )
+def open_split(image_root, split_file, model_cfg: dict, classes_file, rows=None, mask_dir=None) -> LabeledImageFolder:
+    """The images of a split (or of its ``rows``, in that order), resized to the model's input size."""
+    return LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
+                              num_classes=len(read_classes(classes_file)), mask_dir=mask_dir, indices=rows)
+
+
+def pick_images(image_root, split_file, model_cfg: dict, classes_file, rows, mask_dir=None):
+    """The dataset items of a figure's ``rows`` and their images stacked (N, 3, size, size)."""
+    dataset = open_split(image_root, split_file, model_cfg, classes_file, rows, mask_dir)
+    items = [dataset[i] for i in range(len(dataset))]
+    return items, torch.stack([item["image"] for item in items])
 
 
 def load_tensors(dataset: LabeledImageFolder, batch_size: int = 64, desc: str = "loading images"):
@@ -228,7 +233,7 @@ def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, 
     from another model's architecture and weights (``explainer_model_cfg``, ``explainer_checkpoint``: the paper's
     mixed architectures, Fig. 9)."""
     from .checkpoints import load_state_dict
-    from .explainer import MaskExplainer, pretrain, save_explainer
+    from .explainer import MaskExplainer, save_explainer
 
     seed_everything(seed)
     device = resolve_device(device)
@@ -236,6 +241,21 @@ def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, 
     explained = load_model(model_cfg, checkpoint, classes_file, device)
     explainer = MaskExplainer(ModelSpec.from_config(explainer_model_cfg or model_cfg),
                               load_state_dict(explainer_checkpoint or checkpoint), num_classes).to(device)
+    record = fit_explainer(explainer, explained, model_cfg, explainer_cfg, metric_batch_size, image_root, train_file,
+                           val_file, classes_file, variant=variant, resume_dir=resume_dir, seed=seed, device=device)
+    sha = save_explainer(explainer, out_explainer)
+    write_json(out_history, {"variant": variant, "sha256": sha, **record})
+
+
+def fit_explainer(explainer, explained, model_cfg, explainer_cfg, metric_batch_size, image_root, train_file, val_file,
+                  classes_file, *, variant, resume_dir, seed, device) -> dict:
+    """Pretrain ``explainer`` in place against ``explained`` on the explainer splits (best epoch by val POS).
+
+    Shared by the main explainers and the sanity checks' re-fits, so a re-fitted explainer is trained exactly as the
+    original. Returns the history and the image counts.
+    """
+    from .explainer import pretrain
+
     train_set = open_split(image_root, train_file, model_cfg, classes_file)
     val_images, val_labels, _ = load_tensors(open_split(image_root, val_file, model_cfg, classes_file), desc="val images")
 
@@ -249,16 +269,15 @@ def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, 
         lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
         checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=metric_batch_size,
     )
-    sha = save_explainer(explainer, out_explainer)
-    write_json(out_history, {"variant": variant, "sha256": sha, "history": history,
-                             "train_images": len(train_set), "val_images": len(val_labels)})
+    return {"history": history, "train_images": len(train_set), "val_images": len(val_labels)}
 
 
 # --- maps --------------------------------------------------------------------------------------------------------
 
 
 def _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range):
-    return load_tensors(open_split(image_root, split_file, model_cfg, classes_file, shard_range), desc="shard images")
+    return load_tensors(open_split(image_root, split_file, model_cfg, classes_file, range(*shard_range)),
+                        desc="shard images")
 
 
 @contextlib.contextmanager
@@ -414,8 +433,13 @@ def figure_rows(split_file, figures_cfg: dict, seed: int) -> list[int]:
         if missing:
             raise ValueError(f"config key 'figures.image_ids': {missing[0]!r} is not an evaluated image ({split_file})")
         return [names.index(i) for i in figures_cfg["image_ids"]]
-    count = min(figures_cfg["n_images"], len(names))
-    return sorted(np.random.default_rng(seed).choice(len(names), size=count, replace=False).tolist())
+    return subset_by_count(len(names), min(figures_cfg["n_images"], len(names)), seed)
+
+
+def figure_maps(map_files, image_ids, size: int, method: str | None = None) -> np.ndarray:
+    """The maps of ``image_ids`` (in that order) from their shards, upsampled to ``size`` and min-max normalised."""
+    gathered = gather_maps(map_files, image_ids, method)
+    return normalize_maps(torch.from_numpy(gathered["maps"]), size)[0].numpy()
 
 
 def make_qualitative_grid(map_files, model_cfg, figures_cfg, image_root, split_file, classes_file, out_paths, *,
@@ -423,10 +447,8 @@ def make_qualitative_grid(map_files, model_cfg, figures_cfg, image_root, split_f
     """Paper Figs. 1 and 11-16: images x methods; with ``mask_dir`` the image column outlines the object."""
     from .figures import qualitative_grid
 
-    dataset = LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
-                                 num_classes=len(read_classes(classes_file)), mask_dir=mask_dir)
-    picked = [dataset[i] for i in figure_rows(split_file, figures_cfg, seed)]
-    images = torch.stack([item["image"] for item in picked])
+    picked, images = pick_images(image_root, split_file, model_cfg, classes_file,
+                                 figure_rows(split_file, figures_cfg, seed), mask_dir)
     row_of = {item["image_id"]: row for row, item in enumerate(picked)}
     columns: dict[str, np.ndarray] = {}
     explained = np.asarray([item["label"] for item in picked])

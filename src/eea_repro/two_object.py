@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.loading import LabeledImageFolder, make_loader
+from .data.loading import LabeledImageFolder, make_loader, subset_by_count
 from .io import atomic_path
 from .metrics import normalize_maps
 from .models import resolve_device
@@ -154,8 +154,7 @@ def make_two_object_figure(map_files: list[str], model_cfg, figures_cfg, image_r
     class_names = read_classes(classes_file)
     size = model_cfg["input_size"]
     images, classes, ids, masks = load_two_object_images(image_root, split_file, size, len(class_names), mask_dir)
-    count = min(figures_cfg["n_images"], len(ids))
-    shown = sorted(np.random.default_rng(seed).choice(len(ids), size=count, replace=False).tolist())
+    shown = subset_by_count(len(ids), min(figures_cfg["n_images"], len(ids)), seed)
     stored = {}
     for path in map_files:
         method = Path(path).stem

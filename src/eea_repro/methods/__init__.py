@@ -3,7 +3,7 @@
 Importing the package registers every method module below.
 """
 
-from .registry import METHODS, Method, compute_maps, methods_for_family, register
+from .registry import METHODS, Method, compute_maps, control_methods, methods_for_family, register
 from . import vit, vit_lrp, cnn, cnn_extra, controls  # noqa: F401,E402  (registration side effect)
 
-__all__ = ["METHODS", "Method", "compute_maps", "methods_for_family", "register"]
+__all__ = ["METHODS", "Method", "compute_maps", "control_methods", "methods_for_family", "register"]

@@ -18,7 +18,7 @@ def native_grid(model, images01: torch.Tensor) -> tuple[int, int]:
     return int(features.shape[-2]), int(features.shape[-1])
 
 
-@register("random", "Random", ("vit", "cnn"), class_specific=False)
+@register("random", "Random", ("vit", "cnn"), class_specific=False, control=True)
 def random_map(model, images01, classes, generator=None):
     """Uniform noise in [0, 1) on the native grid, drawn from ``generator`` so that a seed reproduces it."""
     grid_h, grid_w = native_grid(model, images01)
@@ -27,7 +27,7 @@ def random_map(model, images01, classes, generator=None):
     )
 
 
-@register("all_ones", "All-ones", ("vit", "cnn"), class_specific=False)
+@register("all_ones", "All-ones", ("vit", "cnn"), class_specific=False, control=True)
 def all_ones(model, images01, classes, generator=None):
     """The constant map 1 on the native grid."""
     grid_h, grid_w = native_grid(model, images01)

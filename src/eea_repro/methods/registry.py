@@ -25,12 +25,13 @@ class Method:
     families: tuple[str, ...]
     class_specific: bool
     fn: Callable
+    control: bool = False  # a floor map (noise, constant), not an explanation: never "best", no cost worth measuring
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, label: str, families: tuple[str, ...], class_specific: bool) -> Callable:
+def register(name: str, label: str, families: tuple[str, ...], class_specific: bool, control: bool = False) -> Callable:
     """Decorator adding ``fn`` to :data:`METHODS` under ``name``; the function itself is returned unchanged."""
     unknown = [family for family in families if family not in FAMILIES]
     if unknown:
@@ -39,7 +40,7 @@ def register(name: str, label: str, families: tuple[str, ...], class_specific: b
     def add(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = Method(name, label, tuple(families), class_specific, fn)
+        METHODS[name] = Method(name, label, tuple(families), class_specific, fn, control)
         return fn
 
     return add
@@ -48,6 +49,11 @@ def register(name: str, label: str, families: tuple[str, ...], class_specific: b
 def methods_for_family(family: str) -> list[str]:
     """Names of the methods that can explain a model of this family, in registration order."""
     return [name for name, method in METHODS.items() if family in method.families]
+
+
+def control_methods() -> set[str]:
+    """Names of the control maps (random, constant): sanity floors, left out of "best" and of cost measurements."""
+    return {name for name, method in METHODS.items() if method.control}
 
 
 def compute_maps(
