@@ -208,15 +208,14 @@ def load_sanity_images(image_root, split_file, model_cfg, classes_file, n_images
     return images.to(device), labels.to(device), ids
 
 
-@torch.no_grad()
 def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> None:
     """The model's class for each sanity image: how much of the model's function a randomization left intact (maps
     of a model that still classifies should stay similar)."""
-    predicted = torch.cat([model(images[start:start + batch_size]).argmax(dim=1)
-                           for start in range(0, len(images), batch_size)])
-    correct = (predicted == labels).float().mean().item()
-    print(f"the model predicts the label of {correct:.1%} of the sanity images")
-    frame = pd.DataFrame({"image_id": ids, "label": labels.cpu().numpy(), "predicted": predicted.cpu().numpy()})
+    from .training import predict
+
+    predicted, labels = predict(model, images, batch_size), labels.cpu()
+    print(f"the model predicts the label of {(predicted == labels).float().mean().item():.1%} of the sanity images")
+    frame = pd.DataFrame({"image_id": ids, "label": labels.numpy(), "predicted": predicted.numpy()})
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
 

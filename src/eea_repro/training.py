@@ -18,14 +18,19 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The model's top-1 class of each image (on the CPU), in batches on the model's device."""
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == labels[start : start + batch_size]).sum().item()
-    return correct / max(len(images), 1)
+    return torch.cat([model(images[start : start + batch_size].to(device)).argmax(1).cpu()
+                      for start in range(0, len(images), batch_size)])
+
+
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    if not len(images):
+        return 0.0
+    return (predict(model, images, batch_size) == labels.cpu()).sum().item() / len(images)
 
 
 def train_epoch(model, images: torch.Tensor, labels: torch.Tensor, optimizer, generator: torch.Generator, *,
