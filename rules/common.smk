@@ -25,6 +25,9 @@ BASELINES = sorted({m for names in config["methods"].values() for m in names} - 
 VARIANTS = config["variants"]
 REFERENCE_VARIANT = "target" if "target" in VARIANTS else VARIANTS[0]  # the one variant of paper Figs. 9 and 10
 ALL_VARIANTS = "+".join(VARIANTS)  # names the logs and benchmarks of jobs that serve every variant at once
+# How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
+SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
+           "seed": config["seed"]}
 
 
 wildcard_constraints:
@@ -134,7 +137,7 @@ def explain_images_params(family):
         sanity=config["sanity"],
         explainer=config["explainer"],
         finetune=config["finetune"],
-        metric_batch_size=config["metrics"]["batch_size"],
+        scoring=SCORING,
         image_root=image_root,
         seed=config["seed"],
         device=config["device"],

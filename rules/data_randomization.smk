@@ -85,7 +85,7 @@ rule permuted_label_explainer:
     params:
         model=model_settings,
         explainer=config["explainer"],
-        metric_batch_size=config["metrics"]["batch_size"],
+        scoring=SCORING,
         image_root=image_root,
         seed=config["seed"],
         device=config["device"],

@@ -50,7 +50,7 @@ rule eea_maps:
         model=model_settings,
         explainer=config["explainer"],
         finetune=config["finetune"],
-        metric_batch_size=config["metrics"]["batch_size"],
+        scoring=SCORING,
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],

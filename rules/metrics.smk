@@ -16,6 +16,7 @@ rule evaluate_maps:
         metrics=config["metrics"],
         image_root=image_root,
         shard_range=shard_range,
+        seed=config["seed"],
         device=config["device"],
         precision=config["precision"],
     threads: 1

@@ -5,5 +5,5 @@ from eea_repro.stages import evaluate_maps
 with job_context(snakemake):
     p, i, w = snakemake.params, snakemake.input, snakemake.wildcards
     evaluate_maps(p.model, p.metrics, i.checkpoint, i.maps, p.image_root, i.images, i.classes,
-                  snakemake.output[0], variant=w.variant, shard_range=p.shard_range, device=p.device,
+                  snakemake.output[0], variant=w.variant, shard_range=p.shard_range, seed=p.seed, device=p.device,
                   precision=p.precision)

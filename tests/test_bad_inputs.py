@@ -225,6 +225,7 @@ def test_a_crashing_eea_shard_names_its_images(tiny_shard, tmp_path, monkeypatch
     monkeypatch.setattr(explainer, "load_explainer", lambda *args, **kwargs: torch.nn.Identity())
     with pytest.raises(RuntimeError, match=r"'peea' failed on images 0\.\.1 of the evaluated split "
                                            r"\(ILSVRC2012_val_00000001, ILSVRC2012_val_00000002\): RuntimeError: CUDA"):
-        make_eea_maps("peea", tiny_shard["model_cfg"], {}, {}, 8, tiny_shard["checkpoint"], "unused",
+        scoring = {"batch_size": 8, "tie_break": "random", "seed": 0}
+        make_eea_maps("peea", tiny_shard["model_cfg"], {}, {}, scoring, tiny_shard["checkpoint"], "unused",
                       tiny_shard["folder"], tiny_shard["split"], tiny_shard["classes"], tmp_path / "m.npz",
                       tmp_path / "s.csv", variant="target", shard_range=(0, 2), device="cpu")

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from eea_repro.metrics import (
     FRACTIONS_DEL_INS,
     FRACTIONS_POS_NEG,
     METRICS,
+    REMOVED_COUNT_TEXT,
+    REVEALED_COUNT_TEXT,
     classes_for_variant,
+    conventions,
     evaluate_batch,
     evaluate_dataset,
     normalize_maps,
     pos_auc_per_image,
+    removed_pixel_count,
+    revealed_pixel_count,
 )
+from eea_repro.pixel_order import TIE_RULE_TEXT, TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
 
 
@@ -56,20 +66,34 @@ class TinyConvNet(nn.Module):
         return self.head(self.features(images01).flatten(1)) * 4.0
 
 
-def reference_metrics(model, image, native_map, explained_class, label, ltx_code=False):
-    """Loop-by-loop computation of the pinned definitions for one image whose map is already at input size."""
+def reference_metrics(model, image, map_at_input_size, explained_class, label, ltx_code=False, tie_permutation=None):
+    """The appendix's definitions and the documented conventions, one image, one input per forward, plain loops.
+
+    The map is already at the input size; ties follow ``tie_permutation`` (pixel indices, first taken first) or raster
+    order. Normalisation is done in float32, as stored maps are, so equal and distinct values stay so.
+    """
     size = image.shape[-1]
     num_pixels = size * size
-    values = [float(v) for v in native_map.flatten()]
-    low, high = min(values), max(values)
-    normalized = [(v - low) / (high - low) if high > low else 1.0 for v in values]
-    most_first = sorted(range(num_pixels), key=lambda p: (-normalized[p], p))
-    least_first = sorted(range(num_pixels), key=lambda p: (normalized[p], p))
+    values = np.asarray(map_at_input_size, dtype=np.float32).reshape(-1)
+    low, high = values.min(), values.max()
+    constant = bool(high <= low)
+    normalized = np.ones_like(values) if constant else np.clip((values - low) / (high - low), 0, 1)
+    tie_position = {int(p): t for t, p in enumerate(range(num_pixels) if tie_permutation is None else tie_permutation)}
+    order = sorted(range(num_pixels), key=lambda p: (-float(normalized[p]), tie_position[p]))
     scored = label if ltx_code else explained_class
 
-    def removed(order, fraction):
+    def removed_count(step):  # k(f) = floor(N f), f = step / 10
+        return num_pixels * step // 10
+
+    def with_pixels_set(pixels, base):
+        copy = base.clone()
+        for pixel in pixels:
+            copy[:, pixel // size, pixel % size] = image[:, pixel // size, pixel % size]
+        return copy
+
+    def without_pixels(pixels):
         copy = image.clone()
-        for pixel in order[: int(num_pixels * fraction)]:
+        for pixel in pixels:
             copy[:, pixel // size, pixel % size] = 0.0
         return copy
 
@@ -82,9 +106,9 @@ def reference_metrics(model, image, native_map, explained_class, label, ltx_code
         return 100.0 * sum(0.1 * (a + b) / 2 for a, b in zip(ys, ys[1:]))
 
     clean, _ = prob_and_hit(image)
-    masked, _ = prob_and_hit(image * torch.tensor(normalized).view(size, size))
-    pos = [prob_and_hit(removed(most_first, f)) for f in FRACTIONS_POS_NEG]
-    neg = [prob_and_hit(removed(least_first, f)) for f in FRACTIONS_POS_NEG]
+    masked = clean if constant else prob_and_hit(image * torch.from_numpy(normalized).view(size, size))[0]
+    pos = [prob_and_hit(without_pixels(order[: removed_count(j)])) for j in range(10)]
+    neg = [prob_and_hit(without_pixels(order[num_pixels - removed_count(j):])) for j in range(10)]
     result = {
         "ADP": 100.0 * max(0.0, clean - masked) / clean,
         "PIC": 100.0 * (clean < masked),
@@ -95,10 +119,11 @@ def reference_metrics(model, image, native_map, explained_class, label, ltx_code
         result["DEL"] = auc([p for p, _ in pos])
         result["INS"] = auc([p for p, _ in neg])
     else:
-        black, _ = prob_and_hit(torch.zeros_like(image))
-        result["DEL"] = auc([p for p, _ in pos] + [black])
-        # revealing the top fraction f on black == removing the least relevant fraction 1 - f
-        result["INS"] = auc([prob_and_hit(removed(least_first, round(1.0 - f, 1)))[0] for f in FRACTIONS_DEL_INS])
+        deletion = [prob_and_hit(without_pixels(order[: removed_count(j)]))[0] for j in range(11)]
+        black = torch.zeros_like(image)
+        insertion = [prob_and_hit(with_pixels_set(order[: num_pixels - removed_count(10 - j)], black))[0]
+                     for j in range(11)]
+        result["DEL"], result["INS"] = auc(deletion), auc(insertion)
     return result
 
 
@@ -134,24 +159,129 @@ def test_all_ones_map_gives_zero_adp_and_pic(seed):
     assert result["constant"].all()
 
 
+def _maps_of_kind(kind: str, count: int, size: int, generator) -> torch.Tensor:
+    """Maps at the input size with the tie structure of real ones."""
+    if kind == "random":
+        return torch.rand(count, size, size, generator=generator)
+    if kind == "coarse":  # Grad-CAM-like: ReLU zeros on a 3x3 grid, upsampled (plateaus and smooth ramps)
+        coarse = torch.randn(count, 1, 3, 3, generator=generator).clamp(min=0)
+        return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    if kind == "levels":  # 4-level maps: large plateaus
+        return torch.randint(0, 4, (count, size, size), generator=generator).float()
+    if kind == "constant":
+        return torch.full((count, size, size), 7.0)
+    raise ValueError(kind)
+
+
 @pytest.mark.parametrize("ltx_code", [False, True])
-def test_hand_computed_tiny_case(ltx_code):
-    size = 4
+@pytest.mark.parametrize("tie_rule", TIE_RULES)
+@pytest.mark.parametrize("kind", ["random", "coarse", "levels", "constant"])
+def test_engine_equals_one_image_reference(kind, tie_rule, ltx_code):
+    size, count = 10, 4
     model = PixelLinearModel(size, 3, seed=3)
     generator = torch.Generator().manual_seed(5)
-    images = torch.rand(4, 3, size, size, generator=generator)
-    # integer-valued maps have many ties, which exercises the lower-flat-index-first rule
-    maps = torch.randint(0, 4, (4, size, size), generator=generator).float()
-    maps[3] = 7.0  # a constant map: all ones, raster order
+    images = torch.rand(count, 3, size, size, generator=generator)
+    maps = _maps_of_kind(kind, count, size, generator)
     labels = torch.tensor([0, 1, 2, 1])
     classes = torch.tensor([2, 1, 0, 0])
-    result = evaluate_batch(model, images, maps, labels, classes, ltx_code=ltx_code, batch_size=7)
-    for index in range(4):
-        expected = reference_metrics(model, images[index], maps[index], int(classes[index]), int(labels[index]), ltx_code)
+    ids = [f"img{i}" for i in range(count)]
+    tie_break = TieBreak(tie_rule, seed=13)
+    ties = tie_break.permutations(ids, size * size)
+    result = evaluate_batch(model, images, maps, labels, classes, ltx_code=ltx_code, batch_size=7, ties=ties)
+    for index in range(count):
+        permutation = None if tie_rule == "raster" else image_tie_permutation(13, ids[index], size * size)
+        expected = reference_metrics(model, images[index], maps[index], int(classes[index]), int(labels[index]),
+                                     ltx_code, permutation)
         assert_matches_reference(result, index, expected)
-    assert result["constant"].tolist() == [False, False, False, True]
+    assert result["constant"].tolist() == [kind == "constant"] * count
     with torch.no_grad():
         assert result["correct"].tolist() == (model(images).argmax(1) == labels).tolist()
+
+
+def test_tie_rule_moves_neg_and_ins_only_on_plateaus():
+    """A map whose plateau covers the top rows: raster removes those rows first, the random rule does not."""
+    size = 10
+    model = PixelLinearModel(size, 3, seed=4)
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    plateau = torch.zeros(2, size, size)
+    plateau[:, 6:, :] = torch.linspace(0.1, 1.0, 4 * size).view(4, size)
+    labels = torch.tensor([0, 1])
+    ties = TieBreak("random", seed=0).permutations(["a", "b"], size * size)
+    raster = evaluate_batch(model, images, plateau, labels, labels)
+    shuffled = evaluate_batch(model, images, plateau, labels, labels, ties=ties)
+    for name in ("ADP", "PIC"):
+        np.testing.assert_array_equal(raster[name], shuffled[name])
+    assert not np.array_equal(raster["INS"], shuffled["INS"])
+    distinct = torch.rand(2, size, size, generator=torch.Generator().manual_seed(2))
+    a, b = evaluate_batch(model, images, distinct, labels, labels), evaluate_batch(model, images, distinct, labels,
+                                                                                 labels, ties=ties)
+    for name in METRICS:  # without ties the rule cannot matter
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_pixel_ranks_one_total_order():
+    maps = torch.tensor([[[0.5, 0.9], [0.5, 0.5]]])
+    assert pixel_ranks(maps).tolist() == [[1, 0, 2, 3]]
+    assert pixel_ranks(maps, torch.tensor([[3, 2, 1, 0]])).tolist() == [[3, 0, 2, 1]]
+    with pytest.raises(ValueError, match="tie permutations"):
+        pixel_ranks(maps, torch.tensor([[0, 1, 2]]))
+
+
+def test_tie_permutation_depends_on_seed_and_image_only():
+    first = TieBreak("random", seed=3).permutations(["x", "y", "x"], 64)
+    assert torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])
+    assert sorted(first[1].tolist()) == list(range(64))
+    assert torch.equal(TieBreak("random", seed=3).permutations(["y"], 64)[0], first[1])
+    assert not torch.equal(TieBreak("random", seed=4).permutations(["x"], 64)[0], first[0])
+    assert TieBreak("raster").permutations(["x"], 64) is None
+    with pytest.raises(ValueError, match="tie rule"):
+        TieBreak("lexicographic")
+
+
+def test_every_method_sees_the_same_permutation(tmp_path):
+    """Two methods' constant maps of the same images score identically; the same maps on other images do not."""
+    size, count = 8, 6
+    model = PixelLinearModel(size, 4, seed=2)
+    images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    batches = lambda maps, ids: [(ids, images, labels, maps)]  # noqa: E731
+    tie_break = TieBreak("random", seed=0)
+    ids = [f"im{i}" for i in range(count)]
+    ones = evaluate_dataset(model, batches(torch.ones(count, 2, 2), ids), "target", tie_break=tie_break)
+    sevens = evaluate_dataset(model, batches(torch.full((count, 4, 4), 7.0), ids), "target", tie_break=tie_break)
+    renamed = evaluate_dataset(model, batches(torch.ones(count, 2, 2), [f"other{i}" for i in range(count)]), "target",
+                               tie_break=tie_break)
+    for name in METRICS:
+        np.testing.assert_array_equal(ones[name], sevens[name])
+    assert not np.array_equal(ones["NEG"], renamed["NEG"]) or not np.array_equal(ones["INS"], renamed["INS"])
+    ones.to_csv(tmp_path / "a.csv", index=False)
+    evaluate_dataset(model, batches(torch.ones(count, 2, 2), ids), "target", tie_break=tie_break).to_csv(
+        tmp_path / "b.csv", index=False)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_pixel_counts_match_the_printed_conventions():
+    for num_pixels in (1, 7, 100, 224 * 224, 96 * 96):
+        for step in range(11):
+            assert removed_pixel_count(num_pixels, step) == math.floor(num_pixels * Fraction(step, 10))
+            assert revealed_pixel_count(num_pixels, step) == num_pixels - math.floor(
+                num_pixels * (1 - Fraction(step, 10)))
+    text = " ".join(definition for _, definition in conventions(False, "random"))
+    assert REMOVED_COUNT_TEXT in text and REVEALED_COUNT_TEXT in text
+    assert TIE_RULE_TEXT["random"] in text and TIE_RULE_TEXT["raster"] not in text
+    assert TIE_RULE_TEXT["raster"] in " ".join(definition for _, definition in conventions(True, "raster"))
+
+
+def test_metrics_are_float64_as_computed():
+    size = 8
+    model = PixelLinearModel(size, 3, seed=6)
+    images = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(6))
+    labels = torch.tensor([0, 1, 2])
+    result = evaluate_batch(model, images, torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(7)), labels,
+                            labels)
+    for name in ("POS", "NEG"):  # accuracy AUCs are sums of tenths: exact in float64 up to its rounding
+        assert result[name].dtype == np.float64
+        np.testing.assert_allclose(result[name] * 20, np.round(result[name] * 20), rtol=0, atol=1e-9)
 
 
 def test_ltx_code_scores_labels_on_ten_points():
@@ -287,7 +417,8 @@ def test_evaluate_dataset_on_explained_vit_and_bf16():
     batches = [(["a", "b", "c"], images[:3], labels[:3], maps[:3]), (["d", "e"], images[3:], labels[3:], maps[3:])]
     seen = []
     frame = evaluate_dataset(model, batches, "predicted", batch_size=16,
-                             progress=lambda items: (seen.append(1) or item for item in items))
+                             progress=lambda items: (seen.append(1) or item for item in items),
+                             tie_break=TieBreak("raster"))
     assert len(seen) == 2
     assert frame["image_id"].tolist() == ["a", "b", "c", "d", "e"]
     with torch.no_grad():

@@ -35,6 +35,7 @@ EXPLAINER = {"lambda_size": 10, "size_loss": "ltx", "lr": 1e-3, "weight_decay": 
 FINETUNE = {"steps": 3, "lr": 1e-2, "early_stop_pos": None, "chunk_size": 8, "select_with": "label"}
 N_CLASSES = 3
 METRICS = yaml.safe_load((Path(__file__).parents[1] / "config" / "ci.yaml").read_text())["metrics"]
+SCORING = {"batch_size": 64, "tie_break": METRICS["tie_break"], "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
     d = tiny_data
     splits = d["splits"]
     explainer_file = tmp_path / "mixed.safetensors"
-    pretrain_explainer(VIT, EXPLAINER, 64, d["image_root"], splits / "explainer_train.txt", splits / "explainer_val.txt",
+    pretrain_explainer(VIT, EXPLAINER, SCORING, d["image_root"], splits / "explainer_train.txt", splits / "explainer_val.txt",
                        d["classes"], d["checkpoints"]["vit"], explainer_file, tmp_path / "mixed.json",
                        variant="target", resume_dir=tmp_path / "resume", seed=0, device="cpu",
                        explainer_model_cfg=RESNET, explainer_checkpoint=d["checkpoints"]["resnet"])
@@ -126,7 +127,7 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
     assert json.loads((tmp_path / "mixed.json").read_text())["history"]["best_epoch"] == 1
 
     maps_file, selection = tmp_path / "shard.npz", tmp_path / "shard.steps.csv"
-    make_eea_maps("eea", VIT, EXPLAINER, FINETUNE, 64, d["checkpoints"]["vit"], explainer_file, d["image_root"],
+    make_eea_maps("eea", VIT, EXPLAINER, FINETUNE, SCORING, d["checkpoints"]["vit"], explainer_file, d["image_root"],
                   splits / "test.txt", d["classes"], maps_file, selection, variant="target", shard_range=(0, 6),
                   device="cpu", explainer_model_cfg=RESNET, stored_method="eea_by_resnet")
     with np.load(maps_file) as shard:
@@ -139,7 +140,7 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
 
     scores = tmp_path / "scores.csv"
     evaluate_maps(VIT, METRICS, d["checkpoints"]["vit"], maps_file, d["image_root"],
-                  splits / "test.txt", d["classes"], scores, variant="target", shard_range=(0, 6), device="cpu",
+                  splits / "test.txt", d["classes"], scores, variant="target", shard_range=(0, 6), seed=0, device="cpu",
                   precision="fp32")
     frame = pd.read_csv(scores)
     assert len(frame) == 6 and set(frame["method"]) == {"eea_by_resnet"} and frame["valid"].all()
@@ -189,7 +190,7 @@ def test_eea_fine_tunes_towards_each_class(tiny_data):
     explainer = MaskExplainer(ModelSpec.from_config(VIT), load_file(d["checkpoints"]["vit"]), N_CLASSES)
     images, classes, _, _ = load_two_object_images(d["image_root"], d["splits"] / "two_object.txt", 48, N_CLASSES)
     maps = explain_both_classes("eea", model, images, classes, explainer=explainer, explainer_cfg=EXPLAINER,
-                                finetune_cfg=FINETUNE)
+                                finetune_cfg=FINETUNE, scoring=SCORING)
     for k in range(2):
         alone, _ = finetune_maps(explainer, model, images, classes[:, k], steps=3, lr=1e-2, lam=10, size_loss="ltx",
                                  early_stop_pos=None, weight_decay=0.01, keep="last")

@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from markupsafe import escape
 from PIL import Image
 
 from eea_repro.bench import paper_dry_run_config
 from eea_repro.data.synthetic import generate_split
+from eea_repro.metrics import conventions
 from eea_repro.models import ModelSpec, create_network
 
 from workflow_helpers import job_counts, snakemake, write_config
@@ -99,6 +101,15 @@ def test_tiny_run_produces_every_artifact(repo, tiny_run):
     assert costs.count("<tr><td>") == methods + cross_pairs  # a cross pair's EEA (Fig. 9) has its own cost row
     logs = list((tiny_run / "logs").rglob("*.log"))
     assert len(logs) >= 20 and all(log.stat().st_size > 0 for log in logs)
+
+
+def test_report_prints_the_engine_conventions(repo, tiny_run):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    report = (tiny_run / "results/report/index.html").read_text()
+    section = report[report.index('<section id="metrics"'):].split("</section>")[0]
+    for term, definition in conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]):
+        assert f"<dt>{escape(term)}</dt><dd>{escape(definition)}</dd>" in section, term
+    assert f"<strong>{config['metrics']['tie_break']}</strong> rule" in section
 
 
 def test_tiny_run_leaves_nothing_to_do(repo, tiny_run):

@@ -41,6 +41,7 @@ from .costs import paper_cost_estimate
 from .explainer import MaskExplainer, finetune_maps, finetune_maps_loop
 from .methods import compute_maps, control_methods
 from .metrics import METRICS, PERTURBATION_STEPS, PRECISIONS, evaluate_batch
+from .pixel_order import TieBreak
 from .models import ExplainedModel, ModelSpec, build_explained_model, compile_model, resolve_device
 from .plan import EEA_METHODS
 
@@ -166,9 +167,11 @@ def bench_engine(model, images01, maps, classes, *, batch_size: int, precision: 
     count = images01.shape[0]
     inputs = count * PERTURBATION_STEPS
     device = images01.device
+    # the default tie rule; a job draws these once per image and shares them between methods, so they are not timed
+    ties = TieBreak("random").permutations([str(i) for i in range(count)], images01.shape[-1] ** 2, device)
 
     def engine():
-        evaluate_batch(model, images01, maps, classes, classes, batch_size=batch_size, precision=precision)
+        evaluate_batch(model, images01, maps, classes, classes, batch_size=batch_size, precision=precision, ties=ties)
 
     # Warm-ups run the full workload, so that a compiled model has met every batch shape before the timing.
     engine_s = best_time(engine, device, repeats)
@@ -192,7 +195,8 @@ def naive_metrics(model, images01: torch.Tensor, maps: torch.Tensor, classes: to
     """ADP, PIC, POS, NEG, DEL, INS with the engine's conventions, computed as the published scripts do.
 
     One metric after another, one removal fraction at a time, a fresh sort of the map for every step, ``batch_size``
-    images per forward (1 = LTX's per-image evaluation). Maps must not be constant (no all-ones special case here).
+    images per forward (1 = LTX's per-image evaluation). Maps must not be constant (no all-ones special case here);
+    ties go in raster order, as the engine's without tie permutations.
     """
     size = images01.shape[-1]
     pixels = size * size
@@ -204,13 +208,13 @@ def naive_metrics(model, images01: torch.Tensor, maps: torch.Tensor, classes: to
             logits = model(inputs).float()
         return logits.softmax(-1).gather(1, scored[:, None])[:, 0], (logits.argmax(-1) == scored).float()
 
-    def removal_curve(images, scored, flat_map, descending, fractions, black_canvas=False):
+    def removal_curve(images, scored, flat_map, most_relevant_first, fractions, black_canvas=False):
         probs, hits = [], []
         for step in range(fractions):
             removed = pixels * (10 - step) // 10 if black_canvas else pixels * step // 10
-            order = torch.sort(flat_map, dim=1, descending=descending, stable=True).indices
+            order = torch.sort(flat_map, dim=1, descending=True, stable=True).indices
             keep = torch.ones_like(flat_map)
-            keep.scatter_(1, order[:, :removed], 0.0)
+            keep.scatter_(1, order[:, :removed] if most_relevant_first else order[:, pixels - removed:], 0.0)
             p, h = probs_hits(images * keep.view(-1, 1, size, size), scored)
             probs.append(p)
             hits.append(h)

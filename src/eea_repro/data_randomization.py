@@ -158,7 +158,7 @@ def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: di
 # --- maps and their similarity -----------------------------------------------------------------------------------
 
 
-def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, metric_batch_size,
+def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                              checkpoint, explainer_file, image_root, split_file, classes_file, out_maps: dict, *, seed,
                              device, precision, batch_size) -> None:
     """Every method's maps of the sanity images on the permuted-label model, for the ground-truth class.
@@ -169,7 +169,7 @@ def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, fine
     from .explainer import load_explainer
     from .models import ModelSpec, resolve_device
     from .sanity import load_sanity_images, save_method_maps
-    from .stages import finetune_settings, load_model, read_classes, seed_everything
+    from .stages import finetune_settings, load_model, read_classes, scoring_ties, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)
@@ -181,8 +181,9 @@ def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, fine
         explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file,
                                    len(read_classes(classes_file))).to(device)
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
-                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size), seed=seed,
-                     precision=precision, batch_size=batch_size)
+                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
+                     ties=scoring_ties(scoring, ids, images.shape[-1], device), seed=seed, precision=precision,
+                     batch_size=batch_size)
 
 
 def data_randomization_similarity(original_maps: dict[str, str], permuted_maps: dict[str, str], input_size: int,

@@ -163,11 +163,13 @@ def explain(explainer: MaskExplainer, images01: torch.Tensor, batch_size: int = 
 
 
 def selection_pos_auc(
-    explained: nn.Module, images01: torch.Tensor, token_maps: torch.Tensor, classes: torch.Tensor, batch_size: int
+    explained: nn.Module, images01: torch.Tensor, token_maps: torch.Tensor, classes: torch.Tensor, batch_size: int,
+    ties: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-image POS AUC (float64) of token maps, scored exactly as the metric engine scores stored maps."""
+    """Per-image POS AUC (float64) of token maps, scored as the metric engine scores stored maps (same upsampling,
+    same pixel order with the images' tie permutations ``ties``)."""
     normalized, _valid, _constant = normalize_maps(token_maps.detach().float(), images01.shape[-1])
-    return pos_auc_per_image(explained, images01, normalized, classes, batch_size).to(images01.device, torch.float64)
+    return pos_auc_per_image(explained, images01, normalized, classes, batch_size, ties=ties).to(images01.device)
 
 
 def _check_names(size_loss: str, variant: str = "target") -> None:
@@ -204,6 +206,7 @@ def pretrain(
     log: Callable[[str], None] = print,
     eval_batch_size: int = 64,
     metric_batch_size: int = 256,
+    val_ties: torch.Tensor | None = None,
 ) -> dict:
     """Train the explainer with AdamW and leave it holding the epoch with the lowest validation POS AUC.
 
@@ -212,7 +215,8 @@ def pretrain(
     (e.g. tqdm). After every epoch a training checkpoint is written to ``checkpoint_dir``; a run finding one resumes
     from it (the hyper-parameters must match). Validation POS is scored against ``val_labels`` (ground truth, as in
     the released code) for both variants; ``eval_batch_size`` images go through the explainer at once and
-    ``metric_batch_size`` perturbed inputs through the explained model.
+    ``metric_batch_size`` perturbed inputs through the explained model; ``val_ties`` are the validation images' tie
+    permutations (None: raster order).
 
     Returns ``{"epochs": [{"epoch", "loss", "ce", "size", "val_pos"}, ...], "best_epoch", "best_val_pos"}``.
     """
@@ -254,7 +258,8 @@ def pretrain(
             totals += torch.stack([total, ce, size]).detach().cpu().double() * len(images01)
             seen += len(images01)
         loss, ce, size = (totals / max(seen, 1)).tolist()
-        val_pos = _validation_pos(explainer, explained, val_images, val_labels, eval_batch_size, metric_batch_size)
+        val_pos = _validation_pos(explainer, explained, val_images, val_labels, eval_batch_size, metric_batch_size,
+                                  val_ties)
         history.append({"epoch": epoch + 1, "loss": loss, "ce": ce, "size": size, "val_pos": val_pos})
         if best["state"] is None or _is_better(torch.tensor(val_pos), torch.tensor(best["val_pos"])):
             state = {name: tensor.detach().cpu().clone() for name, tensor in explainer.state_dict().items()}
@@ -268,14 +273,17 @@ def pretrain(
     return {"epochs": history, "best_epoch": best["epoch"], "best_val_pos": best["val_pos"]}
 
 
-def _validation_pos(explainer, explained, images01, labels, batch_size: int, metric_batch_size: int) -> float:
+def _validation_pos(explainer, explained, images01, labels, batch_size: int, metric_batch_size: int,
+                    ties: torch.Tensor | None = None) -> float:
     """Mean per-image POS AUC of the explainer's maps on the validation split (batched, on the explainer's device)."""
     device = next(explainer.parameters()).device
     scores = []
-    for images, classes in zip(images01.split(batch_size), labels.split(batch_size)):
-        images, classes = images.to(device), classes.to(device)
+    for start in range(0, len(images01), batch_size):
+        part = slice(start, start + batch_size)
+        images, classes = images01[part].to(device), labels[part].to(device)
         maps = explain(explainer, images, batch_size)
-        scores.append(selection_pos_auc(explained, images, maps, classes, metric_batch_size))
+        scores.append(selection_pos_auc(explained, images, maps, classes, metric_batch_size,
+                                        None if ties is None else ties[part]))
     return float(torch.cat(scores).nanmean())
 
 
@@ -324,6 +332,7 @@ def finetune_maps(
     chunk_size: int = 32,
     selection_labels: torch.Tensor | None = None,
     metric_batch_size: int = 256,
+    ties: torch.Tensor | None = None,
     keep: str = "best",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """EEA maps: per-image fine-tuning from the pretrained explainer, all images of a chunk at once.
@@ -334,6 +343,7 @@ def finetune_maps(
     worse than pEEA on that score. An image stops once its best POS is below ``early_stop_pos``.
     ``keep="last"`` instead keeps the map after all steps (no selection, no early stop): the map the explainer learns
     for that class, which class-specific figures need when the pretrained map already scores best for every class.
+    ``ties`` (B, S*S) are the images' tie permutations for the POS scores (None: raster order), as in the metrics.
 
     Returns (token maps (B, h, w) float32, {"best_step", "best_pos", "steps_run"} per image).
     """
@@ -347,23 +357,23 @@ def finetune_maps(
     home, device = images01.device, next(explainer.parameters()).device
     selection = classes if selection_labels is None else selection_labels
     images01, classes, selection = images01.to(device), classes.to(device), selection.to(device)
+    ties = None if ties is None else ties.to(device)
     results = [
         _finetune_chunk(
-            explainer, explained, images, chunk_classes, chunk_selection,
+            explainer, explained, images01[chunk], classes[chunk], selection[chunk],
+            None if ties is None else ties[chunk],
             steps=steps, lr=lr, lam=lam, size_loss=size_loss,
             early_stop_pos=early_stop_pos if keep == "best" else None,
             weight_decay=weight_decay, metric_batch_size=metric_batch_size, keep=keep,
         )
-        for images, chunk_classes, chunk_selection in zip(
-            images01.split(chunk_size), classes.split(chunk_size), selection.split(chunk_size)
-        )
+        for chunk in (slice(start, start + chunk_size) for start in range(0, len(images01), chunk_size))
     ]
     maps = torch.cat([result[0] for result in results]).to(home)
     info = {key: torch.cat([result[1][key] for result in results]).to(home) for key in results[0][1]}
     return maps, info
 
 
-def _finetune_chunk(explainer, explained, images01, classes, selection, *, steps, lr, lam, size_loss,
+def _finetune_chunk(explainer, explained, images01, classes, selection, ties, *, steps, lr, lam, size_loss,
                     early_stop_pos, weight_decay, metric_batch_size, keep="best"):
     count = len(images01)
     start = {name: parameter.detach() for name, parameter in trainable_parameters(explainer).items()}
@@ -400,7 +410,8 @@ def _finetune_chunk(explainer, explained, images01, classes, selection, *, steps
         if step == 0:
             best_maps = current.clone()
         if keep == "best" or last:
-            pos = selection_pos_auc(explained, images, current, selection[active], metric_batch_size)
+            pos = selection_pos_auc(explained, images, current, selection[active], metric_batch_size,
+                                    None if ties is None else ties[active])
         else:  # "last" scores only the final map
             pos = torch.full((len(active),), math.nan, dtype=torch.float64, device=device)
         improved = _is_better(pos, best_pos[active]) if keep == "best" else torch.ones_like(active, dtype=torch.bool)
@@ -474,20 +485,23 @@ def finetune_maps_loop(
     weight_decay: float = 0.01,
     selection_labels: torch.Tensor | None = None,
     metric_batch_size: int = 256,
+    ties: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Reference for :func:`finetune_maps`: one image at a time, a fresh model copy and a real torch AdamW each."""
     _freeze(explained)
     home, device = images01.device, next(explainer.parameters()).device
     selection = classes if selection_labels is None else selection_labels
     images01, classes, selection = images01.to(device), classes.to(device), selection.to(device)
+    image_ties = [None] * len(images01) if ties is None else ties.to(device).split(1)
     maps, best_pos, best_step, steps_run = [], [], [], []
-    for image, image_class, image_selection in zip(images01.split(1), classes.split(1), selection.split(1)):
+    for image, image_class, image_selection, tie in zip(images01.split(1), classes.split(1), selection.split(1),
+                                                         image_ties):
         model = copy.deepcopy(explainer).eval()
         optimizer = torch.optim.AdamW(trainable_parameters(model).values(), lr=lr, weight_decay=weight_decay)
         best = (math.nan, None, 0)
         for step in range(steps):
             token_masks = model(image)
-            pos = selection_pos_auc(explained, image, token_masks, image_selection, metric_batch_size)
+            pos = selection_pos_auc(explained, image, token_masks, image_selection, metric_batch_size, tie)
             if step == 0 or _is_better(pos, torch.tensor(best[0], dtype=pos.dtype, device=pos.device)).item():
                 best = (pos.item(), token_masks.detach().float()[0], step)
             if step == steps - 1 or (early_stop_pos is not None and best[0] < early_stop_pos):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +15,21 @@ import numpy as np
 def atomic_path(path: str | Path):
     """Yield a temporary sibling path and rename it onto ``path`` only if the block succeeds.
 
-    A killed job therefore never leaves a partial file that looks finished to Snakemake or to a reader.
+    A killed job therefore never leaves a partial file that looks finished to Snakemake or to a reader. The temporary
+    file is created with mode 0666 minus the process umask, as a plain ``open`` would, so a shared results folder stays
+    readable by the group (``mkstemp``'s 0600 would survive the rename).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,26 +2,27 @@
 
 One implementation serves every method (EEA, pEEA and all baselines) so their numbers are comparable.
 
-Conventions (pinned; see the appendix, section 1, and the released evaluation code):
+Conventions (pinned; see the appendix, section 1, and the released evaluation code). The report and the README print
+:func:`conventions`, which is built from the same constants as the engine below.
 
 * A map (B, h, w) is upsampled bilinearly (``align_corners=False``) to the input size S and min-max normalised per
   image. A map holding any NaN / inf is *invalid*: its image gets ``valid=False`` and NaN metrics, it is never
-  dropped silently. A constant finite map normalises to all ones and is flagged ``constant=True``; its removal order
-  is then the plain raster order (ties go to the lower flat pixel index).
-* POS / DEL remove the most relevant pixels first (stable sort of the values, descending); NEG removes the least
-  relevant first (stable, ascending). Ties always go to the lower flat pixel index first. Removing k pixels sets them
-  to 0 in all channels of the [0, 1] image; the model normalises internally. At fraction f = j/10,
-  k = floor(S*S*j/10), computed in integers because ``int(S*S*0.7)`` in floating point is one short for some S.
+  dropped silently. A constant finite map normalises to all ones and is flagged ``constant=True``.
+* One total order per map (:mod:`.pixel_order`): descending normalised value, ties broken by the run's tie rule
+  (``random``: a seeded permutation per image; ``raster``: lower row-major index first). With N = S*S pixels and
+  fraction f = j/10, k(f) = floor(N*j/10) (in integers, because ``int(N*0.7)`` in floating point is one short for
+  some N). POS and DEL remove the first k(f) pixels of the order, NEG removes the last k(f), and INS reveals the first
+  N - k(1 - f) on a black canvas, i.e. it shows what NEG at 1 - f leaves, so the engine scores those images once for
+  both. Removing a pixel sets it to 0 in all channels of the [0, 1] image; the model normalises internally.
 * Scores are softmax probabilities of the scored class c (in fp32, also under bf16 autocast); accuracy = argmax == c.
+  Curves, areas and ratios are computed in float64 from them.
 * ADP = 100 max(0, Y - O) / Y and PIC = 100 [Y < O] with Y = p_c(x), O = p_c(x * map) (soft mask on the [0, 1] image).
 * POS / NEG = 100 trapz(accuracy) over removal fractions 0, 0.1, ..., 0.9 (0 is the clean image).
 * DEL = 100 trapz(p_c) over removal fractions 0, ..., 1.0 (1.0 is the all-black image).
-* INS = 100 trapz(p_c) over revealed fractions 0, ..., 1.0 on a black canvas, most relevant first. Revealing the top
-  fraction f is taken as removing the least relevant fraction 1 - f, so INS reuses the NEG images in reverse order
-  (f = 0 is the black image, f = 1 the clean one). With this definition the revealed pixel count at f is
-  S*S - floor(S*S*(1-f)), and ties are revealed in the reverse of the NEG order.
+* INS = 100 trapz(p_c) over revealed fractions 0, ..., 1.0 (0 is the all-black image, 1.0 the clean one).
 * ``ltx_code=True`` follows the released code instead: every score is taken against the ground-truth label, DEL is the
-  probability curve along the POS order and INS along the NEG order, both over fractions 0, ..., 0.9 (no black image).
+  probability curve along the POS removals and INS along the NEG removals, both over fractions 0, ..., 0.9 (no black
+  image).
 
 Per-image values are returned; a table number is their mean (the trapezoid is linear, so the mean of per-image AUCs
 equals the AUC of the mean curve).
@@ -39,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .pixel_order import TIE_RULE_TEXT, TieBreak, pixel_ranks
+
 FRACTIONS_POS_NEG: np.ndarray = np.arange(10) / 10
 FRACTIONS_DEL_INS: np.ndarray = np.arange(11) / 10
 METRICS = ("ADP", "PIC", "POS", "NEG", "DEL", "INS")
@@ -48,9 +51,11 @@ PRECISIONS = ("fp32", "bf16")
 
 _FRACTION_STEP = 0.1
 _N_STEPS = 10  # fractions are j / _N_STEPS
+REMOVED_COUNT_TEXT = "k(f) = floor(N·f)"
+REVEALED_COUNT_TEXT = "N − k(1 − f)"
 PERTURBATION_STEPS = 2 + 2 * (_N_STEPS - 1)  # model inputs per image: clean, soft-masked, POS and NEG 0.1..0.9
-_MOST_RELEVANT_FIRST = 0
-_LEAST_RELEVANT_FIRST = 1
+_MOST_RELEVANT_FIRST = 0  # removes a prefix of the map's pixel order
+_LEAST_RELEVANT_FIRST = 1  # removes a suffix of it
 # Column layout of the per-image score table built from _evaluation_steps.
 _CLEAN, _SOFT = 0, 1
 _POS_STEPS = slice(2, 2 + _N_STEPS - 1)
@@ -59,7 +64,8 @@ _NEG_STEPS = slice(2 + _N_STEPS - 1, 2 + 2 * (_N_STEPS - 1))
 
 @dataclass(frozen=True)
 class _Perturbation:
-    """One model input derived from an image: ``removed`` pixels taken away in ``order``, or the soft-masked image."""
+    """One model input derived from an image: ``removed`` pixels taken from the front (most relevant first) or the
+    back (least relevant first) of the map's pixel order, or the soft-masked image."""
 
     order: int = _MOST_RELEVANT_FIRST
     removed: int = 0
@@ -67,8 +73,45 @@ class _Perturbation:
 
 
 def removed_pixel_count(num_pixels: int, step: int) -> int:
-    """Pixels removed at fraction step/10: floor(num_pixels * step / 10), exact in integers."""
+    """k(f), the pixels removed at fraction f = step/10: floor(num_pixels * step / 10), exact in integers."""
     return num_pixels * step // _N_STEPS
+
+
+def revealed_pixel_count(num_pixels: int, step: int) -> int:
+    """Pixels INS reveals at fraction f = step/10: N - k(1 - f), what NEG's removal at 1 - f leaves."""
+    return num_pixels - removed_pixel_count(num_pixels, _N_STEPS - step)
+
+
+def _fractions(values: np.ndarray) -> str:
+    return f"{values[0]:g}, {values[1]:g} … {values[-1]:g}"
+
+
+def conventions(ltx_code: bool, tie_rule: str) -> list[tuple[str, str]]:
+    """(term, definition) pairs of the conventions in force, from the engine's own constants: the report and the
+    README print these, so they cannot drift from the code."""
+    order = (f"Pixels are ordered by normalised map value, most relevant first; {TIE_RULE_TEXT[tie_rule]}. "
+             f"At fraction f of N pixels, {REMOVED_COUNT_TEXT}.")
+    rows = [
+        ("Pixel order", order),
+        ("ADP ↓", "100 · mean(max(0, Y − O) / Y): Y = softmax probability of class c on the image, O = the same on "
+                  "x ⊙ map."),
+        ("PIC ↑", "100 · mean(1[Y < O])."),
+        ("POS ↓ / NEG ↑", "100 · trapezoid AUC of top-1 accuracy (argmax = c) over removal fractions "
+                          f"{_fractions(FRACTIONS_POS_NEG)}: POS removes the first k(f) pixels of the order, NEG the "
+                          "last k(f)."),
+    ]
+    if ltx_code:
+        rows.append(("DEL ↓ / INS ↑", "Released-code convention: probability of the ground-truth class along the POS "
+                                      f"/ NEG removals over {_fractions(FRACTIONS_POS_NEG)}."))
+    else:
+        rows += [
+            ("DEL ↓", f"100 · trapezoid AUC of p_c over removal fractions {_fractions(FRACTIONS_DEL_INS)}: the first "
+                      "k(f) pixels of the order removed (f = 1 is the black image)."),
+            ("INS ↑", f"100 · trapezoid AUC of p_c over revealed fractions {_fractions(FRACTIONS_DEL_INS)} on a black "
+                      f"image: the first {REVEALED_COUNT_TEXT} pixels of the order revealed, i.e. exactly what NEG "
+                      "leaves at 1 − f."),
+        ]
+    return rows
 
 
 def normalize_maps(maps: Tensor | np.ndarray, size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -125,12 +168,15 @@ def evaluate_batch(
     ltx_code: bool = False,
     batch_size: int = 256,
     precision: str = "fp32",
+    *,
+    ties: Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-image ADP, PIC, POS, NEG, DEL, INS plus ``valid``, ``constant`` and ``correct`` (clean top-1 == label).
 
     ``classes`` is what the metrics score against (the explained class); with ``ltx_code=True`` the ground-truth
     ``labels`` are scored instead, as in the released code. ``batch_size`` counts model inputs per forward pass; the
-    20 perturbed copies per image are built chunk by chunk from removal ranks computed once per image.
+    20 perturbed copies per image are built chunk by chunk from one pixel order per image. ``ties`` are the images'
+    tie permutations (:meth:`TieBreak.permutations`, (B, S*S)); None breaks ties in raster order.
     """
     _check_precision(precision)
     device = _model_device(model, images01.device)
@@ -153,12 +199,13 @@ def evaluate_batch(
         keep = valid.nonzero().squeeze(1)
         steps = _evaluation_steps(size * size)
         probs, hits, top1 = _score_perturbations(
-            model, images01[keep], normalized[keep], scored[keep], steps, batch_size, precision
+            model, images01[keep], normalized[keep], scored[keep], steps, batch_size, precision,
+            None if ties is None else ties[keep.to(ties.device)],
         )
         clean_top1[keep] = top1[:, 0]
         metrics = _metrics_from_scores(model, probs, hits, scored[keep], constant[keep], size, ltx_code, precision)
         for name, values in metrics.items():
-            results[name][keep.cpu().numpy()] = values.double().cpu().numpy()
+            results[name][keep.cpu().numpy()] = values.cpu().numpy()
     results["correct"] = (clean_top1 == labels).cpu().numpy()
     return results
 
@@ -172,11 +219,12 @@ def pos_auc_per_image(
     batch_size: int = 256,
     *,
     precision: str = "fp32",
+    ties: Tensor | None = None,
 ) -> Tensor:
-    """Per-image POS accuracy AUC (x100, fractions 0..0.9) for maps already at input resolution.
+    """Per-image POS accuracy AUC (x100, fractions 0..0.9, float64) for maps already at input resolution.
 
     Only the order of the map values matters, so any monotone rescaling (a raw sigmoid map, a min-max normalised map)
-    gives the same value. Rows with non-finite maps get NaN.
+    gives the same value. ``ties`` as for :func:`evaluate_batch`. Rows with non-finite maps get NaN.
     """
     _check_precision(precision)
     device = _model_device(model, images01.device)
@@ -186,15 +234,16 @@ def pos_auc_per_image(
     if maps.shape[1:] != (size, size):
         raise ValueError(f"maps must be (B, {size}, {size}) to match the images, got {tuple(maps.shape)}")
     classes = torch.as_tensor(classes, dtype=torch.long, device=device)
-    auc = torch.full((images01.shape[0],), float("nan"), device=device)
+    auc = torch.full((images01.shape[0],), float("nan"), device=device, dtype=torch.float64)
     valid = torch.isfinite(maps).flatten(1).all(dim=1)
     if valid.any():
         num_pixels = size * size
         steps = [_Perturbation(_MOST_RELEVANT_FIRST, removed_pixel_count(num_pixels, j)) for j in range(_N_STEPS)]
         _, hits, _ = _score_perturbations(
-            model, images01[valid], maps[valid], classes[valid], steps, batch_size, precision
+            model, images01[valid], maps[valid], classes[valid], steps, batch_size, precision,
+            None if ties is None else ties[valid.to(ties.device)],
         )
-        auc[valid] = _auc(hits.float())
+        auc[valid] = _auc(hits.double())
     return auc
 
 
@@ -206,15 +255,19 @@ def evaluate_dataset(
     batch_size: int = 256,
     precision: str = "fp32",
     progress: Callable[[Iterable], Iterable] | None = None,
+    *,
+    tie_break: TieBreak,
 ) -> pd.DataFrame:
     """Evaluate ``(image_ids, images01, labels, maps)`` batches; one row per image.
 
-    The explained class is recomputed per batch by :func:`classes_for_variant`.
+    The explained class is recomputed per batch by :func:`classes_for_variant`; ties in the maps are broken by
+    ``tie_break`` with the batch's image ids.
     """
     rows = []
     for image_ids, images01, labels, maps in progress(batches) if progress is not None else batches:
         classes = classes_for_variant(model, images01, labels, variant, batch_size=batch_size, precision=precision)
-        result = evaluate_batch(model, images01, maps, labels, classes, ltx_code, batch_size, precision)
+        ties = tie_break.permutations(image_ids, _square_size(images01) ** 2, images01.device)
+        result = evaluate_batch(model, images01, maps, labels, classes, ltx_code, batch_size, precision, ties=ties)
         frame = pd.DataFrame(
             {
                 "image_id": [str(image_id) for image_id in image_ids],
@@ -256,7 +309,8 @@ def _metrics_from_scores(
     ltx_code: bool,
     precision: str,
 ) -> dict[str, Tensor]:
-    """Turn the (B, steps) probability and hit tables of :func:`_evaluation_steps` into per-image metrics."""
+    """Turn the (B, steps) probability and hit tables of :func:`_evaluation_steps` into per-image float64 metrics."""
+    probs = probs.double()
     clean_prob = probs[:, _CLEAN]
     # An all-ones mask leaves the image unchanged; a second forward of it can differ in the last bit (batch-dependent
     # kernels), which would turn PIC's strict Y < O into noise, so O is Y by definition there.
@@ -264,19 +318,18 @@ def _metrics_from_scores(
     # A clean probability that underflows to 0 cannot drop further: ADP is 0 there instead of 0/0.
     drop = (clean_prob - masked_prob).clamp(min=0.0)
     adp = torch.where(clean_prob > 0, 100.0 * drop / clean_prob.clamp(min=torch.finfo(probs.dtype).tiny), 0.0)
-    pic = 100.0 * (clean_prob < masked_prob).float()
+    pic = 100.0 * (clean_prob < masked_prob).double()
 
     pos_probs = torch.cat([probs[:, _CLEAN:_CLEAN + 1], probs[:, _POS_STEPS]], dim=1)
     neg_probs = torch.cat([probs[:, _CLEAN:_CLEAN + 1], probs[:, _NEG_STEPS]], dim=1)
-    pos_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _POS_STEPS]], dim=1).float()
-    neg_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _NEG_STEPS]], dim=1).float()
+    pos_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _POS_STEPS]], dim=1).double()
+    neg_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _NEG_STEPS]], dim=1).double()
     if ltx_code:
         deletion, insertion = _auc(pos_probs), _auc(neg_probs)
     else:
-        black_prob = _black_image_probs(model, scored, size, probs.device, precision)
-        black = black_prob[:, None]
+        black = _black_image_probs(model, scored, size, probs.device, precision).double()[:, None]
         deletion = _auc(torch.cat([pos_probs, black], dim=1))
-        # Revealed fraction f = NEG removal of 1 - f: black, NEG 0.9, ..., NEG 0.1, clean.
+        # Revealed fraction f shows what the NEG removal of 1 - f leaves: black, NEG 0.9, ..., NEG 0.1, clean.
         insertion = _auc(torch.cat([black, neg_probs.flip(1)], dim=1))
     return {"ADP": adp, "PIC": pic, "POS": _auc(pos_hits), "NEG": _auc(neg_hits), "DEL": deletion, "INS": insertion}
 
@@ -287,7 +340,8 @@ def _auc(curves: Tensor) -> Tensor:
 
 
 def _score_perturbations(
-    model, images01: Tensor, maps01: Tensor, scored: Tensor, steps: list[_Perturbation], batch_size: int, precision: str
+    model, images01: Tensor, maps01: Tensor, scored: Tensor, steps: list[_Perturbation], batch_size: int, precision: str,
+    ties: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Score every (image, step) input in forward passes of ``batch_size`` inputs.
 
@@ -296,7 +350,8 @@ def _score_perturbations(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     count, size = images01.shape[0], images01.shape[-1]
-    ranks = _removal_ranks(maps01) if any(not step.soft_mask for step in steps) else None
+    num_pixels = size * size
+    ranks = pixel_ranks(maps01, ties) if any(not step.soft_mask for step in steps) else None
     step_order = torch.tensor([step.order for step in steps], device=images01.device)
     step_removed = torch.tensor([step.removed for step in steps], device=images01.device, dtype=torch.int32)
     step_soft = torch.tensor([step.soft_mask for step in steps], device=images01.device)
@@ -311,7 +366,9 @@ def _score_perturbations(
         step = step_of_input[start:start + batch_size]
         multiplier = maps01[image].flatten(1) if step_soft[step].any() else None
         if ranks is not None:
-            kept = (ranks[step_order[step], image] >= step_removed[step, None]).to(images01.dtype)
+            image_ranks, removed = ranks[image], step_removed[step, None]
+            kept = torch.where(step_order[step, None] == _MOST_RELEVANT_FIRST, image_ranks >= removed,
+                               image_ranks < num_pixels - removed).to(images01.dtype)
             multiplier = kept if multiplier is None else torch.where(step_soft[step, None], multiplier, kept)
         inputs = images01[image] * multiplier.view(-1, 1, size, size)
         chunk_probs, chunk_top1 = _class_probs(model, inputs, scored[image], precision)
@@ -320,20 +377,6 @@ def _score_perturbations(
     probs = probs.view(count, len(steps))
     top1 = top1.view(count, len(steps))
     return probs, top1 == scored[:, None], top1
-
-
-def _removal_ranks(maps01: Tensor) -> Tensor:
-    """(2, B, S*S) int32 position of each pixel in the removal order: most relevant first, least relevant first.
-
-    Stable sorts keep equal values in raster order, so ties go to the lower flat index in both orders.
-    """
-    flat = maps01.flatten(1)
-    positions = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32).expand_as(flat)
-    ranks = torch.empty((2, *flat.shape), dtype=torch.int32, device=flat.device)
-    for order, descending in ((_MOST_RELEVANT_FIRST, True), (_LEAST_RELEVANT_FIRST, False)):
-        sorted_pixels = torch.sort(flat, dim=1, descending=descending, stable=True).indices
-        ranks[order].scatter_(1, sorted_pixels, positions)
-    return ranks
 
 
 def _black_image_probs(model, scored: Tensor, size: int, device: torch.device, precision: str) -> Tensor:

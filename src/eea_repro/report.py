@@ -124,8 +124,11 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
     environment = report_environment(Path(template).parent)
     runtimes = rule_runtimes(benchmarks_dir)
     costs = method_costs(runtimes, config)
+    from .metrics import conventions
+
     context = {
         "style": Path(style).read_text(),
+        "metric_conventions": conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]),
         "config": config,
         "config_yaml": yaml.safe_dump(config, sort_keys=False),
         "tables": [{**t, "html": Path(t["html"]).read_text(), "sentence": table_sentence_of(t["per_image"])}

@@ -180,7 +180,7 @@ def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sani
 # --- stage: maps of every method on one randomized model ---------------------------------------------------------
 
 
-def _refit_explainer(model_cfg, explainer_cfg, metric_batch_size, randomized, image_root, train_file, val_file,
+def _refit_explainer(model_cfg, explainer_cfg, scoring, randomized, image_root, train_file, val_file,
                      classes_file, seed, device):
     """Pretrain a fresh explainer against the randomized model, started from its weights (as for the original)."""
     from .explainer import MaskExplainer
@@ -190,7 +190,7 @@ def _refit_explainer(model_cfg, explainer_cfg, metric_batch_size, randomized, im
     state = {name.removeprefix("net."): tensor for name, tensor in randomized.state_dict().items()}
     explainer = MaskExplainer(ModelSpec.from_config(model_cfg), state, len(read_classes(classes_file))).to(device)
     with tempfile.TemporaryDirectory() as scratch:
-        record = fit_explainer(explainer, randomized, model_cfg, explainer_cfg, metric_batch_size, image_root,
+        record = fit_explainer(explainer, randomized, model_cfg, explainer_cfg, scoring, image_root,
                                train_file, val_file, classes_file, variant="target", resume_dir=scratch, seed=seed,
                                device=device)
     history = record["history"]
@@ -220,18 +220,20 @@ def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> No
         frame.to_csv(tmp, index=False)
 
 
-def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, seed, precision,
-                     batch_size) -> None:
+def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, ties, seed,
+                     precision, batch_size) -> None:
     """Every method's maps of the sanity images for their ground-truth class, one map file per method."""
     for method in progress()(methods, desc="methods"):
-        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, seed=seed,
-                           precision=precision, batch_size=batch_size)
+        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, ties=ties,
+                           seed=seed, precision=precision, batch_size=batch_size)
         save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
 
 
 def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *, explainer=None,
-                eea_settings: dict | None = None, seed: int, precision: str = "fp32", batch_size: int = 64):
-    """Maps (B, h, w) of one method for a batch; eea / peea use ``explainer`` (fine-tuned with ``eea_settings``)."""
+                eea_settings: dict | None = None, ties: torch.Tensor | None = None, seed: int, precision: str = "fp32",
+                batch_size: int = 64):
+    """Maps (B, h, w) of one method for a batch; eea / peea use ``explainer`` (fine-tuned with ``eea_settings``, its
+    POS selection breaking ties by ``ties``)."""
     from .explainer import explain, finetune_maps
     from .methods import compute_maps
     from .stages import _autocast
@@ -239,7 +241,7 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
     if method == "peea":
         return explain(explainer, images)
     if method == "eea":
-        return finetune_maps(explainer, model, images, classes, **eea_settings)[0]
+        return finetune_maps(explainer, model, images, classes, **eea_settings, ties=ties)[0]
     chunks = []
     for start in range(0, len(images), batch_size):
         part = slice(start, start + batch_size)
@@ -249,7 +251,7 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
     return torch.cat(chunks)
 
 
-def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, metric_batch_size,
+def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                      checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
                      classes_file, out_maps: dict, out_predictions, *, seed, device, precision, batch_size) -> None:
     """Maps of every method in ``methods`` on the sanity images, for the model randomized as ``setting`` says, and
@@ -260,7 +262,7 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
     re-fit, so it cannot react to the randomization).
     """
     from .explainer import load_explainer
-    from .stages import finetune_settings, load_model, read_classes, seed_everything
+    from .stages import finetune_settings, load_model, read_classes, scoring_ties, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)
@@ -277,13 +279,14 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
     if {"eea", "peea"} & set(methods):
         if sanity_cfg["eea_refit"] == "pretrain" and setting != ORIGINAL:
             refit_cfg = {**explainer_cfg, "epochs": sanity_cfg["refit_epochs"] or explainer_cfg["epochs"]}
-            explainer = _refit_explainer(model_cfg, refit_cfg, metric_batch_size, model, image_root,
+            explainer = _refit_explainer(model_cfg, refit_cfg, scoring, model, image_root,
                                          explainer_train_file, explainer_val_file, classes_file, seed, device)
         else:
             explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
-                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size), seed=seed,
-                     precision=precision, batch_size=batch_size)
+                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
+                     ties=scoring_ties(scoring, ids, images.shape[-1], device), seed=seed, precision=precision,
+                     batch_size=batch_size)
 
 
 # --- stage: similarity of randomized maps to the original ones -------------------------------------------------

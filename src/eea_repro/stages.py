@@ -21,6 +21,7 @@ from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_
 from .logs import progress
 from .metrics import classes_for_variant, evaluate_dataset, normalize_maps
 from .models import ModelSpec, build_explained_model, compile_model, resolve_device
+from .pixel_order import TieBreak
 from .plan import EEA_LABELS
 
 SKIPPED_SHOWN = 20  # skipped inputs listed in the report; the CSV has them all
@@ -63,6 +64,12 @@ def load_tensors(dataset: LabeledImageFolder, batch_size: int = 64, desc: str = 
         labels.append(torch.as_tensor(batch["label"]))
         ids.extend(batch["image_id"])
     return torch.cat(images), torch.cat(labels), ids
+
+
+def scoring_ties(scoring: dict, image_ids, size: int, device=None) -> torch.Tensor | None:
+    """The tie permutations of these images under the run's tie rule, for POS scores outside the metric jobs (EEA's
+    step selection, the explainer's validation): ``scoring`` = {"batch_size", "tie_break", "seed"}."""
+    return TieBreak(scoring["tie_break"], scoring["seed"]).permutations(image_ids, size * size, device)
 
 
 def load_model(model_cfg: dict, checkpoint, classes_file, device):
@@ -226,7 +233,7 @@ def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> Non
 # --- explainer ---------------------------------------------------------------------------------------------------
 
 
-def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, train_file, val_file, classes_file, checkpoint,
+def pretrain_explainer(model_cfg, explainer_cfg, scoring, image_root, train_file, val_file, classes_file, checkpoint,
                        out_explainer, out_history, *, variant, resume_dir, seed, device, explainer_model_cfg=None,
                        explainer_checkpoint=None) -> None:
     """Pretrain the EEA explainer against the explained model; the explainer starts from the explained weights, or
@@ -241,13 +248,13 @@ def pretrain_explainer(model_cfg, explainer_cfg, metric_batch_size, image_root, 
     explained = load_model(model_cfg, checkpoint, classes_file, device)
     explainer = MaskExplainer(ModelSpec.from_config(explainer_model_cfg or model_cfg),
                               load_state_dict(explainer_checkpoint or checkpoint), num_classes).to(device)
-    record = fit_explainer(explainer, explained, model_cfg, explainer_cfg, metric_batch_size, image_root, train_file,
+    record = fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image_root, train_file,
                            val_file, classes_file, variant=variant, resume_dir=resume_dir, seed=seed, device=device)
     sha = save_explainer(explainer, out_explainer)
     write_json(out_history, {"variant": variant, "sha256": sha, **record})
 
 
-def fit_explainer(explainer, explained, model_cfg, explainer_cfg, metric_batch_size, image_root, train_file, val_file,
+def fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image_root, train_file, val_file,
                   classes_file, *, variant, resume_dir, seed, device) -> dict:
     """Pretrain ``explainer`` in place against ``explained`` on the explainer splits (best epoch by val POS).
 
@@ -257,7 +264,8 @@ def fit_explainer(explainer, explained, model_cfg, explainer_cfg, metric_batch_s
     from .explainer import pretrain
 
     train_set = open_split(image_root, train_file, model_cfg, classes_file)
-    val_images, val_labels, _ = load_tensors(open_split(image_root, val_file, model_cfg, classes_file), desc="val images")
+    val_images, val_labels, val_ids = load_tensors(open_split(image_root, val_file, model_cfg, classes_file),
+                                                   desc="val images")
 
     def train_batches(epoch: int):
         for batch in make_loader(train_set, explainer_cfg["batch_size"], shuffle=True, seed=seed + epoch):
@@ -267,7 +275,8 @@ def fit_explainer(explainer, explained, model_cfg, explainer_cfg, metric_batch_s
         explainer, explained, train_batches, val_images.to(device), val_labels.to(device),
         variant=variant, lam=explainer_cfg["lambda_size"], size_loss=explainer_cfg["size_loss"],
         lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
-        checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=metric_batch_size,
+        checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=scoring["batch_size"],
+        val_ties=scoring_ties(scoring, val_ids, val_images.shape[-1], device),
     )
     return {"history": history, "train_images": len(train_set), "val_images": len(val_labels)}
 
@@ -292,13 +301,14 @@ def naming_shard_images(method: str, shard_range, image_ids) -> Iterator[None]:
                            f"evaluated split ({', '.join(image_ids)}): {type(error).__name__}: {reason}") from error
 
 
-def finetune_settings(explainer_cfg: dict, finetune_cfg: dict, metric_batch_size: int) -> dict:
-    """``finetune_maps`` keyword arguments from the config, the same as for the evaluated EEA maps."""
+def finetune_settings(explainer_cfg: dict, finetune_cfg: dict, scoring: dict) -> dict:
+    """``finetune_maps`` keyword arguments from the config, the same as for the evaluated EEA maps (the images' tie
+    permutations, ``scoring_ties``, come with the images)."""
     return {
         "steps": finetune_cfg["steps"], "lr": finetune_cfg["lr"], "lam": explainer_cfg["lambda_size"],
         "size_loss": explainer_cfg["size_loss"], "early_stop_pos": finetune_cfg["early_stop_pos"],
         "weight_decay": explainer_cfg["weight_decay"], "chunk_size": finetune_cfg["chunk_size"],
-        "metric_batch_size": metric_batch_size,
+        "metric_batch_size": scoring["batch_size"],
     }
 
 
@@ -350,7 +360,7 @@ def make_baseline_maps(method, model_cfg, checkpoint, image_root, split_file, cl
         save_map_shard(path, maps[variant_index].numpy(), ids, variant_classes.numpy(), labels.numpy(), method)
 
 
-def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_size, checkpoint, explainer_file, image_root,
+def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, explainer_file, image_root,
                   split_file, classes_file, out_maps, out_selection, *, variant, shard_range, device,
                   explainer_model_cfg=None, stored_method=None) -> None:
     """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images.
@@ -373,8 +383,9 @@ def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_s
             selection = pd.DataFrame({"image_id": ids, "best_step": 0})
         else:
             maps, info = finetune_maps(
-                explainer, model, images, classes, **finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size),
+                explainer, model, images, classes, **finetune_settings(explainer_cfg, finetune_cfg, scoring),
                 selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
+                ties=scoring_ties(scoring, ids, images.shape[-1], device),
             )
             selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
     save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(),
@@ -387,7 +398,7 @@ def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, metric_batch_s
 
 
 def evaluate_maps(model_cfg, metrics_cfg, checkpoint, maps_file, image_root, split_file, classes_file, out_csv, *,
-                  variant, shard_range, device, precision) -> None:
+                  variant, shard_range, seed, device, precision) -> None:
     device = resolve_device(device)
     model = compile_model(load_model(model_cfg, checkpoint, classes_file, device), metrics_cfg["compile"])
     shard = load_map_shard(maps_file)
@@ -401,7 +412,8 @@ def evaluate_maps(model_cfg, metrics_cfg, checkpoint, maps_file, image_root, spl
         for s in range(0, len(ids), chunk)
     )
     frame = evaluate_dataset(model, batches, variant, ltx_code=metrics_cfg["ltx_code"], batch_size=chunk,
-                             precision=precision, progress=progress())
+                             precision=precision, progress=progress(),
+                             tie_break=TieBreak(metrics_cfg["tie_break"], seed))
     frame.insert(0, "method", shard["method"])
     mismatched = int((frame["class"].to_numpy() != shard["classes"]).sum())
     if mismatched:  # 'predicted' recomputes the top-1; another device or precision may flip near-ties

@@ -61,10 +61,12 @@ def is_class_specific(method: str) -> bool:
 
 def explain_both_classes(method: str, model, images01: torch.Tensor, classes: torch.Tensor, *, explainer=None,
                          explainer_cfg: dict | None = None, finetune_cfg: dict | None = None, seed: int = 0,
-                         batch_size: int = 64, metric_batch_size: int = 256, precision: str = "fp32") -> torch.Tensor:
+                         batch_size: int = 64, scoring: dict | None = None, ties: torch.Tensor | None = None,
+                         precision: str = "fp32") -> torch.Tensor:
     """Maps (N, 2, h, w) of ``method`` for images (N, 3, H, W) and their two classes (N, 2), on the images' device.
 
-    Both classes of all images go through the method as one batch of 2N (image, class) pairs.
+    Both classes of all images go through the method as one batch of 2N (image, class) pairs; EEA's POS scores break
+    ties by the images' ``ties`` (N, H*W), the same for both classes of an image.
     """
     from .explainer import explain, finetune_maps
     from .methods import compute_maps
@@ -81,7 +83,8 @@ def explain_both_classes(method: str, model, images01: torch.Tensor, classes: to
     if method == "eea":
         maps, info = finetune_maps(
             explainer, model, pair_images, pair_classes,
-            **finetune_settings(explainer_cfg, finetune_cfg, metric_batch_size),
+            **finetune_settings(explainer_cfg, finetune_cfg, scoring),
+            ties=None if ties is None else torch.cat([ties, ties]),
             keep="last",  # the map learnt for each class; the best-POS map is often the shared pretrained one
         )
         print(f"eea: best step per (image, class): {info['best_step'].tolist()}")
@@ -110,13 +113,13 @@ def load_two_object_images(image_root, split_file, size: int, num_classes: int, 
     return torch.cat(images), torch.cat(classes), ids, (torch.cat(masks) if mask_dir is not None else None)
 
 
-def make_two_object_maps(methods: list[str], model_cfg, explainer_cfg, finetune_cfg, metric_batch_size, checkpoint,
+def make_two_object_maps(methods: list[str], model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint,
                          explainer_file, image_root, split_file, classes_file, out_files: list[str], *, seed, device,
                          precision, batch_size) -> None:
     """Every method's two-class maps of one explained model (one job: the model and images load once)."""
     from .explainer import load_explainer
     from .models import ModelSpec
-    from .stages import load_model, read_classes, seed_everything
+    from .stages import load_model, read_classes, scoring_ties, seed_everything
 
     seed_everything(seed)
     device = resolve_device(device)
@@ -127,10 +130,11 @@ def make_two_object_maps(methods: list[str], model_cfg, explainer_cfg, finetune_
         explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
     images, classes, ids, _ = load_two_object_images(image_root, split_file, model_cfg["input_size"], num_classes)
     images, classes = images.to(device), classes.to(device)
+    ties = scoring_ties(scoring, ids, images.shape[-1], device)
     for method, out_file in zip(methods, out_files, strict=True):
         maps = explain_both_classes(method, model, images, classes, explainer=explainer, explainer_cfg=explainer_cfg,
                                     finetune_cfg=finetune_cfg, seed=seed, batch_size=batch_size,
-                                    metric_batch_size=metric_batch_size, precision=precision)
+                                    scoring=scoring, ties=ties, precision=precision)
         save_two_object_maps(out_file, maps.cpu().numpy(), classes.cpu().numpy(), ids)
         print(f"{method}: {differing_images(maps.cpu().numpy())} of {len(ids)} images get two different maps")
 
