@@ -25,6 +25,7 @@ include: "rules/two_object.smk"
 include: "rules/localisation.smk"
 include: "rules/sanity.smk"
 include: "rules/data_randomization.smk"
+include: "rules/claims.smk"
 include: "rules/report.smk"
 include: "rules/bench.smk"
 

@@ -21,7 +21,6 @@ export_package_path(Path(workflow.basedir) / "src")
 MODELS = list(config["models"])
 TRAINED_MODELS = [m for m in MODELS if config["models"][m]["checkpoint"]["source"] == "train"]
 FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]
-BASELINES = sorted({m for names in config["methods"].values() for m in names} - set(EEA_METHODS))
 VARIANTS = config["variants"]
 REFERENCE_VARIANT = "target" if "target" in VARIANTS else VARIANTS[0]  # the one variant of paper Figs. 9 and 10
 ALL_VARIANTS = "+".join(VARIANTS)  # names the logs and benchmarks of jobs that serve every variant at once
@@ -58,19 +57,24 @@ def one_of(names):
     return "|".join(names) if names else "(?!)"
 
 
-def table_inputs(wildcards):
-    return {
-        "per_image": [
-            f
-            for method in methods_of(wildcards.model)
-            for f in shard_files(
-                "results/metrics/{model}/{variant}/{method}/shard-{shard}.csv",
-                wildcards.model,
-                wildcards.variant,
-                method,
-            )
-        ]
-    }
+METRIC_SHARDS = "results/metrics/{model}/shard-{shard}.csv"  # every configured method and variant of a model
+MIXED_METRIC_SHARDS = "results/metrics/{model}/{method}/shard-{shard}.csv"  # one cross pair's EEA (rules/mixed.smk)
+
+
+def metric_files(model, method=None):
+    """The per-image metric shards holding ``method``'s rows for ``model`` (default: the configured methods)."""
+    if method is None or method in methods_of(model):
+        return expand(METRIC_SHARDS, model=model, shard=PLAN.shards)
+    return expand(MIXED_METRIC_SHARDS, model=model, method=method, shard=PLAN.shards)
+
+
+def map_files_of_shard(wildcards):
+    """(variant, map shard) of every configured method of one model and shard: one metric job scores them all."""
+    return [
+        (variant, f"results/maps/{wildcards.model}/{variant}/{method}/shard-{wildcards.shard}.npz")
+        for method in methods_of(wildcards.model)
+        for variant in VARIANTS
+    ]
 
 
 def figure_inputs(wildcards):
@@ -122,6 +126,14 @@ def image_root(wildcards):
 
 def model_settings(wildcards):
     return config["models"][wildcards.model]
+
+FAMILIES = sorted({config["models"][m]["family"] for m in MODELS})
+
+
+def family_baselines(family):
+    """The registry methods configured for a family (EEA and pEEA have their own rules)."""
+    return [m for m in config["methods"][family] if m not in EEA_METHODS]
+
 
 def family_models(family, among=None):
     """The models (of ``among``, default all) of one family: the per-family rules' ``model`` wildcard."""
@@ -188,7 +200,7 @@ def report_figures():
 
 def report_sections():
     """Report sections fed by a stage's JSON summary: section name -> file (see report/sections/)."""
-    sections = {}
+    sections = {"claims": CLAIMS_OUTPUTS[1]}  # rules/claims.smk
     if PLAN.kind == "imagenet":
         sections["skipped_images"] = "results/data/skipped_images.json"
     sections["paper_figures"] = "results/figures/paper_figures.json"
@@ -265,19 +277,23 @@ def mixed_pair_files(pattern):
     }
 
 
-def mixed_pairs(kind, pattern):
+def mixed_metric_files():
+    """Per pair (explainer model, explained model): the metric shards holding its EEA rows."""
+    return {(explainer, model): metric_files(model, mixed_method(explainer, model)) for explainer, model in MIXED_PAIRS}
+
+
+def mixed_pairs(kind, files_of_pairs):
     return [
         {
             "label": pair_label(config["models"][explainer]["label"], config["models"][model]["label"]),
             "method": mixed_method(explainer, model),
             kind: files,
         }
-        for (explainer, model), files in mixed_pair_files(pattern).items()
+        for (explainer, model), files in files_of_pairs.items()
     ]
 
 
 MIXED_MAPS = "results/maps/{model}/{variant}/{method}/shard-{shard}.npz"
-MIXED_METRICS = "results/metrics/{model}/{variant}/{method}/shard-{shard}.csv"
 
 # --- two_object.smk: Paper Fig -------------------------------------------------------------------
 def two_object_figures():
@@ -301,8 +317,9 @@ SANITY_SUMMARY = "results/sanity/summary.json"
 SANITY_LAYERS = {m: count_layers(config["models"][m], SANITY["layers"][config["models"][m]["family"]]) for m in MODELS}
 
 
-def sanity_levels(model):
-    return range(1, SANITY_LAYERS[model] + 2)
+def sanity_levels(model, mode):
+    """x = 1 (original) .. L + 1 (every layer); cascading adds x = L + 2, every parameter of the network."""
+    return range(1, SANITY_LAYERS[model] + (3 if mode == "cascading" else 2))
 
 
 def sanity_maps(model, mode, level, method):
@@ -310,8 +327,8 @@ def sanity_maps(model, mode, level, method):
 
 
 def fully_randomized_maps(model, method):
-    """Maps of one method on the model with every layer re-initialised (cascading, x = L + 1)."""
-    return sanity_maps(model, "cascading", SANITY_LAYERS[model] + 1, method)
+    """Maps of one method on the fully random network (cascading, x = L + 2)."""
+    return sanity_maps(model, "cascading", SANITY_LAYERS[model] + 2, method)
 
 
 def sanity_predictions(model, mode, level):
@@ -323,7 +340,7 @@ def sanity_level_inputs(methods, predictions=False):
     with ``predictions`` that level's model predictions, named 'predictions<k>'."""
 
     def inputs(wildcards):
-        levels = sanity_levels(wildcards.model)
+        levels = sanity_levels(wildcards.model, wildcards.mode)
         named = {
             f"level{level}": [sanity_maps(wildcards.model, wildcards.mode, level, m) for m in methods(wildcards)]
             for level in levels
@@ -356,3 +373,72 @@ def sanity_outputs():
 
 def sanity_sections():
     return {"sanity": SANITY_SUMMARY} if SANITY_MODES else {}
+
+
+# --- claims.smk: the appendix's claims against this run's evidence ------------------------------------------
+CLAIMS_OUTPUTS = multiext("results/claims", ".csv", ".json", ".html")
+
+
+def claims_evidence():
+    """The evidence files of this run, by kind, and why a kind is absent (the claims module reads both)."""
+    tables = [
+        {"model": m, "label": config["models"][m]["label"], "family": config["models"][m]["family"], "variant": v,
+         "per_image": f"results/tables/{m}_{v}.per_image.csv"}
+        for m in MODELS
+        for v in VARIANTS
+    ]
+    maps = [
+        {"model": m, "label": config["models"][m]["label"], "variant": v,
+         "size": config["models"][m]["input_size"],
+         "files": {method: shard_files(MIXED_MAPS, m, v, method) for method in ("gradcam", "eea")
+                   if method in methods_of(m)}}
+        for m in family_models("cnn")
+        for v in VARIANTS
+    ]
+    evidence = {"tables": tables, "maps": maps, "reasons": {
+        "maps": "no CNN model is configured (config key 'models')",
+        "sanity": "config key 'sanity.modes' is empty",
+        "data_randomization": "config key 'data_randomization.models' is empty",
+        "two_object": "two-object images exist in the embedded dataset only, when config key "
+                      "'dataset.embedded.n_two_object' is above 0",
+        "mixed": "config key 'figures.mixed_architectures' is false, or the models are of one family",
+    }}
+    if SANITY_MODES:
+        evidence["sanity"] = [
+            {"model": m, "label": config["models"][m]["label"], "mode": mode,
+             "similarity": f"results/sanity/{m}/{mode}.similarity.csv"}
+            for m in MODELS
+            for mode in SANITY_MODES
+        ]
+    if DATA_RANDOMIZED_MODELS:
+        evidence["data_randomization"] = [
+            {"model": m, "label": config["models"][m]["label"], "record": f"results/data_randomization/{m}/model.json",
+             "similarity": f"results/data_randomization/{m}/similarity.csv",
+             "target_train_accuracy": DATA_RANDOMIZATION["target_train_accuracy"]}
+            for m in DATA_RANDOMIZED_MODELS
+        ]
+    if LOCALISATION_TWO_OBJECT:
+        evidence["two_object"] = [
+            {"model": m, "label": config["models"][m]["label"],
+             "per_image": f"results/localisation/{m}/two_object.per_image.csv"}
+            for m in MODELS
+        ]
+    if MIXED_PAIRS:
+        evidence["mixed"] = {
+            "per_image": "results/tables/mixed_architectures.per_image.csv",
+            "pairs": [
+                {"label": pair_label(config["models"][e]["label"], config["models"][m]["label"]), "explainer": e,
+                 "model": m}
+                for e, m in MIXED_PAIRS
+            ],
+        }
+    return evidence
+
+
+def evidence_files(evidence):
+    """Every file path named in the evidence (the rule's inputs)."""
+    if isinstance(evidence, dict):
+        return [f for key, value in evidence.items() if key != "reasons" for f in evidence_files(value)]
+    if isinstance(evidence, list):
+        return [f for value in evidence for f in evidence_files(value)]
+    return [evidence] if isinstance(evidence, str) and evidence.startswith("results/") else []

@@ -1,36 +1,48 @@
 # Explanation maps, one shard of evaluated images per job, stored at native resolution (float16) with the image ids
-# and the classes they explain. A baseline's job writes every variant's shard: maps the variants share are made once.
+# and the classes they explain, one file per (variant, method). One job makes every baseline of a model for a shard
+# and every variant (a map two variants share is made once); one job per variant makes EEA and pEEA (its start).
 
+for maps_family in FAMILIES:
+    if not family_baselines(maps_family):
+        continue
 
-rule baseline_maps:
-    conda:
-        "../envs/torch.yaml"
-    input:
-        checkpoint=checkpoint_of,
-        images=PLAN.split_label_file("test"),
-        classes=PLAN.classes_file,
-    output:
-        expand("results/maps/{{model}}/{variant}/{{method}}/shard-{{shard}}.npz", variant=VARIANTS),
-    wildcard_constraints:
-        method=one_of(BASELINES),
-    params:
-        variants=VARIANTS,
-        model=model_settings,
-        image_root=image_root,
-        shard_range=shard_range,
-        seed=config["seed"],
-        device=config["device"],
-        precision=config["precision"],
-        batch_size=config["explainer"]["batch_size"],
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        f"logs/maps/{{model}}_{ALL_VARIANTS}_{{method}}_{{shard}}.log",
-    benchmark:
-        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_{{method}}_{{shard}}.tsv"
-    script:
-        "../scripts/make_baseline_maps.py"
+    rule:
+        name:
+            f"baseline_maps_{maps_family}"
+        conda:
+            "../envs/torch.yaml"
+        input:
+            checkpoint=checkpoint_of,
+            images=PLAN.split_label_file("test"),
+            classes=PLAN.classes_file,
+        output:
+            [
+                f"results/maps/{{model}}/{variant}/{method}/shard-{{shard}}.npz"
+                for method in family_baselines(maps_family)
+                for variant in VARIANTS
+            ],
+        wildcard_constraints:
+            model=one_of(family_models(maps_family)),
+        params:
+            methods=family_baselines(maps_family),
+            variants=VARIANTS,
+            model=model_settings,
+            image_root=image_root,
+            shard_range=shard_range,
+            seed=config["seed"],
+            device=config["device"],
+            precision=config["precision"],
+            batch_size=config["explainer"]["batch_size"],
+            timing="benchmarks/maps/{model}_baselines_{shard}.methods.csv",
+        threads: 1
+        resources:
+            gpu=gpu_request,
+        log:
+            "logs/maps/{model}_baselines_{shard}.log",
+        benchmark:
+            "benchmarks/maps/{model}_baselines_{shard}.tsv"
+        script:
+            "../scripts/make_baseline_maps.py"
 
 
 rule eea_maps:
@@ -42,10 +54,11 @@ rule eea_maps:
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        maps="results/maps/{model}/{variant}/{method}/shard-{shard}.npz",
-        selection="results/maps/{model}/{variant}/{method}/shard-{shard}.steps.csv",
+        eea="results/maps/{model}/{variant}/eea/shard-{shard}.npz",
+        peea="results/maps/{model}/{variant}/peea/shard-{shard}.npz",
+        selection="results/maps/{model}/{variant}/eea/shard-{shard}.steps.csv",
     wildcard_constraints:
-        method="eea|peea",
+        model=one_of([m for m in MODELS if "eea" in methods_of(m)]),
     params:
         model=model_settings,
         explainer=config["explainer"],
@@ -58,8 +71,39 @@ rule eea_maps:
     resources:
         gpu=gpu_request,
     log:
-        "logs/maps/{model}_{variant}_{method}_{shard}.log",
+        "logs/maps/{model}_{variant}_eea_{shard}.log",
     benchmark:
-        "benchmarks/maps/{model}_{variant}_{method}_{shard}.tsv"
+        "benchmarks/maps/{model}_{variant}_eea_{shard}.tsv"
+    script:
+        "../scripts/make_eea_maps.py"
+
+
+rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
+    conda:
+        "../envs/torch.yaml"
+    input:
+        checkpoint=checkpoint_of,
+        explainer="results/explainers/{model}/{variant}.safetensors",
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        peea="results/maps/{model}/{variant}/peea/shard-{shard}.npz",
+    wildcard_constraints:
+        model=one_of([m for m in MODELS if "peea" in methods_of(m) and "eea" not in methods_of(m)]),
+    params:
+        model=model_settings,
+        explainer=config["explainer"],
+        finetune=config["finetune"],
+        scoring=SCORING,
+        image_root=image_root,
+        shard_range=shard_range,
+        device=config["device"],
+    threads: 1
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/maps/{model}_{variant}_peea_{shard}.log",
+    benchmark:
+        "benchmarks/maps/{model}_{variant}_peea_{shard}.tsv"
     script:
         "../scripts/make_eea_maps.py"

@@ -1,4 +1,6 @@
-# Metrics: per-image ADP, PIC, POS, NEG, DEL, INS for one map shard, then one table per (model, variant).
+# Metrics: per-image ADP, PIC, POS, NEG, DEL, INS of every method's maps of one shard, both variants, in one job (the
+# model, the images, their clean and black forwards and tie permutations are shared; a map two variants share is
+# scored once), then one table per (model, variant).
 
 
 rule evaluate_maps:
@@ -6,12 +8,13 @@ rule evaluate_maps:
         "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
-        maps="results/maps/{model}/{variant}/{method}/shard-{shard}.npz",
+        maps=lambda wildcards: [path for _, path in map_files_of_shard(wildcards)],
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        "results/metrics/{model}/{variant}/{method}/shard-{shard}.csv",
+        METRIC_SHARDS,
     params:
+        map_files=map_files_of_shard,
         model=model_settings,
         metrics=config["metrics"],
         image_root=image_root,
@@ -19,13 +22,14 @@ rule evaluate_maps:
         seed=config["seed"],
         device=config["device"],
         precision=config["precision"],
+        timing="benchmarks/metrics/{model}_{shard}.methods.csv",
     threads: 1
     resources:
         gpu=gpu_request,
     log:
-        "logs/metrics/{model}_{variant}_{method}_{shard}.log",
+        "logs/metrics/{model}_{shard}.log",
     benchmark:
-        "benchmarks/metrics/{model}_{variant}_{method}_{shard}.tsv"
+        "benchmarks/metrics/{model}_{shard}.tsv"
     script:
         "../scripts/evaluate_maps.py"
 
@@ -34,13 +38,14 @@ rule metric_table:
     conda:
         "../envs/torch.yaml"
     input:
-        unpack(table_inputs),
+        per_image=lambda wildcards: metric_files(wildcards.model),
     output:
         csv="results/tables/{model}_{variant}.csv",
         tex="results/tables/{model}_{variant}.tex",
         html="results/tables/{model}_{variant}.html",
         per_image="results/tables/{model}_{variant}.per_image.csv",
     params:
+        methods=lambda wildcards: methods_of(wildcards.model),
         tables=config["tables"],
         seed=config["seed"],
         caption=table_caption,

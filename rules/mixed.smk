@@ -72,18 +72,55 @@ rule mixed_eea_maps:
         "../scripts/make_mixed_eea_maps.py"
 
 
+rule evaluate_mixed_maps:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        checkpoint=checkpoint_of,
+        maps=f"results/maps/{{model}}/{REFERENCE_VARIANT}/{{method}}/shard-{{shard}}.npz",
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        MIXED_METRIC_SHARDS,
+    wildcard_constraints:
+        method=f"eea_by_({one_of(MODELS)})",
+    params:
+        map_files=lambda wildcards: [
+            (REFERENCE_VARIANT, f"results/maps/{wildcards.model}/{REFERENCE_VARIANT}/{wildcards.method}/"
+             f"shard-{wildcards.shard}.npz")
+        ],
+        model=model_settings,
+        metrics=config["metrics"],
+        image_root=image_root,
+        shard_range=shard_range,
+        seed=config["seed"],
+        device=config["device"],
+        precision=config["precision"],
+        timing="benchmarks/metrics/{model}_{method}_{shard}.methods.csv",
+    threads: 1
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/metrics/{model}_{method}_{shard}.log",
+    benchmark:
+        "benchmarks/metrics/{model}_{method}_{shard}.tsv"
+    script:
+        "../scripts/evaluate_maps.py"
+
+
 rule mixed_table:
     conda:
         "../envs/torch.yaml"
     input:
-        per_image=lambda wildcards: [f for files in mixed_pair_files(MIXED_METRICS).values() for f in files],
+        per_image=lambda wildcards: [f for files in mixed_metric_files().values() for f in files],
     output:
         csv="results/tables/mixed_architectures.csv",
         tex="results/tables/mixed_architectures.tex",
         html="results/tables/mixed_architectures.html",
         per_image="results/tables/mixed_architectures.per_image.csv",
     params:
-        pairs=mixed_pairs("per_image", MIXED_METRICS),
+        pairs=mixed_pairs("per_image", mixed_metric_files()),
+        variant=REFERENCE_VARIANT,
         tables=config["tables"],
         seed=config["seed"],
         caption=f"EEA with mixed architectures (explainer → explained model), '{REFERENCE_VARIANT}' variant",
@@ -104,7 +141,7 @@ rule mixed_grid:
         png="results/figures/mixed_architectures.png",
         pdf="results/figures/mixed_architectures.pdf",
     params:
-        pairs=mixed_pairs("maps", MIXED_MAPS),
+        pairs=mixed_pairs("maps", mixed_pair_files(MIXED_MAPS)),
         display_model=max((config["models"][m] for m in MODELS), key=lambda model: model["input_size"]),
         figures=config["figures"],
         image_root=image_root,

@@ -104,7 +104,7 @@ rule sanity_summary:
         "../scripts/sanity_summary.py"
 
 
-for sanity_family in sorted({config["models"][m]["family"] for m in MODELS}):
+for sanity_family in FAMILIES:
 
     rule:
         name:

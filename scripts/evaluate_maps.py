@@ -1,9 +1,10 @@
-"""Snakemake wrapper: per-image ADP, PIC, POS, NEG, DEL, INS of one map shard."""
+"""Snakemake wrapper: per-image ADP, PIC, POS, NEG, DEL, INS of every map shard of one model and shard."""
 from eea_repro.logs import job_context
-from eea_repro.stages import evaluate_maps
+from eea_repro.stages import evaluate_shard
 
 with job_context(snakemake):
-    p, i, w = snakemake.params, snakemake.input, snakemake.wildcards
-    evaluate_maps(p.model, p.metrics, i.checkpoint, i.maps, p.image_root, i.images, i.classes,
-                  snakemake.output[0], variant=w.variant, shard_range=p.shard_range, seed=p.seed, device=p.device,
-                  precision=p.precision)
+    p, i = snakemake.params, snakemake.input
+    evaluate_shard(p.model, p.metrics, i.checkpoint, [tuple(pair) for pair in p.map_files], p.image_root, i.images,
+                   i.classes, snakemake.output[0], shard_range=p.shard_range, seed=p.seed, device=p.device,
+                   precision=p.precision, model_key=snakemake.wildcards.model,
+                   timing_csv=p.timing)

@@ -4,4 +4,4 @@ from eea_repro.paper_figures import make_mixed_table
 
 with job_context(snakemake):
     p, o = snakemake.params, snakemake.output
-    make_mixed_table(p.pairs, p.tables, p.seed, p.caption, o.csv, o.tex, o.html, o.per_image)
+    make_mixed_table(p.pairs, p.variant, p.tables, p.seed, p.caption, o.csv, o.tex, o.html, o.per_image)

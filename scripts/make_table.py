@@ -4,5 +4,6 @@ from eea_repro.stages import make_table
 
 with job_context(snakemake):
     o = snakemake.output
-    make_table(snakemake.input.per_image, snakemake.params.tables, snakemake.params.seed, snakemake.params.caption,
-               o.csv, o.tex, o.html, o.per_image)
+    p = snakemake.params
+    make_table(snakemake.input.per_image, snakemake.wildcards.variant, p.methods, p.tables, p.seed, p.caption, o.csv,
+               o.tex, o.html, o.per_image)

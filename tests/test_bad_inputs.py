@@ -204,9 +204,9 @@ def test_a_crashing_method_fails_its_shard_naming_the_images(tiny_shard, tmp_pat
     log = tmp_path / "maps.log"
     out = tmp_path / "maps" / "target.npz"
     with pytest.raises(RuntimeError), log_to(log):
-        make_baseline_maps("crashes", tiny_shard["model_cfg"], tiny_shard["checkpoint"], tiny_shard["folder"],
-                           tiny_shard["split"], tiny_shard["classes"], {"target": out}, shard_range=(2, 5), seed=0,
-                           device="cpu", precision="fp32", batch_size=2)
+        make_baseline_maps(["crashes"], tiny_shard["model_cfg"], tiny_shard["checkpoint"], tiny_shard["folder"],
+                           tiny_shard["split"], tiny_shard["classes"], {"crashes": {"target": out}},
+                           shard_range=(2, 5), seed=0, device="cpu", precision="fp32", batch_size=2)
     shard_ids = [Path(_name(index)).stem for index in (3, 4, 5)]  # rows 2..4 of the split
     failure = [line for line in log.read_text().splitlines() if line.startswith("RuntimeError: ")]
     assert failure == [f"RuntimeError: map method 'crashes' failed on images 2..4 of the evaluated split "
@@ -226,6 +226,6 @@ def test_a_crashing_eea_shard_names_its_images(tiny_shard, tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match=r"'peea' failed on images 0\.\.1 of the evaluated split "
                                            r"\(ILSVRC2012_val_00000001, ILSVRC2012_val_00000002\): RuntimeError: CUDA"):
         scoring = {"batch_size": 8, "tie_break": "random", "seed": 0}
-        make_eea_maps("peea", tiny_shard["model_cfg"], {}, {}, scoring, tiny_shard["checkpoint"], "unused",
-                      tiny_shard["folder"], tiny_shard["split"], tiny_shard["classes"], tmp_path / "m.npz",
-                      tmp_path / "s.csv", variant="target", shard_range=(0, 2), device="cpu")
+        make_eea_maps(tiny_shard["model_cfg"], {}, {}, scoring, tiny_shard["checkpoint"], "unused",
+                      tiny_shard["folder"], tiny_shard["split"], tiny_shard["classes"], {"peea": tmp_path / "m.npz"},
+                      variant="target", shard_range=(0, 2), device="cpu")

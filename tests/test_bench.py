@@ -17,7 +17,7 @@ import torch
 
 from eea_repro.bench import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
 from eea_repro.costs import paper_cost_estimate, throughputs_from_run
-from eea_repro.metrics import METRICS, PERTURBATION_STEPS, evaluate_batch
+from eea_repro.metrics import MAP_STEPS, METRICS, evaluate_batch
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
 
 TINY_VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
@@ -87,7 +87,7 @@ def test_forward_counts_behind_the_forward_bound():
     assert (len(seen), sum(seen)) == (3 * NAIVE_FORWARDS_PER_IMAGE, 3 * NAIVE_FORWARDS_PER_IMAGE)
     seen.clear()
     evaluate_batch(model, images, maps, classes, classes, batch_size=64)
-    assert sum(seen) == 3 * PERTURBATION_STEPS + 1  # + the all-black image, scored once per call
+    assert sum(seen) == 3 * (MAP_STEPS + 1) + 1  # 19 per map, the clean image, and the all-black image once
 
 
 def test_paper_cost_estimate_on_known_inputs():

@@ -17,12 +17,15 @@ from eea_repro.metrics import (
     METRICS,
     REMOVED_COUNT_TEXT,
     REVEALED_COUNT_TEXT,
+    PER_IMAGE_COLUMNS,
     classes_for_variant,
     conventions,
     evaluate_batch,
-    evaluate_dataset,
     normalize_maps,
+    per_image_frame,
     pos_auc_per_image,
+    prepare_shard,
+    score_maps,
     removed_pixel_count,
     revealed_pixel_count,
 )
@@ -238,26 +241,24 @@ def test_tie_permutation_depends_on_seed_and_image_only():
         TieBreak("lexicographic")
 
 
-def test_every_method_sees_the_same_permutation(tmp_path):
+def test_every_method_sees_the_same_permutation():
     """Two methods' constant maps of the same images score identically; the same maps on other images do not."""
     size, count = 8, 6
     model = PixelLinearModel(size, 4, seed=2)
     images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(3))
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
-    batches = lambda maps, ids: [(ids, images, labels, maps)]  # noqa: E731
     tie_break = TieBreak("random", seed=0)
+
+    def scores(maps, ids):
+        shard = prepare_shard(model, images, labels, ties=tie_break.permutations(ids, size * size))
+        return score_maps(model, shard, maps, labels)
+
     ids = [f"im{i}" for i in range(count)]
-    ones = evaluate_dataset(model, batches(torch.ones(count, 2, 2), ids), "target", tie_break=tie_break)
-    sevens = evaluate_dataset(model, batches(torch.full((count, 4, 4), 7.0), ids), "target", tie_break=tie_break)
-    renamed = evaluate_dataset(model, batches(torch.ones(count, 2, 2), [f"other{i}" for i in range(count)]), "target",
-                               tie_break=tie_break)
+    ones, sevens = scores(torch.ones(count, 2, 2), ids), scores(torch.full((count, 4, 4), 7.0), ids)
+    renamed = scores(torch.ones(count, 2, 2), [f"other{i}" for i in range(count)])
     for name in METRICS:
         np.testing.assert_array_equal(ones[name], sevens[name])
     assert not np.array_equal(ones["NEG"], renamed["NEG"]) or not np.array_equal(ones["INS"], renamed["INS"])
-    ones.to_csv(tmp_path / "a.csv", index=False)
-    evaluate_dataset(model, batches(torch.ones(count, 2, 2), ids), "target", tie_break=tie_break).to_csv(
-        tmp_path / "b.csv", index=False)
-    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
 def test_pixel_counts_match_the_printed_conventions():
@@ -405,7 +406,7 @@ def test_classes_for_variant():
         classes_for_variant(model, images, labels, "top")
 
 
-def test_evaluate_dataset_on_explained_vit_and_bf16():
+def test_shard_scores_on_explained_vit_and_bf16():
     spec = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
                      {"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2})
     torch.manual_seed(0)
@@ -414,16 +415,13 @@ def test_evaluate_dataset_on_explained_vit_and_bf16():
     images = torch.rand(5, 3, 32, 32, generator=generator)
     maps = torch.rand(5, 4, 4, generator=generator)
     labels = torch.tensor([0, 1, 2, 3, 0])
-    batches = [(["a", "b", "c"], images[:3], labels[:3], maps[:3]), (["d", "e"], images[3:], labels[3:], maps[3:])]
-    seen = []
-    frame = evaluate_dataset(model, batches, "predicted", batch_size=16,
-                             progress=lambda items: (seen.append(1) or item for item in items),
-                             tie_break=TieBreak("raster"))
-    assert len(seen) == 2
-    assert frame["image_id"].tolist() == ["a", "b", "c", "d", "e"]
+    shard = prepare_shard(model, images, labels, batch_size=2)
     with torch.no_grad():
         predicted = model(images).argmax(1)
-    assert frame["class"].tolist() == predicted.tolist()
+    assert shard.classes("predicted").tolist() == predicted.tolist()
+    assert shard.classes("target").tolist() == labels.tolist()
+    frame = per_image_frame(list("abcde"), shard, predicted, score_maps(model, shard, maps, predicted, batch_size=16))
+    assert frame.columns.tolist() == PER_IMAGE_COLUMNS and frame["image_id"].tolist() == list("abcde")
     whole = evaluate_batch(model, images, maps, labels, predicted)
     for name in METRICS:
         np.testing.assert_allclose(frame[name].to_numpy(), whole[name], atol=1e-4)
@@ -432,3 +430,5 @@ def test_evaluate_dataset_on_explained_vit_and_bf16():
         np.testing.assert_allclose(low_precision[name], whole[name], atol=3.0)
     with pytest.raises(ValueError):
         evaluate_batch(model, images, maps, labels, predicted, precision="fp16")
+    with pytest.raises(ValueError, match="variant"):
+        shard.classes("top")

@@ -19,7 +19,7 @@ from eea_repro.explainer import MaskExplainer, finetune_maps, load_explainer
 from eea_repro.figures import DPI, MAX_COLUMNS, column_bands, qualitative_grid_figure
 from eea_repro.methods import METHODS, compute_maps
 from eea_repro.models import ModelSpec, create_network
-from eea_repro.stages import (evaluate_maps, load_model, make_eea_maps, make_embedded_dataset,
+from eea_repro.stages import (evaluate_shard, load_model, make_eea_maps, make_embedded_dataset,
                               make_embedded_split_lists, method_label, pretrain_explainer)
 from eea_repro.two_object import (explain_both_classes, is_class_specific, load_two_object_images,
                                   load_two_object_maps, save_two_object_maps)
@@ -115,8 +115,8 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
     d = tiny_data
     splits = d["splits"]
     explainer_file = tmp_path / "mixed.safetensors"
-    pretrain_explainer(VIT, EXPLAINER, SCORING, d["image_root"], splits / "explainer_train.txt", splits / "explainer_val.txt",
-                       d["classes"], d["checkpoints"]["vit"], explainer_file, tmp_path / "mixed.json",
+    pretrain_explainer(VIT, EXPLAINER, SCORING, d["image_root"], splits / "explainer_train.txt",
+                       splits / "explainer_val.txt", d["classes"], d["checkpoints"]["vit"], explainer_file, tmp_path / "mixed.json",
                        variant="target", resume_dir=tmp_path / "resume", seed=0, device="cpu",
                        explainer_model_cfg=RESNET, explainer_checkpoint=d["checkpoints"]["resnet"])
     # the explainer is a ResNet started from the ResNet checkpoint (BN statistics stay: the backbone runs in eval mode)
@@ -127,9 +127,9 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
     assert json.loads((tmp_path / "mixed.json").read_text())["history"]["best_epoch"] == 1
 
     maps_file, selection = tmp_path / "shard.npz", tmp_path / "shard.steps.csv"
-    make_eea_maps("eea", VIT, EXPLAINER, FINETUNE, SCORING, d["checkpoints"]["vit"], explainer_file, d["image_root"],
-                  splits / "test.txt", d["classes"], maps_file, selection, variant="target", shard_range=(0, 6),
-                  device="cpu", explainer_model_cfg=RESNET, stored_method="eea_by_resnet")
+    make_eea_maps(VIT, EXPLAINER, FINETUNE, SCORING, d["checkpoints"]["vit"], explainer_file, d["image_root"],
+                  splits / "test.txt", d["classes"], {"eea": maps_file}, selection, variant="target",
+                  shard_range=(0, 6), device="cpu", explainer_model_cfg=RESNET, stored_method="eea_by_resnet")
     with np.load(maps_file) as shard:
         resnet_grid = MaskExplainer(ModelSpec.from_config(RESNET), None, N_CLASSES)(torch.zeros(1, 3, 48, 48)).shape
         vit_grid = (48 // 6, 48 // 6)
@@ -139,11 +139,12 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
         np.testing.assert_array_equal(shard["classes"], labels)  # 'target': the explained model's ground truth
 
     scores = tmp_path / "scores.csv"
-    evaluate_maps(VIT, METRICS, d["checkpoints"]["vit"], maps_file, d["image_root"],
-                  splits / "test.txt", d["classes"], scores, variant="target", shard_range=(0, 6), seed=0, device="cpu",
-                  precision="fp32")
+    evaluate_shard(VIT, METRICS, d["checkpoints"]["vit"], [("target", maps_file)], d["image_root"],
+                   splits / "test.txt", d["classes"], scores, shard_range=(0, 6), seed=0, device="cpu",
+                   precision="fp32")
     frame = pd.read_csv(scores)
     assert len(frame) == 6 and set(frame["method"]) == {"eea_by_resnet"} and frame["valid"].all()
+    assert set(frame["variant"]) == {"target"}
 
 
 # --- Fig. 10: two classes per image ------------------------------------------------------------------------------

@@ -52,6 +52,23 @@ def test_a_job_serving_both_variants_counts_its_images_per_variant(repo, tmp_pat
     assert costs.loc[("resnet", "all_ones"), "maps_s_per_image"] == pytest.approx(8.0 / 40)
 
 
+def test_jobs_of_several_methods_charge_each_its_share(repo, tmp_path):
+    """A metric job of two methods: each gets its own seconds plus half of the job's shared work (start-up, loading)."""
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    bench = tmp_path / "benchmarks"
+    _benchmark(bench / "metrics/vit_0000.tsv", 10.0)
+    (bench / "metrics/vit_0000.methods.csv").write_text("model,method,seconds,images\nvit,gae,3.0,80\n"
+                                                        "vit,rollout,1.0,80\n")
+    _benchmark(bench / "maps/vit_baselines_0000.tsv", 5.0)
+    (bench / "maps/vit_baselines_0000.methods.csv").write_text("model,method,seconds,images\nvit,gae,4.0,80\n")
+    runtimes = rule_runtimes(bench)
+    assert set(runtimes["job"]) == {"vit_0000", "vit_baselines_0000"}  # the per-method files are not jobs
+    costs = method_costs(runtimes, config, bench).set_index(["model", "method"])
+    assert costs.loc[("vit", "gae"), "metrics_s_per_image"] == pytest.approx(6.0 / 80)
+    assert costs.loc[("vit", "rollout"), "metrics_s_per_image"] == pytest.approx(4.0 / 80)
+    assert costs.loc[("vit", "gae"), "maps_s_per_image"] == pytest.approx(5.0 / 80)
+
+
 def _decoded(uri):
     header, data = uri.split(",", 1)
     return header, Image.open(io.BytesIO(base64.b64decode(data)))

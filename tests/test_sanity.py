@@ -21,6 +21,8 @@ from eea_repro.sanity import (
     randomization_layers,
     sanity_image_rows,
     save_predictions,
+    setting_name,
+    untouched_parameters,
 )
 from eea_repro.similarity import hog_similarity_per_image, spearman_per_image, ssim_per_image
 
@@ -147,6 +149,28 @@ def test_cascading_step_k_changes_exactly_the_last_k_minus_1_layers(family, whic
 
 
 @pytest.mark.parametrize(("family", "which"), LAYER_KINDS)
+@pytest.mark.parametrize("reinit", ["module", "normal"])
+def test_last_cascading_level_randomizes_every_parameter(family, which, reinit):
+    """x = L + 2: the layers and everything no layer holds (embeddings, CLS token, norms, head; stem, classifier)."""
+    model = _model(family)
+    with torch.no_grad():  # move every parameter off its init value, as training does, so any reset shows
+        for parameter in model.parameters():
+            parameter.add_(0.1 + 0.01 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(0)))
+    before = {name: tensor.clone() for name, tensor in model.named_parameters()}
+    layers = randomization_layers(model, family, which)
+    full = dict(cascading(model, len(layers) + 2, layers, reinit=reinit, std=0.05, seed=3).named_parameters())
+    assert _changed(before, full) == set(before)
+    untouched = untouched_parameters(model, layers)
+    assert untouched and not set(untouched) & {name for layer in layers for name in layer}
+    if family == "vit":
+        assert {"net.cls_token", "net.pos_embed", "net.head.weight"} <= set(untouched)
+    last = dict(cascading(model, len(layers) + 1, layers, reinit=reinit, std=0.05, seed=3).named_parameters())
+    assert not _changed({name: before[name] for name in untouched}, last)  # x = L + 1 leaves them alone
+    with pytest.raises(ValueError, match="outside"):
+        cascading(model, len(layers) + 3, layers)
+
+
+@pytest.mark.parametrize(("family", "which"), LAYER_KINDS)
 def test_independent_step_i_changes_only_layer_i_minus_1_from_the_top(family, which):
     model = _model(family)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -155,10 +179,11 @@ def test_independent_step_i_changes_only_layer_i_minus_1_from_the_top(family, wh
     for i in range(2, len(layers) + 2):
         randomized = independent(model, i, layers, reinit="module", seed=3)
         assert _changed(before, randomized.state_dict()) == set(layers[len(layers) - (i - 1)])
-    # the same layer gets the same new weights in both modes (cascading x = 2 == independent x = 2)
-    top = layers[-1][0]
-    assert torch.equal(cascading(model, 2, layers, seed=3).state_dict()[top],
-                       independent(model, 2, layers, seed=3).state_dict()[top])
+    # x = 2 is one model in both modes (the top layer, the same new weights), so its maps are made once
+    both = cascading(model, 2, layers, seed=3).state_dict(), independent(model, 2, layers, seed=3).state_dict()
+    assert all(torch.equal(both[0][name], both[1][name]) for name in both[0])
+    assert setting_name("cascading", 2) == setting_name("independent", 2) == "cascading-2"
+    assert setting_name("independent", 3) == "independent-3" and setting_name("independent", 1) == "original"
 
 
 def test_reinit_is_seeded_and_normal_has_the_configured_scale():

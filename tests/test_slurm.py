@@ -22,7 +22,7 @@ from slurm_cluster import PARTITION, missing_requirements, single_node_cluster
 from workflow_helpers import job_counts, snakemake
 
 # Rules that run a model and so must ask for GPUs (config/ci.yaml has device auto: each asks for gpus_per_job).
-MODEL_RULES = {"train_explained_model", "pretrain_explainer", "baseline_maps", "eea_maps", "evaluate_maps"}
+MODEL_RULES = {"train_explained_model", "pretrain_explainer", "baseline_maps_vit", "eea_maps", "evaluate_maps"}
 PARTITION_PLACEHOLDER = '# slurm_partition: "<partition>"'
 
 

@@ -67,14 +67,13 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     seconds = time.perf_counter() - started
     counts = job_counts(result.stdout)
     shards = -(-config["dataset"]["imagenet"]["eval_count"] // config["dataset"]["shard_size"])
-    vit_methods, cnn_methods = len(config["methods"]["vit"]), len(config["methods"]["cnn"])
-    eea_per_family = 2  # eea and peea have their own rule
     assert counts["fetch_checkpoint"] == 2
     assert counts["pretrain_explainer"] == 2 * 2
-    assert counts["eea_maps"] == shards * eea_per_family * 2 * 2
-    assert counts["baseline_maps"] == shards * (vit_methods + cnn_methods - 2 * eea_per_family)  # both variants per job
+    assert counts["eea_maps"] == shards * 2 * 2  # EEA and pEEA of one model, variant and shard per job
+    assert counts["baseline_maps_vit"] == counts["baseline_maps_cnn"] == shards  # every baseline and variant per job
+    assert counts["evaluate_maps"] == shards * 2  # every method and variant of one model and shard per job
     cross_pairs = 2  # Fig. 9: the ViT explainer on the ResNet and back, 'target' variant only
-    assert counts["evaluate_maps"] == shards * (vit_methods + cnn_methods) * 2 + shards * cross_pairs
+    assert counts["evaluate_mixed_maps"] == shards * cross_pairs
     assert counts["pretrain_mixed_explainer"] == cross_pairs and counts["mixed_eea_maps"] == shards * cross_pairs
     assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
     print(f"paper preset dry run: {counts['total']} jobs in {seconds:.1f} s")
@@ -183,6 +182,7 @@ def test_metric_only_change_reruns_no_training_and_no_maps(repo, tiny_run, tmp_p
     config["metrics"]["ltx_code"] = True
     plan = snakemake(repo, tiny_run, "-n", "--configfile", str(write_config(tmp_path / "ltx.yaml", config)))
     counts = job_counts(plan.stdout)
-    downstream_of_metrics = {"evaluate_maps", "metric_table", "mixed_table", "paper_figures_summary", "report"}
+    downstream_of_metrics = {"evaluate_maps", "evaluate_mixed_maps", "metric_table", "mixed_table",
+                             "paper_figures_summary", "report"}
     assert set(counts) == downstream_of_metrics | {"all", "total"}, counts
     assert counts["metric_table"] == 4

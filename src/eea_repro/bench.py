@@ -7,9 +7,15 @@
    evaluation), on the same inputs, with their numerical agreement;
 3. finetune: batched per-image EEA fine-tuning against the one-image-at-a-time loop at equal steps, with the peak
    memory per image;
+   and against a bare forward + backward of explainer and explained model at the same batch (the work's limit);
 4. dry_run: the time of ``snakemake -n`` for the paper preset with 50,000 images;
 5. maps: each baseline method's map throughput, which with 1 and 3 feeds a paper-scale cost estimate
-   (:func:`eea_repro.costs.paper_cost_estimate`).
+   (:func:`eea_repro.costs.paper_cost_estimate`);
+6. kernels: the explained model's forward throughput under the CPU options a job could take (inference mode,
+   channels-last, ``torch.compile`` with its compile time, one or two threads), side by side;
+7. overhead: what starting a model job costs before any work (interpreter, imports), and, with ``--run-dir``, the
+   measured shared work of a finished run's multi-method jobs and the share of map and metric work that variant
+   sharing skipped there.
 
 Models have random weights (``embedded`` = the models of config.yaml, ``ci`` = the tiny ones of config/ci.yaml,
 ``paper`` = ViT-B/16 and ResNet-101 of config/paper.yaml): nothing is downloaded, and speed does not depend on the
@@ -38,19 +44,21 @@ import torch.nn.functional as F
 import yaml
 
 from .costs import paper_cost_estimate
-from .explainer import MaskExplainer, finetune_maps, finetune_maps_loop
+from .explainer import MaskExplainer, eea_loss, finetune_maps, finetune_maps_loop, trainable_parameters
 from .methods import compute_maps, control_methods
-from .metrics import METRICS, PERTURBATION_STEPS, PRECISIONS, evaluate_batch
+from .metrics import MAP_STEPS, METRICS, PRECISIONS, evaluate_batch
 from .pixel_order import TieBreak
 from .models import ExplainedModel, ModelSpec, build_explained_model, compile_model, resolve_device
 from .plan import EEA_METHODS
 
-BENCHMARKS = ("engine", "naive", "finetune", "dry_run", "maps")
+BENCHMARKS = ("engine", "naive", "finetune", "dry_run", "maps", "kernels", "overhead")
 PRESET_FILES = {"embedded": "config.yaml", "ci": "config/ci.yaml", "paper": "config/paper.yaml"}
 _AGREEMENT_TOLERANCE = {"fp32": 0.01, "bf16": 1.0}  # on the x100 metric scale
 # Forwards per image of :func:`naive_metrics`: ADP and PIC (clean + masked each), POS and NEG (10 fractions each),
-# DEL and INS (11 each). The engine shares the inputs these have in common and runs PERTURBATION_STEPS.
+# DEL and INS (11 each). The engine shares the inputs these have in common: MAP_STEPS per map, plus the image's clean
+# forward (shared by all methods in a metric job; here, one method, it counts in full) and one black image per call.
 NAIVE_FORWARDS_PER_IMAGE = 2 + 2 + 10 + 10 + 11 + 11
+ENGINE_INPUTS_PER_IMAGE = MAP_STEPS + 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -165,7 +173,7 @@ def bare_forward(model, images01: torch.Tensor, total_inputs: int, batch_size: i
 
 def bench_engine(model, images01, maps, classes, *, batch_size: int, precision: str, repeats: int) -> dict:
     count = images01.shape[0]
-    inputs = count * PERTURBATION_STEPS
+    inputs = count * ENGINE_INPUTS_PER_IMAGE
     device = images01.device
     # the default tie rule; a job draws these once per image and shares them between methods, so they are not timed
     ties = TieBreak("random").permutations([str(i) for i in range(count)], images01.shape[-1] ** 2, device)
@@ -266,7 +274,7 @@ def bench_naive(model, images01, maps, classes, *, batch_size: int, precision: s
     # The naive code's forwards at its batch size against the engine's at its batch size, bare: the part of the
     # speed-up that batching and shared inputs can give. The rest is the naive code's per-step bookkeeping.
     count = images01.shape[0]
-    engine_forwards_s = best_time(lambda: bare_forward(model, images01, count * PERTURBATION_STEPS, batch_size,
+    engine_forwards_s = best_time(lambda: bare_forward(model, images01, count * ENGINE_INPUTS_PER_IMAGE, batch_size,
                                                        precision), device, repeats)
     naive_forwards_s = best_time(lambda: bare_forward(model, images01, count * NAIVE_FORWARDS_PER_IMAGE,
                                                       naive_batch_size, precision), device, 1)
@@ -310,9 +318,17 @@ def bench_finetune(model_cfg: dict, num_classes: int, device: torch.device, *, i
         outputs["loop"] = finetune_maps_loop(explainer, explained, batch[:loop_images], classes[:loop_images],
                                              **settings)[0]
 
+    def bare():  # the same batch through one shared explainer: forward and backward of both models, per step
+        for start in range(0, images, chunk):
+            part = slice(start, start + chunk)
+            for _ in range(steps):
+                loss = eea_loss(explained, explainer(batch[part]), batch[part], classes[part], 10.0, "ltx")[0]
+                torch.autograd.grad(loss, list(trainable_parameters(explainer).values()))
+
     short = dict(settings, steps=min(2, steps))
     batched_s = best_time(batched, device, 1, warmup=lambda: finetune_maps(
         explainer, explained, batch[:chunk], classes[:chunk], chunk_size=chunk, **short))
+    bare_s = best_time(bare, device, 1)
     loop_s = best_time(loop, device, 1, warmup=lambda: finetune_maps_loop(
         explainer, explained, batch[:1], classes[:1], **short))
     _, peak = peak_memory(lambda: finetune_maps(explainer, explained, batch[:chunk], classes[:chunk],
@@ -328,6 +344,8 @@ def bench_finetune(model_cfg: dict, num_classes: int, device: torch.device, *, i
         "loop_image_steps_per_s": loop_rate,
         "batched_ms_per_image_step": 1000 / batched_rate,
         "speedup": batched_rate / loop_rate,
+        "bare_image_steps_per_s": images * steps / bare_s,
+        "of_bare": bare_s / batched_s,
         "peak_memory_per_image_mib": None if peak is None else peak / chunk / 2**20,
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "sampled RSS growth",
         "max_abs_map_difference": float((outputs["batched"][:loop_images] - outputs["loop"]).abs().max()),
@@ -397,6 +415,87 @@ def bench_maps(model, methods: list[str], images01, classes, *, batch_size: int,
 
 
 # --------------------------------------------------------------------------------------------------------------
+# 6. CPU kernel options for the metric jobs' forwards
+
+
+def bench_kernels(model_cfg: dict, num_classes: int, *, images: int, batch_size: int, repeats: int) -> dict:
+    """Forward throughput (inputs/s) of the explained model on the CPU, fp32, under each option, side by side; the
+    compiled model's first call (the compile, which every job would pay) is timed on its own."""
+    device = torch.device("cpu")
+    model = random_model(model_cfg, num_classes, device)
+    inputs = torch.rand(images, 3, model.input_size, model.input_size, generator=torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+
+    def forwards(net, data, mode=torch.inference_mode):
+        def run():
+            with mode():
+                for chunk in data.split(batch_size):
+                    net(chunk)
+        return run
+
+    rates, extra = {}, {}
+    torch.set_num_threads(1)
+    try:
+        rates["no_grad, 1 thread"] = images / best_time(forwards(model, inputs, torch.no_grad), device, repeats)
+        rates["inference_mode, 1 thread"] = images / best_time(forwards(model, inputs), device, repeats)
+        last = random_model(model_cfg, num_classes, device).to(memory_format=torch.channels_last)
+        rates["channels_last, 1 thread"] = images / best_time(
+            forwards(last, inputs.contiguous(memory_format=torch.channels_last)), device, repeats)
+        compiled = compile_model(model, True)
+        started = time.perf_counter()
+        forwards(compiled, inputs[:batch_size])()
+        extra["compile_seconds"] = time.perf_counter() - started
+        rates["torch.compile, 1 thread"] = images / best_time(forwards(compiled, inputs), device, repeats)
+        torch.set_num_threads(2)
+        rates["inference_mode, 2 threads"] = images / best_time(forwards(model, inputs), device, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    return {"images": images, "inputs_per_s": rates, **extra}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 7. job overhead and what variant sharing skipped
+
+JOB_IMPORTS = "import eea_repro.logs, eea_repro.stages, eea_repro.methods; eea_repro.models.create_network"
+
+
+def bench_job_start(repeats: int = 3) -> dict:
+    """Seconds from starting a Python interpreter to having imported what a model job imports (best of
+    ``repeats``), and the same for a bare interpreter: the floor of every job's overhead."""
+    def run(code: str) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(
+                Path(__file__).resolve().parents[1])})
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    return {"python_s": run("pass"), "model_job_imports_s": run(JOB_IMPORTS)}
+
+
+def run_sharing_and_overhead(benchmarks_dir: str | Path) -> dict:
+    """From a finished run's ``benchmarks/``: per multi-method job, its wall time beyond its methods' own seconds
+    (start-up, loading, shared forwards), and per stage the share of map / metric work variant sharing skipped
+    (images served minus images computed, over images served)."""
+    from .report import rule_runtimes
+
+    runtimes = rule_runtimes(benchmarks_dir).set_index(["stage", "job"])["seconds"]
+    jobs, stages = [], {}
+    for path in sorted(Path(benchmarks_dir).rglob("*.methods.csv")):
+        frame = pd.read_csv(path)
+        key = (path.parent.name, path.name.removesuffix(".methods.csv"))
+        if key in runtimes.index:
+            jobs.append({"stage": key[0], "job": key[1], "wall_s": float(runtimes[key]),
+                         "shared_s": float(runtimes[key]) - float(frame["seconds"].sum())})
+        totals = stages.setdefault(key[0], {"served": 0, "computed": 0})
+        totals["served"] += int(frame["images"].sum())
+        totals["computed"] += int(frame["computed"].sum())
+    skipped = {stage: 1 - t["computed"] / t["served"] for stage, t in stages.items() if t["served"]}
+    return {"jobs": jobs, "skipped_share": skipped}
+
+
+# --------------------------------------------------------------------------------------------------------------
 # the whole run
 
 
@@ -406,7 +505,7 @@ def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "
                    finetune_steps: int = 5, chunk_size: int = 32, map_images: int = 16,
                    methods: dict[str, list[str]] | None = None, compile: bool = False, repeats: int = 2,
                    workflow_dir: str | Path | None = None, dry_run_images: int = 50_000,
-                   log: Callable[[str], None] = print) -> dict:
+                   run_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Run the chosen benchmarks for every model; returns a JSON-ready dict (see :func:`format_results`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
@@ -453,10 +552,19 @@ def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "
                 map_batch, _, map_classes = random_inputs(model, map_images, num_classes, device, seed=2)
                 entry["maps"] = bench_maps(model, chosen, map_batch, map_classes,
                                            batch_size=min(batch_size, map_images), precision=precision)
+        if "kernels" in benchmarks and device.type == "cpu":
+            log(f"{label}: CPU kernel options")
+            entry["kernels"] = bench_kernels(model_cfg, num_classes, images=images, batch_size=batch_size,
+                                             repeats=repeats)
         del model
     if "dry_run" in benchmarks:
         log(f"snakemake -n of the paper preset with {dry_run_images} images")
         results["dry_run"] = bench_dry_run(workflow_dir or default_workflow_dir(), dry_run_images)
+    if "overhead" in benchmarks:
+        log("job start-up")
+        results["overhead"] = {"start": bench_job_start()}
+        if run_dir is not None and (Path(run_dir) / "benchmarks").is_dir():
+            results["overhead"]["run"] = run_sharing_and_overhead(Path(run_dir) / "benchmarks")
     throughputs = measured_throughputs(results)
     if throughputs:
         results["cost_estimate"] = paper_cost_estimate(throughputs).to_dict("records")
@@ -513,7 +621,7 @@ def format_results(results: dict) -> str:
            for e in models for mode, r in e.get("engine", {}).items()])
     table("2. metric engine vs naive metrics (one metric, one step, one image at a time; CPU goal >= 20x)\n"
           f"   forward-bound = bare forwards of the naive code ({NAIVE_FORWARDS_PER_IMAGE} per image at its batch) "
-          f"over the engine's ({PERTURBATION_STEPS} per image at batch {settings['batch_size']}), the speed-up "
+          f"over the engine's ({ENGINE_INPUTS_PER_IMAGE} per image at batch {settings['batch_size']}), the speed-up "
           "batching and shared inputs alone can give",
           ["model", "images", "engine images/s", "naive images/s", "speed-up", "forward-bound", "max |diff|",
            "agree"],
@@ -521,11 +629,13 @@ def format_results(results: dict) -> str:
             f"{r['speedup']:.1f}x", f"{r['forward_bound_speedup']:.1f}x",
             f"{max(r['max_abs_difference'].values()):.2g}", "yes" if r["agree"] else "NO"]
            for e in models if (r := e.get("naive"))])
-    table("3. batched EEA fine-tuning vs one-image loop, equal steps (GPU goal >= 30x)",
+    table("3. batched EEA fine-tuning vs one-image loop, equal steps (GPU goal >= 30x), and vs a bare forward + "
+          "backward of both models at the same batch (the work's limit)",
           ["model", "images", "steps", "chunk", "batched img-steps/s", "loop img-steps/s", "speed-up",
-           "ms / img-step", "peak MiB / image", "max |map diff|"],
+           "bare img-steps/s", "of bare", "ms / img-step", "peak MiB / image", "max |map diff|"],
           [[e["label"], r["images"], r["steps"], r["chunk_size"], f"{r['batched_image_steps_per_s']:.2f}",
-            f"{r['loop_image_steps_per_s']:.2f}", f"{r['speedup']:.1f}x", f"{r['batched_ms_per_image_step']:.1f}",
+            f"{r['loop_image_steps_per_s']:.2f}", f"{r['speedup']:.1f}x", f"{r['bare_image_steps_per_s']:.2f}",
+            f"{100 * r['of_bare']:.0f} %", f"{r['batched_ms_per_image_step']:.1f}",
             "-" if r["peak_memory_per_image_mib"] is None else f"{r['peak_memory_per_image_mib']:.1f}",
             f"{r['max_abs_map_difference']:.1e}"]
            for e in models if (r := e.get("finetune"))])
@@ -535,6 +645,25 @@ def format_results(results: dict) -> str:
                       f"({r['jobs']} jobs)", ""])
     table("5. map throughput (images/s)", ["model", "method", "images/s"],
           [[e["label"], m, f"{rate:.2f}"] for e in models for m, rate in e.get("maps", {}).items()])
+    kernel_rows = []
+    for e in models:
+        if r := e.get("kernels"):
+            base = r["inputs_per_s"]["inference_mode, 1 thread"]
+            kernel_rows += [[e["label"], option, f"{rate:.1f}", f"{rate / base:.2f}x"]
+                            for option, rate in r["inputs_per_s"].items()]
+            kernel_rows.append([e["label"], "torch.compile: the compile itself", f"{r['compile_seconds']:.1f} s", ""])
+    table("6. CPU kernel options, fp32 forwards (inputs/s; ratio to inference_mode on 1 thread)",
+          ["model", "option", "inputs/s", "ratio"], kernel_rows)
+    if overhead := results.get("overhead"):
+        start = overhead["start"]
+        lines.extend([f"7. job start-up: bare interpreter {start['python_s']:.2f} s, interpreter + a model job's "
+                      f"imports {start['model_job_imports_s']:.2f} s", ""])
+        if run := overhead.get("run"):
+            table("   multi-method jobs of the run: wall time and the part not spent in any method (start-up, "
+                  "loading, shared forwards)", ["stage", "job", "wall s", "shared s"],
+                  [[j["stage"], j["job"], f"{j['wall_s']:.1f}", f"{j['shared_s']:.1f}"] for j in run["jobs"]])
+            lines.extend([f"   variant sharing skipped {100 * share:.1f} % of the {stage} work" for stage, share in
+                          run["skipped_share"].items()] + [""])
     if results.get("cost_estimate"):
         frame = pd.DataFrame(results["cost_estimate"])
         frame["gpu_hours"] = frame["gpu_hours"].map(lambda h: f"{h:.2f}")
@@ -578,6 +707,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", action="store_true", help="also time the engine on a torch.compile'd model")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--workflow-dir", default=None, help="the folder with the Snakefile and configs")
+    parser.add_argument("--run-dir", default=None, help="a finished run's working folder: its benchmarks/ feed the "
+                        "overhead benchmark (shared work per job, the share variant sharing skipped)")
     parser.add_argument("--json", default=None, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -593,7 +724,7 @@ def main(argv: list[str] | None = None) -> dict:
         finetune_loop_images=args.finetune_loop_images, finetune_steps=args.finetune_steps,
         chunk_size=args.chunk_size, map_images=args.map_images, methods=config["methods"], compile=args.compile,
         repeats=args.repeats, workflow_dir=args.workflow_dir, dry_run_images=args.dry_run_images,
-        log=lambda message: print(message, file=sys.stderr, flush=True),
+        run_dir=args.run_dir, log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     results["settings"]["preset"] = args.preset
     print(save_results(results, args.json))

@@ -31,7 +31,7 @@ equals the AUC of the mean curve).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .pixel_order import TIE_RULE_TEXT, TieBreak, pixel_ranks
+from .pixel_order import TIE_RULE_TEXT, pixel_ranks
 
 FRACTIONS_POS_NEG: np.ndarray = np.arange(10) / 10
 FRACTIONS_DEL_INS: np.ndarray = np.arange(11) / 10
@@ -53,13 +53,14 @@ _FRACTION_STEP = 0.1
 _N_STEPS = 10  # fractions are j / _N_STEPS
 REMOVED_COUNT_TEXT = "k(f) = floor(N·f)"
 REVEALED_COUNT_TEXT = "N − k(1 − f)"
-PERTURBATION_STEPS = 2 + 2 * (_N_STEPS - 1)  # model inputs per image: clean, soft-masked, POS and NEG 0.1..0.9
+MAP_STEPS = 1 + 2 * (_N_STEPS - 1)  # model inputs per map: soft-masked, POS and NEG 0.1..0.9
+# plus one per image (clean) and one per job (the black image), shared by every map of that image
 _MOST_RELEVANT_FIRST = 0  # removes a prefix of the map's pixel order
 _LEAST_RELEVANT_FIRST = 1  # removes a suffix of it
-# Column layout of the per-image score table built from _evaluation_steps.
-_CLEAN, _SOFT = 0, 1
-_POS_STEPS = slice(2, 2 + _N_STEPS - 1)
-_NEG_STEPS = slice(2 + _N_STEPS - 1, 2 + 2 * (_N_STEPS - 1))
+# Column layout of the per-map score table built from _evaluation_steps.
+_SOFT = 0
+_POS_STEPS = slice(1, _N_STEPS)
+_NEG_STEPS = slice(_N_STEPS, 2 * _N_STEPS - 1)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,142 @@ def classes_for_variant(
     return _clean_top1(model, images01.to(device), batch_size, precision)
 
 
+@dataclass(frozen=True)
+class ShardImages:
+    """The images a metric job scores every map on, with what all those scores share: one forward of each clean
+    image, one of the all-black image (the same for every image) and each image's tie permutation."""
+
+    images01: Tensor  # (B, 3, S, S) on the model's device
+    labels: Tensor  # (B,) ground truth
+    clean_probs: Tensor  # (B, K) softmax of the clean images, fp32
+    clean_top1: Tensor  # (B,) argmax of the clean logits: the 'predicted' variant's class
+    black_probs: Tensor  # (K,) softmax of the all-black image, fp32
+    ties: Tensor | None  # (B, S*S) tie permutations; None = raster order
+
+    def classes(self, variant: str) -> Tensor:
+        """The class each image's map explains in ``variant``: the ground truth, or the clean top-1."""
+        if variant not in VARIANTS:
+            raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+        return self.labels if variant == "target" else self.clean_top1
+
+
 @torch.inference_mode()
+def prepare_shard(
+    model: Callable[[Tensor], Tensor],
+    images01: Tensor,
+    labels: Tensor | np.ndarray,
+    *,
+    ties: Tensor | None = None,
+    batch_size: int = 256,
+    precision: str = "fp32",
+) -> ShardImages:
+    """Score the clean images and the black image once; every method's maps are then scored against them."""
+    _check_precision(precision)
+    device = _model_device(model, images01.device)
+    images01 = images01.to(device)
+    size = _square_size(images01)
+    logits = torch.cat([_logits(model, chunk, precision) for chunk in images01.split(batch_size)])
+    black = _logits(model, torch.zeros((1, 3, size, size), device=device), precision)[0]
+    return ShardImages(
+        images01=images01,
+        labels=torch.as_tensor(labels, dtype=torch.long, device=device),
+        clean_probs=logits.softmax(dim=-1),
+        clean_top1=logits.argmax(dim=-1),
+        black_probs=black.softmax(dim=-1),
+        ties=None if ties is None else ties.to(device),
+    )
+
+
+@torch.inference_mode()
+def score_maps(
+    model: Callable[[Tensor], Tensor],
+    shard: ShardImages,
+    maps: Tensor | np.ndarray,
+    classes: Tensor | np.ndarray,
+    *,
+    ltx_code: bool = False,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    rows: Tensor | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-image ADP, PIC, POS, NEG, DEL, INS plus ``valid``, ``constant`` and ``correct`` (clean top-1 == label) of
+    one map per image of ``shard`` (or of its ``rows``: maps and classes then hold those rows only).
+
+    ``classes`` is what the metrics score against (the explained class); with ``ltx_code=True`` the ground-truth
+    labels are scored instead, as in the released code. Each map costs :data:`MAP_STEPS` model inputs (soft-masked,
+    POS and NEG removals 0.1..0.9), built chunk by chunk from one pixel order per image; ``batch_size`` counts model
+    inputs per forward pass.
+    """
+    _check_precision(precision)
+    device = shard.images01.device
+    size = _square_size(shard.images01)
+    rows = torch.arange(len(shard.labels), device=device) if rows is None else rows.to(device)
+    images01, labels = shard.images01[rows], shard.labels[rows]
+    classes = torch.as_tensor(classes, dtype=torch.long, device=device)
+    normalized, valid, constant = normalize_maps(torch.as_tensor(maps).to(device), size)
+    scored = labels if ltx_code else classes
+
+    count = len(rows)
+    results = {name: np.full(count, np.nan) for name in METRICS}
+    results["valid"] = valid.cpu().numpy()
+    results["constant"] = constant.cpu().numpy()
+    results["correct"] = (shard.clean_top1[rows] == labels).cpu().numpy()
+    if valid.any():
+        keep = valid.nonzero().squeeze(1)
+        ties = None if shard.ties is None else shard.ties[rows[keep]]
+        probs, hits, _ = _score_perturbations(model, images01[keep], normalized[keep], scored[keep],
+                                              _evaluation_steps(size * size), batch_size, precision, ties)
+        clean = shard.clean_probs[rows[keep]].gather(1, scored[keep, None])[:, 0]
+        clean_hit = shard.clean_top1[rows[keep]] == scored[keep]
+        metrics = _metrics_from_scores(probs, hits, clean, clean_hit, shard.black_probs[scored[keep]],
+                                       constant[keep], ltx_code)
+        for name, values in metrics.items():
+            results[name][keep.cpu().numpy()] = values.cpu().numpy()
+    return results
+
+
+def score_variants(
+    model: Callable[[Tensor], Tensor],
+    shard: ShardImages,
+    maps_by_variant: dict[str, Tensor | np.ndarray],
+    *,
+    ltx_code: bool = False,
+    batch_size: int = 256,
+    precision: str = "fp32",
+) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`score_maps` for one method's maps of every variant, scoring each (image, scored class, map) once.
+
+    Where an image's map and scored class in a variant equal those of an earlier variant (a baseline explaining a
+    correctly classified image: the same map for 'target' and 'predicted'), its values are copied from there; only
+    the other images are scored (``scored`` in each variant's result marks them). The values equal those of scoring every variant in full (the engine's per-input
+    results do not depend on what else is in a batch on the CPU; on a GPU they may differ in the last bits).
+    """
+    results: dict[str, dict[str, np.ndarray]] = {}
+    seen: list[tuple[Tensor, Tensor, dict[str, np.ndarray]]] = []  # (maps, scored classes, results) so far
+    for variant, maps in maps_by_variant.items():
+        maps = torch.as_tensor(maps).to(shard.images01.device)
+        classes = shard.classes(variant)
+        scored = shard.labels if ltx_code else classes
+        copies = []  # (images to copy, from which earlier result)
+        copied = torch.zeros(len(classes), dtype=torch.bool, device=classes.device)
+        for earlier_maps, earlier_scored, earlier in seen:
+            same = ~copied & (scored == earlier_scored) & (maps == earlier_maps).flatten(1).all(dim=1)
+            copies.append((same.cpu().numpy(), earlier))
+            copied |= same
+        todo = (~copied).nonzero().squeeze(1)
+        fresh = score_maps(model, shard, maps[todo], classes[todo], ltx_code=ltx_code, batch_size=batch_size,
+                           precision=precision, rows=todo)
+        merged = {name: np.empty(len(classes), dtype=values.dtype) for name, values in fresh.items()}
+        for name in merged:
+            merged[name][todo.cpu().numpy()] = fresh[name]
+            for same, earlier in copies:
+                merged[name][same] = earlier[name][same]
+        merged["scored"] = ~copied.cpu().numpy()
+        results[variant] = merged
+        seen.append((maps, scored, merged))
+    return results
+
+
 def evaluate_batch(
     model: Callable[[Tensor], Tensor],
     images01: Tensor,
@@ -171,43 +307,10 @@ def evaluate_batch(
     *,
     ties: Tensor | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-image ADP, PIC, POS, NEG, DEL, INS plus ``valid``, ``constant`` and ``correct`` (clean top-1 == label).
-
-    ``classes`` is what the metrics score against (the explained class); with ``ltx_code=True`` the ground-truth
-    ``labels`` are scored instead, as in the released code. ``batch_size`` counts model inputs per forward pass; the
-    20 perturbed copies per image are built chunk by chunk from one pixel order per image. ``ties`` are the images'
-    tie permutations (:meth:`TieBreak.permutations`, (B, S*S)); None breaks ties in raster order.
-    """
-    _check_precision(precision)
-    device = _model_device(model, images01.device)
-    images01 = images01.to(device)
-    size = _square_size(images01)
-    labels = torch.as_tensor(labels, dtype=torch.long, device=device)
-    classes = torch.as_tensor(classes, dtype=torch.long, device=device)
-    normalized, valid, constant = normalize_maps(torch.as_tensor(maps).to(device), size)
-    scored = labels if ltx_code else classes
-
-    count = images01.shape[0]
-    results = {name: np.full(count, np.nan) for name in METRICS}
-    results["valid"] = valid.cpu().numpy()
-    results["constant"] = constant.cpu().numpy()
-    clean_top1 = torch.empty(count, dtype=torch.long, device=device)
-
-    if (~valid).any():
-        clean_top1[~valid] = _clean_top1(model, images01[~valid], batch_size, precision)
-    if valid.any():
-        keep = valid.nonzero().squeeze(1)
-        steps = _evaluation_steps(size * size)
-        probs, hits, top1 = _score_perturbations(
-            model, images01[keep], normalized[keep], scored[keep], steps, batch_size, precision,
-            None if ties is None else ties[keep.to(ties.device)],
-        )
-        clean_top1[keep] = top1[:, 0]
-        metrics = _metrics_from_scores(model, probs, hits, scored[keep], constant[keep], size, ltx_code, precision)
-        for name, values in metrics.items():
-            results[name][keep.cpu().numpy()] = values.cpu().numpy()
-    results["correct"] = (clean_top1 == labels).cpu().numpy()
-    return results
+    """:func:`score_maps` of one map per image, the shared forwards included: ``ties`` are the images' tie
+    permutations (:meth:`TieBreak.permutations`, (B, S*S)); None breaks ties in raster order."""
+    shard = prepare_shard(model, images01, labels, ties=ties, batch_size=batch_size, precision=precision)
+    return score_maps(model, shard, maps, classes, ltx_code=ltx_code, batch_size=batch_size, precision=precision)
 
 
 @torch.inference_mode()
@@ -247,52 +350,32 @@ def pos_auc_per_image(
     return auc
 
 
-def evaluate_dataset(
-    model: Callable[[Tensor], Tensor],
-    batches: Iterable[tuple[list[str], Tensor, Tensor, Tensor]],
-    variant: str,
-    ltx_code: bool = False,
-    batch_size: int = 256,
-    precision: str = "fp32",
-    progress: Callable[[Iterable], Iterable] | None = None,
-    *,
-    tie_break: TieBreak,
-) -> pd.DataFrame:
-    """Evaluate ``(image_ids, images01, labels, maps)`` batches; one row per image.
+PER_IMAGE_COLUMNS = ["image_id", "label", "class", "valid", "constant", "correct", *METRICS]
 
-    The explained class is recomputed per batch by :func:`classes_for_variant`; ties in the maps are broken by
-    ``tie_break`` with the batch's image ids.
-    """
-    rows = []
-    for image_ids, images01, labels, maps in progress(batches) if progress is not None else batches:
-        classes = classes_for_variant(model, images01, labels, variant, batch_size=batch_size, precision=precision)
-        ties = tie_break.permutations(image_ids, _square_size(images01) ** 2, images01.device)
-        result = evaluate_batch(model, images01, maps, labels, classes, ltx_code, batch_size, precision, ties=ties)
-        frame = pd.DataFrame(
-            {
-                "image_id": [str(image_id) for image_id in image_ids],
-                "label": torch.as_tensor(labels).cpu().numpy().astype(np.int64),
-                "class": classes.cpu().numpy().astype(np.int64),
-                "valid": result["valid"],
-                "constant": result["constant"],
-                "correct": result["correct"],
-            }
-        )
-        for name in METRICS:
-            frame[name] = result[name]
-        rows.append(frame)
-    columns = ["image_id", "label", "class", "valid", "constant", "correct", *METRICS]
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+def per_image_frame(image_ids, shard: ShardImages, classes: Tensor, result: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per image of a :func:`score_maps` result, in the per-image CSV's columns."""
+    frame = pd.DataFrame({
+        "image_id": [str(image_id) for image_id in image_ids],
+        "label": shard.labels.cpu().numpy().astype(np.int64),
+        "class": torch.as_tensor(classes).cpu().numpy().astype(np.int64),
+        "valid": result["valid"],
+        "constant": result["constant"],
+        "correct": result["correct"],
+    })
+    for name in METRICS:
+        frame[name] = result[name]
+    return frame[PER_IMAGE_COLUMNS]
 
 
 def _evaluation_steps(num_pixels: int) -> list[_Perturbation]:
-    """Inputs per image for :func:`evaluate_batch`: clean, soft-masked, POS removals 0.1..0.9, NEG removals 0.1..0.9.
+    """Inputs per map for :func:`score_maps`: soft-masked, POS removals 0.1..0.9, NEG removals 0.1..0.9.
 
-    POS and DEL share the POS images, NEG and INS the NEG images; the all-black image is scored separately, once.
+    POS and DEL share the POS images, NEG and INS the NEG images; the clean and the all-black image come from the
+    shard (:func:`prepare_shard`), once per image and once per job.
     """
     removals = [removed_pixel_count(num_pixels, j) for j in range(1, _N_STEPS)]
     return [
-        _Perturbation(),
         _Perturbation(soft_mask=True),
         *(_Perturbation(_MOST_RELEVANT_FIRST, k) for k in removals),
         *(_Perturbation(_LEAST_RELEVANT_FIRST, k) for k in removals),
@@ -300,34 +383,34 @@ def _evaluation_steps(num_pixels: int) -> list[_Perturbation]:
 
 
 def _metrics_from_scores(
-    model,
     probs: Tensor,
     hits: Tensor,
-    scored: Tensor,
+    clean_prob: Tensor,
+    clean_hit: Tensor,
+    black_prob: Tensor,
     constant: Tensor,
-    size: int,
     ltx_code: bool,
-    precision: str,
 ) -> dict[str, Tensor]:
-    """Turn the (B, steps) probability and hit tables of :func:`_evaluation_steps` into per-image float64 metrics."""
-    probs = probs.double()
-    clean_prob = probs[:, _CLEAN]
-    # An all-ones mask leaves the image unchanged; a second forward of it can differ in the last bit (batch-dependent
-    # kernels), which would turn PIC's strict Y < O into noise, so O is Y by definition there.
-    masked_prob = torch.where(constant, clean_prob, probs[:, _SOFT])
+    """Turn the (B, steps) probability and hit tables of :func:`_evaluation_steps`, with the clean and black scores,
+    into per-image float64 metrics."""
+    probs, clean_prob, black = probs.double(), clean_prob.double()[:, None], black_prob.double()[:, None]
+    clean_hit = clean_hit.double()[:, None]
+    # An all-ones mask leaves the image unchanged, so O is Y by definition there (no second forward to differ in the
+    # last bit, which would turn PIC's strict Y < O into noise).
+    masked_prob = torch.where(constant, clean_prob[:, 0], probs[:, _SOFT])
     # A clean probability that underflows to 0 cannot drop further: ADP is 0 there instead of 0/0.
-    drop = (clean_prob - masked_prob).clamp(min=0.0)
-    adp = torch.where(clean_prob > 0, 100.0 * drop / clean_prob.clamp(min=torch.finfo(probs.dtype).tiny), 0.0)
-    pic = 100.0 * (clean_prob < masked_prob).double()
+    drop = (clean_prob[:, 0] - masked_prob).clamp(min=0.0)
+    adp = torch.where(clean_prob[:, 0] > 0, 100.0 * drop / clean_prob[:, 0].clamp(min=torch.finfo(probs.dtype).tiny),
+                      0.0)
+    pic = 100.0 * (clean_prob[:, 0] < masked_prob).double()
 
-    pos_probs = torch.cat([probs[:, _CLEAN:_CLEAN + 1], probs[:, _POS_STEPS]], dim=1)
-    neg_probs = torch.cat([probs[:, _CLEAN:_CLEAN + 1], probs[:, _NEG_STEPS]], dim=1)
-    pos_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _POS_STEPS]], dim=1).double()
-    neg_hits = torch.cat([hits[:, _CLEAN:_CLEAN + 1], hits[:, _NEG_STEPS]], dim=1).double()
+    pos_probs = torch.cat([clean_prob, probs[:, _POS_STEPS]], dim=1)
+    neg_probs = torch.cat([clean_prob, probs[:, _NEG_STEPS]], dim=1)
+    pos_hits = torch.cat([clean_hit, hits[:, _POS_STEPS].double()], dim=1)
+    neg_hits = torch.cat([clean_hit, hits[:, _NEG_STEPS].double()], dim=1)
     if ltx_code:
         deletion, insertion = _auc(pos_probs), _auc(neg_probs)
     else:
-        black = _black_image_probs(model, scored, size, probs.device, precision).double()[:, None]
         deletion = _auc(torch.cat([pos_probs, black], dim=1))
         # Revealed fraction f shows what the NEG removal of 1 - f leaves: black, NEG 0.9, ..., NEG 0.1, clean.
         insertion = _auc(torch.cat([black, neg_probs.flip(1)], dim=1))
@@ -379,30 +462,22 @@ def _score_perturbations(
     return probs, top1 == scored[:, None], top1
 
 
-def _black_image_probs(model, scored: Tensor, size: int, device: torch.device, precision: str) -> Tensor:
-    """p_c of the all-black image, identical for every image and method: one forward for the whole call."""
-    black = torch.zeros((1, 3, size, size), device=device)
-    with _autocast(device, precision):
-        logits = model(black)
-    return logits.float().softmax(dim=-1)[0, scored]
-
-
 def _class_probs(model, inputs: Tensor, scored: Tensor, precision: str) -> tuple[Tensor, Tensor]:
-    with _autocast(inputs.device, precision):
-        logits = model(inputs)
-    logits = logits.float()
+    logits = _logits(model, inputs, precision)
     probs = logits.softmax(dim=-1).gather(1, scored[:, None]).squeeze(1)
     return probs, logits.argmax(dim=-1)
+
+
+def _logits(model, inputs: Tensor, precision: str) -> Tensor:
+    """fp32 logits of one forward (bf16 autocast when asked)."""
+    with _autocast(inputs.device, precision):
+        return model(inputs).float()
 
 
 @torch.inference_mode()
 def _clean_top1(model, images01: Tensor, batch_size: int, precision: str) -> Tensor:
     _check_precision(precision)
-    predictions = []
-    for start in range(0, images01.shape[0], batch_size):
-        with _autocast(images01.device, precision):
-            logits = model(images01[start:start + batch_size])
-        predictions.append(logits.float().argmax(dim=-1))
+    predictions = [_logits(model, chunk, precision).argmax(dim=-1) for chunk in images01.split(batch_size)]
     if not predictions:
         return torch.empty(0, dtype=torch.long, device=images01.device)
     return torch.cat(predictions)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -68,6 +67,7 @@ class ExplainedModel(nn.Module):
 
 def create_network(spec: ModelSpec, num_classes: int, pretrained: bool = False) -> nn.Module:
     """Build the timm network by name; ``pretrained=True`` lets timm fetch the hub weights (download rule only)."""
+    import timm  # here, not at the top: timm's import costs about 2 s of CPU, which jobs without a model skip
     if spec.family not in FAMILIES:
         raise ValueError(f"model family {spec.family!r} is not one of {FAMILIES}")
     kwargs = dict(spec.timm_kwargs)

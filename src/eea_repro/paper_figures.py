@@ -32,17 +32,16 @@ def pair_label(explainer_label: str, model_label: str) -> str:
     return f"{short_label(explainer_label)} → {short_label(model_label)}"
 
 
-def make_mixed_table(pairs: list[dict], tables_cfg: dict, seed: int, caption: str, out_csv, out_tex, out_html,
-                     out_per_image) -> None:
-    """One row per pair (``{"label", "method", "per_image": [csv, ...]}``): the EEA metrics with bootstrap CIs."""
+def make_mixed_table(pairs: list[dict], variant: str, tables_cfg: dict, seed: int, caption: str, out_csv, out_tex,
+                     out_html, out_per_image) -> None:
+    """One row per pair (``{"label", "method", "per_image": [csv, ...]}``): the EEA metrics of ``variant`` with
+    bootstrap CIs."""
+    from .stages import read_per_image
     from .tables import summarize, write_table
 
     frames = []
     for pair in pairs:
-        frame = pd.concat([pd.read_csv(path) for path in pair["per_image"]], ignore_index=True)
-        frame = frame[frame["method"] == pair["method"]].copy()
-        if frame.empty:
-            raise ValueError(f"no per-image rows of method {pair['method']!r} in {pair['per_image']}")
+        frame = read_per_image(pair["per_image"], variant, [pair["method"]])
         frame.insert(0, "pair", pair["label"])
         frame["method"] = pair["label"]
         frames.append(frame)

@@ -58,21 +58,39 @@ def rule_runtimes(benchmarks_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "job", "seconds", "max_rss_mb"])
 
 
-def method_costs(runtimes: pd.DataFrame, config: dict) -> pd.DataFrame:
+def method_timings(benchmarks_dir: str | Path, runtimes: pd.DataFrame) -> pd.DataFrame:
+    """Per-method seconds of the jobs that serve several methods (``<stage>/<job>.methods.csv``: model, method,
+    seconds, images), each method charged its share of the job's shared work (start-up, loading, clean forwards):
+    the job's wall time beyond its methods' seconds, spread evenly over them."""
+    wall = runtimes.set_index(["stage", "job"])["seconds"]
+    frames = []
+    for path in sorted(Path(benchmarks_dir).rglob("*.methods.csv")):
+        frame = pd.read_csv(path)
+        key = (path.parent.name, path.name.removesuffix(".methods.csv"))
+        shared = max(0.0, float(wall.get(key, frame["seconds"].sum())) - frame["seconds"].sum())
+        frames.append(frame.assign(stage=key[0], seconds=frame["seconds"] + shared / len(frame)))
+    columns = ["stage", "model", "method", "seconds", "images"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def method_costs(runtimes: pd.DataFrame, config: dict, benchmarks_dir: str | Path | None = None) -> pd.DataFrame:
     """Seconds per image per (model, method) for map making and for metrics, from the per-shard benchmark files,
-    so a user can budget a larger run. Job names are ``{model}_{variant}_{method}_{shard}``; a job that served several
-    variants at once is named ``{model}_{variant+variant}_{method}_{shard}`` and counts its images once per variant."""
+    so a user can budget a larger run. A job of one method is named ``{model}_{variant}_{method}_{shard}``; a job that
+    served several variants at once is named ``{model}_{variant+variant}_{method}_{shard}`` and counts its images once
+    per variant; jobs of several methods report them in ``.methods.csv`` files (:func:`method_timings`)."""
     from .plan import plan_from_config
 
     plan = plan_from_config(config)
     jobs = runtimes[runtimes["stage"].isin(["maps", "metrics"])].copy()
     columns = ["model", "method", "maps_s_per_image", "metrics_s_per_image"]
-    if jobs.empty:
-        return pd.DataFrame(columns=columns)
     parts = jobs["job"].str.extract(r"^(?P<model>[^_]+)_(?P<variant>[^_]+)_(?P<method>.+)_(?P<shard>\d+)$")
     jobs = jobs.join(parts).dropna(subset=["shard"])
     jobs["images"] = [len(range(*plan.shard_range(shard))) * (variants.count("+") + 1)
                       for shard, variants in zip(jobs["shard"], jobs["variant"])]
+    if benchmarks_dir is not None:
+        jobs = pd.concat([jobs, method_timings(benchmarks_dir, runtimes)], ignore_index=True)
+    if jobs.empty:
+        return pd.DataFrame(columns=columns)
     totals = jobs.groupby(["model", "method", "stage"])[["seconds", "images"]].sum()
     per_image = (totals["seconds"] / totals["images"]).unstack("stage")
     per_image = per_image.rename(columns={"maps": "maps_s_per_image", "metrics": "metrics_s_per_image"})
@@ -123,7 +141,7 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
     """
     environment = report_environment(Path(template).parent)
     runtimes = rule_runtimes(benchmarks_dir)
-    costs = method_costs(runtimes, config)
+    costs = method_costs(runtimes, config, benchmarks_dir)
     from .metrics import conventions
 
     context = {

@@ -3,14 +3,18 @@
 A *layer* is a list of parameter names of the explained model (see :func:`randomization_layers`), ordered bottom to
 top. Randomization levels count from the top, as the seed's figures:
 
-- cascading, x = k: the last k - 1 layers are re-initialised (x = 1 is the original model, x = L + 1 all layers);
+- cascading, x = k: the last k - 1 layers are re-initialised (x = 1 is the original model, x = L + 1 all layers), and
+  a last level x = L + 2 re-initialises everything no layer holds too (embeddings, CLS token, final norm and head of a
+  ViT, the MLPs when the layers are attention weights; stem and classifier of a CNN): Adebayo et al.'s full
+  randomization, so the curve ends at a fully random network;
 - independent, x = i: only layer i - 1 counted from the top (the (i-1)-th last) is re-initialised, so cascading and
   independent agree at x = 2.
 
 Re-initialisation is seeded per layer (the same layer gets the same new weights in both modes) and is either the
 module's own ``reset_parameters()`` (``module``: Linear/Conv get PyTorch's default Kaiming-uniform init, norm layers
-become the identity, BN running statistics are kept) or N(0, σ) for every randomized parameter (``normal``). Only the
-named parameters change; the original model is never modified.
+become the identity, BN running statistics are kept; parameters no module re-initialises, such as a ViT's CLS token
+and position embeddings, get N(0, σ)) or N(0, σ) for every randomized parameter (``normal``). Only the named
+parameters change; the original model is never modified.
 """
 
 from __future__ import annotations
@@ -93,31 +97,39 @@ def _layer_seed(seed: int, layer: int) -> int:
     return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
 
 
+def untouched_parameters(model: nn.Module, layers: list[list[str]]) -> list[str]:
+    """The parameter names of ``model`` that no layer holds: what only the full-randomization level re-initialises."""
+    held = {name for layer in layers for name in layer}
+    return [name for name, _ in model.named_parameters() if name not in held]
+
+
 @torch.no_grad()
 def _reinitialise(model: nn.Module, names: list[str], *, reinit: str, std: float, seed: int) -> None:
     """Overwrite the named parameters of ``model`` in place (the caller's copy) with seeded fresh values on the CPU."""
     if reinit not in REINIT_CHOICES:
         raise ValueError(f"reinit {reinit!r} is not one of {REINIT_CHOICES}")
     parameters = dict(model.named_parameters())
-    if reinit == "normal":
-        generator = torch.Generator().manual_seed(seed)
-        for name in names:
-            target = parameters[name]
-            target.copy_(torch.randn(target.shape, generator=generator) * std)
-        return
     owners: dict[str, list[str]] = {}
     for name in names:
         owner, leaf = name.rsplit(".", 1)
         owners.setdefault(owner, []).append(leaf)
+    drawn = []  # parameters that get N(0, std): all of them under "normal", the ones no module resets under "module"
     for j, (owner, leaves) in enumerate(owners.items()):
-        fresh = copy.deepcopy(model.get_submodule(owner)).cpu()
-        if not hasattr(fresh, "reset_parameters"):
-            raise ValueError(f"module {owner} ({type(fresh).__name__}) has no reset_parameters(); use reinit: normal")
+        module = model.get_submodule(owner)
+        if reinit == "normal" or not hasattr(module, "reset_parameters"):
+            drawn += [f"{owner}.{leaf}" for leaf in leaves]
+            continue
+        fresh = copy.deepcopy(module).cpu()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + j)
             fresh.reset_parameters()
         for leaf in leaves:
             parameters[f"{owner}.{leaf}"].copy_(getattr(fresh, leaf))
+    generator = torch.Generator().manual_seed(seed)
+    drawn = set(drawn)
+    for name in (name for name in names if name in drawn):
+        target = parameters[name]
+        target.copy_(torch.randn(target.shape, generator=generator) * std)
 
 
 def randomized_model(model: nn.Module, layers: list[list[str]], indices, *, reinit: str = "module",
@@ -130,9 +142,13 @@ def randomized_model(model: nn.Module, layers: list[list[str]], indices, *, rein
 
 
 def cascading(model: nn.Module, k: int, layers: list[list[str]], **reinit) -> nn.Module:
-    """Cascading level x = k: the last k - 1 layers re-initialised (k = 1 the original weights, k = L + 1 all)."""
-    if not 1 <= k <= len(layers) + 1:
-        raise ValueError(f"cascading level {k} is outside 1..{len(layers) + 1}")
+    """Cascading level x = k: the last k - 1 layers re-initialised (k = 1 the original weights, k = L + 1 all layers,
+    k = L + 2 every parameter of the network)."""
+    if not 1 <= k <= len(layers) + 2:
+        raise ValueError(f"cascading level {k} is outside 1..{len(layers) + 2}")
+    if k == len(layers) + 2:
+        return randomized_model(model, [*layers, untouched_parameters(model, layers)], range(len(layers) + 1),
+                                **reinit)
     return randomized_model(model, layers, range(len(layers) - (k - 1), len(layers)), **reinit)
 
 
@@ -156,8 +172,12 @@ def count_layers(model_cfg: dict, which: str) -> int:
 
 
 def setting_name(mode: str, level: int) -> str:
-    """The token naming one randomized model in file names; level 1 of either mode is the original model."""
-    return ORIGINAL if level == 1 else f"{mode}-{level}"
+    """The token naming one randomized model in file names. Level 1 of either mode is the original model, and level 2
+    is the same model in both modes (only the top layer re-initialised, with the same seed), so it is made once, as
+    ``cascading-2``."""
+    if level == 1:
+        return ORIGINAL
+    return f"cascading-{level}" if level == 2 else f"{mode}-{level}"
 
 
 def parse_setting(setting: str) -> tuple[str | None, int]:

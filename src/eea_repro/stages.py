@@ -19,7 +19,7 @@ from .data.checks import BadImage, first_usable, scan_label_file, unlabeled_imag
 from .data.loading import LabeledImageFolder, make_loader, read_label_file, subset_by_count
 from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
 from .logs import progress
-from .metrics import classes_for_variant, evaluate_dataset, normalize_maps
+from .metrics import classes_for_variant, normalize_maps
 from .models import ModelSpec, build_explained_model, compile_model, resolve_device
 from .pixel_order import TieBreak
 from .plan import EEA_LABELS
@@ -333,39 +333,56 @@ def unique_explanations(classes_per_variant: torch.Tensor, class_specific: bool)
     return rows.flatten()[first], classes_per_variant.flatten()[first], inverse
 
 
-def make_baseline_maps(method, model_cfg, checkpoint, image_root, split_file, classes_file, out_maps: dict[str, str], *,
-                       shard_range, seed, device, precision, batch_size) -> None:
-    """Maps of one method for one shard, for every variant in ``out_maps`` (variant -> file) in one job, so that a
-    map two variants share is computed once (see ``unique_explanations``)."""
+def make_baseline_maps(methods, model_cfg, checkpoint, image_root, split_file, classes_file,
+                       out_maps: dict[str, dict[str, str]], *, shard_range, seed, device, precision, batch_size,
+                       model_key="", timing_csv=None) -> None:
+    """Maps of the registry ``methods`` for one shard, every variant (``out_maps[method][variant]`` -> file), in one
+    job: the model and the images load once, and a map two variants share is computed once (``unique_explanations``).
+    The seconds spent per method go to ``timing_csv`` (the report's per-method cost)."""
+    import time
+
     from .methods import METHODS, compute_maps
 
     seed_everything(seed)
     device = resolve_device(device)
     model = load_model(model_cfg, checkpoint, classes_file, device)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
+    variants = list(next(iter(out_maps.values())))
     # clone: the classes come out of inference mode, and gradient methods index with them under autograd
     classes = torch.stack([classes_for_variant(model, images.to(device), labels.to(device), variant).cpu().clone()
-                           for variant in out_maps])
-    rows, pair_classes, index = unique_explanations(classes, METHODS[method].class_specific)
-    print(f"{method}: {len(rows)} maps serve {len(out_maps)} variant(s) of {len(images)} images")
-    maps = []
-    with naming_shard_images(method, shard_range, ids):
-        for start in progress()(range(0, len(rows), batch_size), desc=method):
-            chunk = slice(start, start + batch_size)
-            with _autocast(device, precision):
-                maps.append(compute_maps(method, model, images[rows[chunk]].to(device), pair_classes[chunk].to(device),
-                                         seed=seed + shard_range[0] + start).cpu())
-    maps = torch.cat(maps)
-    for (variant, path), variant_index, variant_classes in zip(out_maps.items(), index, classes):
-        save_map_shard(path, maps[variant_index].numpy(), ids, variant_classes.numpy(), labels.numpy(), method)
+                           for variant in variants])
+    timings = []
+    for method in methods:
+        started = time.perf_counter()
+        rows, pair_classes, index = unique_explanations(classes, METHODS[method].class_specific)
+        print(f"{method}: {len(rows)} maps serve {len(variants)} variant(s) of {len(images)} images")
+        maps = []
+        with naming_shard_images(method, shard_range, ids):
+            for start in progress()(range(0, len(rows), batch_size), desc=method):
+                chunk = slice(start, start + batch_size)
+                with _autocast(device, precision):
+                    maps.append(compute_maps(method, model, images[rows[chunk]].to(device),
+                                             pair_classes[chunk].to(device), seed=seed + shard_range[0] + start).cpu())
+        maps = torch.cat(maps)
+        for variant, variant_index, variant_classes in zip(variants, index, classes):
+            save_map_shard(out_maps[method][variant], maps[variant_index].numpy(), ids, variant_classes.numpy(),
+                           labels.numpy(), method)
+        timings.append({"model": model_key, "method": method, "seconds": time.perf_counter() - started,
+                        "images": len(ids) * len(variants), "computed": len(rows)})
+    if timing_csv is not None:
+        with atomic_path(timing_csv) as tmp:
+            pd.DataFrame(timings).to_csv(tmp, index=False)
 
 
-def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, explainer_file, image_root,
-                  split_file, classes_file, out_maps, out_selection, *, variant, shard_range, device,
+def make_eea_maps(model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, explainer_file, image_root, split_file,
+                  classes_file, out_maps: dict[str, str], out_selection=None, *, variant, shard_range, device,
                   explainer_model_cfg=None, stored_method=None) -> None:
-    """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images.
+    """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images. One job
+    makes both (``out_maps``: "eea" and / or "peea" -> file), loading the model, explainer and images once; EEA's
+    selected step per image goes to ``out_selection``.
 
-    An explainer of another architecture (``explainer_model_cfg``, paper Fig. 9) stores its maps as ``stored_method``.
+    An explainer of another architecture (``explainer_model_cfg``, paper Fig. 9) stores its EEA maps as
+    ``stored_method``.
     """
     from .explainer import explain, finetune_maps, load_explainer
 
@@ -377,56 +394,97 @@ def make_eea_maps(method, model_cfg, explainer_cfg, finetune_cfg, scoring, check
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     images, labels = images.to(device), labels.to(device)
     classes = classes_for_variant(model, images, labels, variant).clone()
-    with naming_shard_images(method, shard_range, ids):
-        if method == "peea":
-            maps = explain(explainer, images)
-            selection = pd.DataFrame({"image_id": ids, "best_step": 0})
-        else:
-            maps, info = finetune_maps(
-                explainer, model, images, classes, **finetune_settings(explainer_cfg, finetune_cfg, scoring),
-                selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
-                ties=scoring_ties(scoring, ids, images.shape[-1], device),
-            )
-            selection = pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}})
-    save_map_shard(out_maps, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(),
-                   stored_method or method)
-    with atomic_path(out_selection) as tmp:
-        selection.to_csv(tmp, index=False)
+    for method, path in out_maps.items():
+        with naming_shard_images(method, shard_range, ids):
+            if method == "peea":
+                maps = explain(explainer, images)
+            else:
+                maps, info = finetune_maps(
+                    explainer, model, images, classes, **finetune_settings(explainer_cfg, finetune_cfg, scoring),
+                    selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
+                    ties=scoring_ties(scoring, ids, images.shape[-1], device),
+                )
+                with atomic_path(out_selection) as tmp:
+                    pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}}).to_csv(
+                        tmp, index=False)
+        save_map_shard(path, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(),
+                       stored_method if method == "eea" and stored_method else method)
 
 
 # --- metrics and tables ------------------------------------------------------------------------------------------
 
 
-def evaluate_maps(model_cfg, metrics_cfg, checkpoint, maps_file, image_root, split_file, classes_file, out_csv, *,
-                  variant, shard_range, seed, device, precision) -> None:
+def evaluate_shard(model_cfg, metrics_cfg, checkpoint, map_files: list[tuple[str, str]], image_root, split_file,
+                   classes_file, out_csv, *, shard_range, seed, device, precision, model_key="",
+                   timing_csv=None) -> None:
+    """Per-image metrics of every map file of one shard (``map_files``: (variant, path) pairs), in one job.
+
+    The model, the images, their clean and black forwards and their tie permutations are loaded and computed once
+    for all methods; a method's map that two variants share is scored once (:func:`metrics.score_variants`). Writes
+    one row per (method, variant, image) to ``out_csv`` and per method the seconds spent, the rows served and the
+    rows scored to ``timing_csv`` (the report's per-method cost; not a rule output, since timings differ between
+    runs).
+    """
+    import time
+
+    from .metrics import PER_IMAGE_COLUMNS, per_image_frame, prepare_shard, score_variants
+
     device = resolve_device(device)
     model = compile_model(load_model(model_cfg, checkpoint, classes_file, device), metrics_cfg["compile"])
-    shard = load_map_shard(maps_file)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
-    if ids != shard["image_ids"]:
-        raise ValueError(f"{maps_file}: image ids do not match shard {shard_range} of {split_file}; rerun its map rule")
-    chunk = metrics_cfg["batch_size"]
-    batches = (
-        (ids[s : s + chunk], images[s : s + chunk].to(device), labels[s : s + chunk].to(device),
-         torch.from_numpy(shard["maps"][s : s + chunk]).to(device))
-        for s in range(0, len(ids), chunk)
-    )
-    frame = evaluate_dataset(model, batches, variant, ltx_code=metrics_cfg["ltx_code"], batch_size=chunk,
-                             precision=precision, progress=progress(),
-                             tie_break=TieBreak(metrics_cfg["tie_break"], seed))
-    frame.insert(0, "method", shard["method"])
-    mismatched = int((frame["class"].to_numpy() != shard["classes"]).sum())
-    if mismatched:  # 'predicted' recomputes the top-1; another device or precision may flip near-ties
-        print(f"warning: {mismatched} images are scored for another class than their map explains ({maps_file})")
+    batch_size = metrics_cfg["batch_size"]
+    ties = TieBreak(metrics_cfg["tie_break"], seed).permutations(ids, images.shape[-1] ** 2)
+    shard = prepare_shard(model, images.to(device), labels, ties=ties, batch_size=batch_size, precision=precision)
+    by_method: dict[str, dict[str, dict]] = {}
+    for variant, path in map_files:
+        maps = load_map_shard(path)
+        if ids != maps["image_ids"]:
+            raise ValueError(f"{path}: image ids do not match shard {shard_range} of {split_file}; rerun its map rule")
+        by_method.setdefault(maps["method"], {})[variant] = maps | {"path": path}
+    frames, timings = [], []
+    for method, variants in progress()(by_method.items(), desc="methods"):
+        started = time.perf_counter()
+        results = score_variants(model, shard, {v: torch.from_numpy(m["maps"]) for v, m in variants.items()},
+                                 ltx_code=metrics_cfg["ltx_code"], batch_size=batch_size, precision=precision)
+        for variant, result in results.items():
+            classes = shard.classes(variant)
+            mismatched = int((classes.cpu().numpy() != variants[variant]["classes"]).sum())
+            if mismatched:  # 'predicted' recomputes the top-1; another device or precision may flip near-ties
+                print(f"warning: {mismatched} images are scored for another class than their map explains "
+                      f"({variants[variant]['path']})")
+            frame = per_image_frame(ids, shard, classes, result)
+            frames.append(frame.assign(method=method, variant=variant)[["method", "variant", *PER_IMAGE_COLUMNS]])
+            print(f"{method} ({variant}): {int((~frame['valid']).sum())} invalid maps, "
+                  f"{int(frame['constant'].sum())} constant")
+        timings.append({"model": model_key, "method": method, "seconds": time.perf_counter() - started,
+                        "images": len(ids) * len(results),
+                        "computed": int(sum(result["scored"].sum() for result in results.values()))})
     with atomic_path(out_csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    print(f"{shard['method']}: {int((~frame['valid']).sum())} invalid maps, {int(frame['constant'].sum())} constant")
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    if timing_csv is not None:
+        with atomic_path(timing_csv) as tmp:
+            pd.DataFrame(timings).to_csv(tmp, index=False)
 
 
-def make_table(per_image_files, tables_cfg, seed, caption, out_csv, out_tex, out_html, out_per_image) -> None:
+def read_per_image(metric_files, variant: str, methods: list[str] | None = None) -> pd.DataFrame:
+    """The per-image rows of one variant (and of ``methods``, in that order; default all, in file order) from metric
+    shard files, method by method, without the variant column: the rows a table summarises."""
+    frame = pd.concat([pd.read_csv(path, dtype={"image_id": str}) for path in metric_files], ignore_index=True)
+    frame = frame[frame["variant"] == variant].drop(columns="variant")
+    order = list(dict.fromkeys(frame["method"])) if methods is None else methods
+    missing = [method for method in order if method not in set(frame["method"])]
+    if missing:
+        raise ValueError(f"no '{variant}' rows of method {missing[0]!r} in {', '.join(map(str, metric_files))}")
+    rank = {method: index for index, method in enumerate(order)}
+    frame = frame[frame["method"].isin(rank)]
+    return frame.sort_values("method", key=lambda column: column.map(rank), kind="stable").reset_index(drop=True)
+
+
+def make_table(per_image_files, variant, methods, tables_cfg, seed, caption, out_csv, out_tex, out_html,
+               out_per_image) -> None:
     from .tables import summarize, write_table
 
-    per_image = pd.concat([pd.read_csv(path) for path in per_image_files], ignore_index=True)
+    per_image = read_per_image(per_image_files, variant, methods)
     with atomic_path(out_per_image) as tmp:
         per_image.to_csv(tmp, index=False)
     summary = summarize(per_image, n_boot=tables_cfg["bootstrap"], level=tables_cfg["confidence"], seed=seed)

@@ -29,9 +29,10 @@ _LATEX_SPECIALS = {
 
 
 def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+    values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0, statistic=np.mean
 ) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap confidence interval of the mean; NaNs (invalid maps) are left out.
+    """``statistic`` (the mean, or e.g. ``np.median``) and its percentile-bootstrap confidence interval; NaNs (invalid
+    maps) are left out.
 
     Resampling is vectorised in blocks of bootstrap replicates so 50k images x 1000 replicates stays small in memory.
     """
@@ -41,20 +42,20 @@ def bootstrap_ci(
     values = values[~np.isnan(values)]
     if values.size == 0:
         return math.nan, math.nan, math.nan
-    mean = float(values.mean())
+    estimate = float(statistic(values))
     if n_boot < 1 or values.size == 1:
-        return mean, mean, mean
+        return estimate, estimate, estimate
     rng = np.random.default_rng(seed)
     block = max(1, _BOOTSTRAP_ELEMENTS_PER_BLOCK // values.size)
-    replicate_means = np.concatenate(
+    replicates = np.concatenate(
         [
-            values[rng.integers(0, values.size, size=(min(block, n_boot - start), values.size))].mean(axis=1)
+            statistic(values[rng.integers(0, values.size, size=(min(block, n_boot - start), values.size))], axis=1)
             for start in range(0, n_boot, block)
         ]
     )
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(replicate_means, [tail, 100 - tail])
-    return mean, float(low), float(high)
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    return estimate, float(low), float(high)
 
 
 def summarize(per_image: pd.DataFrame, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:

@@ -22,7 +22,6 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from timm.layers import PatchEmbed
 from torch import nn
 
 from .registry import enabled_autograd, register
@@ -92,6 +91,8 @@ def _check_supported(net: nn.Module, to_pixels: bool) -> list[nn.Module]:
         mlp_layers = [getattr(getattr(block, "mlp", None), layer, None) for layer in ("fc1", "fc2")]
         if getattr(block.attn, "gate", None) is not None or not all(isinstance(x, nn.Linear) for x in mlp_layers):
             raise ValueError(f"{name}: LRP supports plain attention and two-layer MLP blocks only")
+    from timm.layers import PatchEmbed  # here: jobs that only read method names skip timm's import
+
     if to_pixels and (
         not isinstance(net.patch_embed, PatchEmbed) or net.pos_embed is None or net.no_embed_class
         or net.dynamic_img_size

@@ -1,0 +1,18 @@
+# The appendix's claims checked against this run's numbers (src/eea_repro/claims.py): one verdict per claim and
+# subject, thresholds from config `claims:`. Evidence a configuration does not produce makes its claim 'not run', with
+# the config key that would produce it.
+
+rule claims:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        evidence_files(claims_evidence()),
+    output:
+        CLAIMS_OUTPUTS,
+    params:
+        evidence=claims_evidence(),
+        config=config,
+    log:
+        "logs/claims/claims.log",
+    script:
+        "../scripts/check_claims.py"

@@ -1,0 +1,492 @@
+"""The appendix's testable statements, each checked against this run's own numbers.
+
+A :class:`Claim` quotes the sentence it checks (short, with its section), reads evidence files of the run, computes a
+statistic with its bootstrap confidence interval over images, and turns it into a verdict by a rule whose thresholds
+come from the config (``claims:``, printed with every row). A verdict is what the run shows, never a test outcome:
+
+* ``reproduced``: the confidence interval lies on the paper's side of the threshold;
+* ``not reproduced``: it lies on the other side;
+* ``inconclusive``: it straddles the threshold, or a precondition of the paper's setting did not hold here;
+* ``not run``: the run's configuration does not produce the evidence (the reason names the config key).
+
+The same rules serve every method where they apply (beyond the paper), so a reader sees which methods pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, write_json
+from .tables import bootstrap_ci
+
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run")
+EEA = "eea"
+GRADCAM = "gradcam"
+ALL_ONES = "all_ones"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The verdict rules' thresholds (config ``claims:``) and the CIs' settings (config ``tables:``)."""
+
+    low_correlation: float = 0.3
+    cascading_trend: float = -0.5
+    adp_zero: float = 0.0
+    chance_margin: float = 0.05
+    mixed_pos_margin: float = 10.0
+    confidence: float = 0.95
+    bootstrap: int = 1000
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Settings":
+        return cls(**config["claims"], confidence=config["tables"]["confidence"],
+                   bootstrap=config["tables"]["bootstrap"], seed=config["seed"])
+
+    def ci(self, values, statistic=np.mean) -> tuple[float, float, float]:
+        return bootstrap_ci(np.asarray(values, dtype=np.float64), self.bootstrap, self.confidence, self.seed,
+                            statistic=statistic)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One row of the verdict table: a claim checked on one subject (a model, variant or method)."""
+
+    claim: str
+    subject: str
+    verdict: str
+    statistic: str = ""
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    rule: str = ""
+    evidence: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    section: str
+    quote: str
+    figure: str  # the report section that shows the evidence
+    check: Callable[[dict, Settings], list[Finding]] = field(repr=False)
+
+
+CLAIMS: dict[str, Claim] = {}
+
+
+def claim(key: str, section: str, quote: str, figure: str) -> Callable:
+    """Register a claim's check: ``check(evidence, settings) -> [Finding, ...]``."""
+
+    def add(check: Callable) -> Callable:
+        CLAIMS[key] = Claim(key, section, quote, figure, check)
+        return check
+
+    return add
+
+
+def side_of(low: float, high: float, threshold: float, paper_side: str) -> str:
+    """The verdict of a CI against a threshold; ``paper_side`` is where the paper's statement puts the value."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "inconclusive"
+    below, above = high < threshold, low > threshold
+    if paper_side == "below":
+        return "reproduced" if below else "not reproduced" if above else "inconclusive"
+    return "reproduced" if above else "not reproduced" if below else "inconclusive"
+
+
+def _finding(key: str, subject: str, values, settings: Settings, statistic: str, threshold: float, paper_side: str,
+             evidence, note: str = "", estimator=np.mean, verdict: str | None = None) -> Finding:
+    value, low, high = settings.ci(values, estimator)
+    relation = "<" if paper_side == "below" else ">"
+    return Finding(key, subject, verdict or side_of(low, high, threshold, paper_side), statistic, value, low, high,
+                   f"{100 * settings.confidence:g} % CI {relation} {threshold:g}", tuple(map(str, evidence)), note)
+
+
+def not_run(key: str, subject: str, reason: str) -> Finding:
+    return Finding(key, subject, "not run", note=reason)
+
+
+def _label(method: str) -> str:
+    from .stages import method_label
+
+    return method_label(method)
+
+
+def _controls() -> set[str]:
+    from .methods import control_methods
+
+    return control_methods()
+
+
+def _class_agnostic(method: str) -> bool:
+    from .two_object import is_class_specific
+
+    return not is_class_specific(method)
+
+
+def _paired(frame: pd.DataFrame, first: str, second: str, column: str, keys=("image_id",)) -> np.ndarray:
+    """Per-image ``first - second`` of one column, on the images both methods scored."""
+    pivot = frame.pivot_table(index=list(keys), columns="method", values=column, aggfunc="first")
+    return (pivot[first] - pivot[second]).dropna().to_numpy(dtype=np.float64)
+
+
+def _missing(evidence: dict, kind: str) -> str | None:
+    """Why this run has no evidence of a kind (None when it has some)."""
+    return None if evidence.get(kind) else evidence.get("reasons", {}).get(kind, f"the run has no {kind} evidence")
+
+
+def _read(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"image_id": str})
+
+
+# --- §2, Table 5 discussion: Grad-CAM and the all-ones mask -------------------------------------------------------
+
+
+def _gradcam_best(key: str, metric: str, evidence: dict, settings: Settings) -> list[Finding]:
+    if reason := _missing(evidence, "tables"):
+        return [not_run(key, "CNN models", reason)]
+    findings = []
+    for entry in evidence["tables"]:
+        if entry["family"] != "cnn":
+            continue
+        subject = f"{entry['label']}, '{entry['variant']}'"
+        frame = _read(entry["per_image"])
+        methods = [m for m in dict.fromkeys(frame["method"]) if m not in _controls()]
+        if GRADCAM not in methods or len(methods) < 2:
+            findings.append(not_run(key, subject, "config key 'methods.cnn' lists no Grad-CAM and another method"))
+            continue
+        means = frame[frame["method"].isin(methods)].groupby("method")[metric].mean().drop(GRADCAM)
+        lower_is_better = metric == "ADP"
+        rival = means.idxmin() if lower_is_better else means.idxmax()
+        first, second = (rival, GRADCAM) if lower_is_better else (GRADCAM, rival)  # > 0: Grad-CAM is better
+        findings.append(_finding(
+            key, subject, _paired(frame, first, second, metric), settings,
+            f"per-image {metric} of {_label(first)} − {_label(second)}, the best other method "
+            f"(> 0: Grad-CAM better)", 0.0, "above", [entry["per_image"]],
+            note=f"mean {metric}: Grad-CAM {frame.loc[frame['method'] == GRADCAM, metric].mean():.2f}, "
+                 f"{_label(rival)} {means[rival]:.2f} ({'lower' if lower_is_better else 'higher'} is better)"))
+    return findings or [not_run(key, "CNN models", "no CNN model is configured (config key 'models')")]
+
+
+@claim("gradcam_best_adp", "§2, EEA for CNNs (Table 5)",
+       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn")
+def gradcam_best_adp(evidence: dict, settings: Settings) -> list[Finding]:
+    return _gradcam_best("gradcam_best_adp", "ADP", evidence, settings)
+
+
+@claim("gradcam_best_pic", "§2, EEA for CNNs (Table 5)",
+       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn")
+def gradcam_best_pic(evidence: dict, settings: Settings) -> list[Finding]:
+    return _gradcam_best("gradcam_best_pic", "PIC", evidence, settings)
+
+
+def map_mass(map_files, size: int) -> pd.Series:
+    """Per image id: the mean of its min-max normalised map at the input size (1 = the whole image lit)."""
+    import torch
+
+    from .io import load_map_shard
+    from .metrics import normalize_maps
+
+    masses = []
+    for path in map_files:
+        shard = load_map_shard(path)
+        normalized, _valid, _constant = normalize_maps(torch.from_numpy(shard["maps"]), size)
+        masses.append(pd.Series(normalized.flatten(1).mean(dim=1).double().numpy(), index=shard["image_ids"]))
+    return pd.concat(masses)
+
+
+@claim("gradcam_larger_maps", "§2, EEA for CNNs (Fig. 1)",
+       "Grad-CAM's (GC) explanation maps are generally larger and cover a greater area", "cnn")
+def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "gradcam_larger_maps"
+    if reason := _missing(evidence, "maps"):
+        return [not_run(key, "CNN models", reason)]
+    findings = []
+    for entry in evidence["maps"]:
+        subject = f"{entry['label']}, '{entry['variant']}'"
+        if GRADCAM not in entry["files"] or EEA not in entry["files"]:
+            findings.append(not_run(key, subject, "config key 'methods.cnn' lists no Grad-CAM and EEA"))
+            continue
+        gradcam, eea = (map_mass(entry["files"][m], entry["size"]) for m in (GRADCAM, EEA))
+        paired = (gradcam - eea.reindex(gradcam.index)).dropna()
+        findings.append(_finding(
+            key, subject, paired.to_numpy(), settings,
+            "mean normalised map mass (mean of the min-max normalised map at the input size) of Grad-CAM − EEA",
+            0.0, "above", [*entry["files"][GRADCAM], *entry["files"][EEA]],
+            note=f"mass Grad-CAM {gradcam.mean():.3f}, EEA {eea.mean():.3f}"))
+    return findings or [not_run(key, "CNN models", "no CNN model is configured (config key 'models')")]
+
+
+@claim("all_ones_adp_zero", "§2, EEA for CNNs",
+       "a simple all-ones mask (that effectively leaves the image unmasked) can yield an optimal ADP value of 0",
+       "results")
+def all_ones_adp_zero(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "all_ones_adp_zero"
+    if reason := _missing(evidence, "tables"):
+        return [not_run(key, "every model", reason)]
+    findings = []
+    for entry in evidence["tables"]:
+        subject = f"{entry['label']}, '{entry['variant']}'"
+        frame = _read(entry["per_image"])
+        if ALL_ONES not in set(frame["method"]):
+            findings.append(not_run(key, subject, f"config key 'methods.{entry['family']}' lists no all_ones"))
+            continue
+        means = frame.groupby("method")["ADP"].mean()
+        values = frame.loc[frame["method"] == ALL_ONES, "ADP"]
+        value, low, high = settings.ci(values)
+        optimal = value <= settings.adp_zero and value <= means.min()
+        findings.append(Finding(key, subject, "reproduced" if optimal else "not reproduced", "mean ADP of All-ones",
+                                value, low, high, f"≤ {settings.adp_zero:g} and the lowest mean ADP of the table",
+                                (str(entry["per_image"]),),
+                                f"lowest other mean ADP {means.drop(ALL_ONES).min():.2f}"))
+    return findings
+
+
+# --- §3.1, parameter randomization --------------------------------------------------------------------------------
+
+
+def level_trend(frame: pd.DataFrame) -> np.ndarray:
+    """Per image: Spearman's correlation between the randomization level and the map's ρ with the original map
+    (-1 = ρ falls at every added level); images whose ρ does not vary are left out (undefined). All images at once:
+    Pearson's correlation of the rows' ranks with the levels' ranks."""
+    from scipy.stats import rankdata
+
+    pivot = frame.pivot_table(index="image_id", columns="level", values="spearman", aggfunc="first")
+    values = pivot.to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values).all(axis=1) & (np.ptp(values, axis=1) > 0)]
+    if not len(values):
+        return np.empty(0)
+    ranks = rankdata(values, axis=1)
+    ranks -= ranks.mean(axis=1, keepdims=True)
+    levels = rankdata(pivot.columns.to_numpy())
+    levels -= levels.mean()
+    return (ranks @ levels) / (np.linalg.norm(ranks, axis=1) * np.linalg.norm(levels))
+
+
+def _levels_note(frame: pd.DataFrame, method: str) -> str:
+    """ρ per level, and for EEA the randomized model's accuracy and EEA's mask range per level: what the reader
+    needs to judge a flat curve (a model that still classifies may rightly keep its maps)."""
+    rows = frame[frame["method"] == method].groupby("level")
+    parts = [f"mean ρ by level: {', '.join(f'{v:.2f}' for v in rows['spearman'].mean())}"]
+    if method == EEA:
+        per_image = frame.drop_duplicates(["level", "image_id"]).groupby("level")["model_correct"].mean()
+        parts.append(f"randomized model's accuracy: {', '.join(f'{100 * v:.0f} %' for v in per_image)}")
+        parts.append(f"EEA's mask range: {', '.join(f'{v:.3g}' for v in rows['map_range'].mean())}")
+    return "; ".join(parts)
+
+
+def _sanity_methods(frame: pd.DataFrame) -> list[str]:
+    methods = list(dict.fromkeys(frame["method"]))
+    return sorted(methods, key=lambda m: m != EEA)  # EEA first (the paper's claim), then every other method
+
+
+@claim("cascading_decreases", "§3.1, parameter randomization (Fig. 2)",
+       "as more layers' weights are randomized, the correlation with the explanation map of the original model "
+       "significantly deteriorates", "sanity")
+def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "cascading_decreases"
+    entries = [e for e in evidence.get("sanity", []) if e["mode"] == "cascading"]
+    if not entries:
+        return [not_run(key, "every model", evidence.get("reasons", {}).get(
+            "sanity", "config key 'sanity.modes' does not list cascading"))]
+    findings = []
+    for entry in entries:
+        frame = _read(entry["similarity"])
+        last = int(frame["level"].max())
+        for method in _sanity_methods(frame):
+            rows = frame[frame["method"] == method]
+            trend = _finding(key, f"{entry['label']}, {_label(method)}", level_trend(rows), settings,
+                             "mean per-image Spearman(level, ρ)", settings.cascading_trend, "below",
+                             [entry["similarity"]])
+            end_value, end_low, end_high = settings.ci(rows.loc[rows["level"] == last, "spearman"].dropna())
+            end = side_of(end_low, end_high, settings.low_correlation, "below")
+            verdict = ("reproduced" if trend.verdict == end == "reproduced" else
+                       "not reproduced" if "not reproduced" in (trend.verdict, end) else "inconclusive")
+            findings.append(Finding(
+                key, trend.subject, verdict, trend.statistic, trend.value, trend.ci_low, trend.ci_high,
+                f"{trend.rule}, and the last level's mean ρ {100 * settings.confidence:g} % CI < "
+                f"{settings.low_correlation:g}", trend.evidence,
+                f"last level (x = {last}, every layer randomized) mean ρ {end_value:.2f} "
+                f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}"))
+    return findings
+
+
+@claim("independent_low", "§3.1, parameter randomization (Fig. 4)",
+       "the correlation values are low across all layers", "sanity")
+def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "independent_low"
+    entries = [e for e in evidence.get("sanity", []) if e["mode"] == "independent"]
+    if not entries:
+        return [not_run(key, "every model", evidence.get("reasons", {}).get(
+            "sanity", "config key 'sanity.modes' does not list independent"))]
+    findings = []
+    for entry in entries:
+        frame = _read(entry["similarity"])
+        for method in _sanity_methods(frame):
+            rows = frame[(frame["method"] == method) & (frame["level"] > 1)]
+            by_level = {level: settings.ci(group["spearman"].dropna()) for level, group in rows.groupby("level")}
+            worst = max(by_level, key=lambda level: by_level[level][0])
+            value, low, high = by_level[worst]
+            verdicts = {side_of(l, h, settings.low_correlation, "below") for _, l, h in by_level.values()}
+            verdict = ("not reproduced" if "not reproduced" in verdicts else
+                       "reproduced" if verdicts == {"reproduced"} else "inconclusive")
+            findings.append(Finding(
+                key, f"{entry['label']}, {_label(method)}", verdict, f"highest mean ρ over the levels (x = {worst})",
+                value, low, high, f"every level's {100 * settings.confidence:g} % CI < {settings.low_correlation:g}",
+                (str(entry["similarity"]),), _levels_note(frame, method)))
+    return findings
+
+
+# --- §3.2, data randomization -----------------------------------------------------------------------------------
+
+
+@claim("data_randomization_differs", "§3.2, data randomization (Fig. 6)",
+       "train a ViT model to achieve a training set accuracy greater than 95% … the correlation values are very low",
+       "data_randomization")
+def data_randomization_differs(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "data_randomization_differs"
+    if reason := _missing(evidence, "data_randomization"):
+        return [not_run(key, "every model", reason)]
+    findings = []
+    for entry in evidence["data_randomization"]:
+        record = json.loads(Path(entry["record"]).read_text())
+        frame = _read(entry["similarity"])
+        trained = record["train_accuracy"] >= entry["target_train_accuracy"]
+        chance = record["test_accuracy"] <= record["chance_accuracy"] + settings.chance_margin
+        precondition = (f"permuted-label model: train accuracy {100 * record['train_accuracy']:.1f} % (target "
+                        f"{100 * entry['target_train_accuracy']:.0f} %), test accuracy "
+                        f"{100 * record['test_accuracy']:.1f} % (chance {100 * record['chance_accuracy']:.1f} % "
+                        f"+ {100 * settings.chance_margin:g} points)")
+        for method in _sanity_methods(frame):
+            finding = _finding(key, f"{entry['label']}, {_label(method)}",
+                               frame.loc[frame["method"] == method, "spearman"].dropna(), settings,
+                               "median per-image ρ (original vs permuted-label model's map)",
+                               settings.low_correlation, "below", [entry["similarity"], entry["record"]],
+                               note=precondition, estimator=np.median,
+                               verdict=None if trained and chance else "inconclusive")
+            findings.append(finding)
+    return findings
+
+
+# --- §4 and §5: mixed architectures, two-object images ----------------------------------------------------------
+
+
+@claim("mixed_architectures", "§4, EEA with mixed architectures (Fig. 9)",
+       "even with mixed architectures the EEA manages to produce meaningful explanation maps", "mixed")
+def mixed_architectures(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "mixed_architectures"
+    if reason := _missing(evidence, "mixed"):
+        return [not_run(key, "cross pairs", reason)]
+    mixed = evidence["mixed"]
+    frame = _read(mixed["per_image"])
+    own = {pair["model"]: pair["label"] for pair in mixed["pairs"] if pair["explainer"] == pair["model"]}
+    findings = []
+    for pair in mixed["pairs"]:
+        if pair["explainer"] == pair["model"] or pair["model"] not in own:
+            continue
+        rows = frame[frame["pair"].isin([pair["label"], own[pair["model"]]])].assign(method=lambda f: f["pair"])
+        findings.append(_finding(
+            key, pair["label"], _paired(rows, pair["label"], own[pair["model"]], "POS"), settings,
+            f"POS of {pair['label']} − POS of {own[pair['model']]} (the explained model's own architecture)",
+            settings.mixed_pos_margin, "below", [mixed["per_image"]]))
+    return findings or [not_run(key, "cross pairs", "no cross pair of two configured models")]
+
+
+@claim("two_object_class_specific", "§5, multiple-class images (Fig. 10)",
+       "EEA provides the most accurate class-specific explanation maps", "multiclass")
+def two_object_class_specific(evidence: dict, settings: Settings) -> list[Finding]:
+    key = "two_object_class_specific"
+    if reason := _missing(evidence, "two_object"):
+        return [not_run(key, "every model", reason)]
+    findings = []
+    for entry in evidence["two_object"]:
+        frame = _read(entry["per_image"])
+        methods = list(dict.fromkeys(frame["method"]))
+        agnostic = [m for m in methods if _class_agnostic(m)]
+        if not agnostic:
+            findings.append(not_run(key, entry["label"], "no class-agnostic method to compare with"))
+            continue
+        best = frame[frame["method"].isin(agnostic)].groupby("method")["class_pointing"].mean().idxmax()
+        for method in sorted((m for m in methods if m not in agnostic), key=lambda m: m != EEA):
+            findings.append(_finding(
+                key, f"{entry['label']}, {_label(method)}",
+                _paired(frame, method, best, "class_pointing", keys=("image_id", "class")), settings,
+                f"class-specific pointing game of {_label(method)} − the best class-agnostic method's "
+                f"({_label(best)})", 0.0, "above", [entry["per_image"]]))
+    return findings
+
+
+# --- the run's verdict table -----------------------------------------------------------------------------------
+
+
+COLUMNS = ["claim", "section", "quote", "subject", "verdict", "statistic", "value", "ci_low", "ci_high", "rule",
+           "evidence", "figure", "note"]
+
+
+def check_claims(evidence: dict, settings: Settings) -> pd.DataFrame:
+    """Every registered claim against the evidence: one row per (claim, subject), in registration order."""
+    rows = []
+    for entry in CLAIMS.values():
+        for finding in entry.check(evidence, settings):
+            if finding.verdict not in VERDICTS:
+                raise ValueError(f"claim {entry.key!r}: verdict {finding.verdict!r} is not one of {VERDICTS}")
+            row = asdict(finding)
+            row.update(section=entry.section, quote=entry.quote, figure=entry.figure,
+                       evidence="; ".join(finding.evidence))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdict_html(table: pd.DataFrame) -> str:
+    """The verdict table as the report shows it (the same rows and values as the CSV)."""
+    import html
+
+    def number(value) -> str:
+        return "" if value is None or pd.isna(value) else f"{value:.3g}"
+
+    lines = ['<table class="claims-table">', "<thead><tr><th>claim</th><th>subject</th><th>verdict</th>"
+             "<th>statistic</th><th>value</th><th>CI</th><th>rule</th><th>evidence</th></tr></thead>", "<tbody>"]
+    for row in table.itertuples():
+        ci = "" if pd.isna(row.ci_low) else f"[{number(row.ci_low)}, {number(row.ci_high)}]"
+        cells = [f'<a href="#{row.figure}">{html.escape(row.section)}</a>: “{html.escape(row.quote)}”',
+                 html.escape(row.subject), f'<span class="verdict {row.verdict.replace(" ", "-")}">{row.verdict}</span>',
+                 html.escape(row.statistic) + (f"<br><small>{html.escape(row.note)}</small>" if row.note else ""),
+                 number(row.value), ci, html.escape(row.rule), html.escape(row.evidence)]
+        lines.append('<tr data-claim="' + html.escape(row.claim) + '">' + "".join(f"<td>{c}</td>" for c in cells)
+                     + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines)
+
+
+def claim_sentences(table: pd.DataFrame) -> list[str]:
+    """One sentence per claim, from the table's numbers: which subjects reproduced it and which did not."""
+    sentences = []
+    for key, rows in table.groupby("claim", sort=False):
+        first = rows.iloc[0]
+        by_verdict = {verdict: ", ".join(rows.loc[rows["verdict"] == verdict, "subject"]) for verdict in VERDICTS
+                      if (rows["verdict"] == verdict).any()}
+        parts = [f"{verdict}: {subjects}" for verdict, subjects in by_verdict.items()]
+        sentences.append(f"{first['section']}, “{first['quote']}”: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def write_claims(evidence: dict, settings: Settings, out_csv, out_json, out_html) -> pd.DataFrame:
+    """Check every claim and write the verdict table (CSV, the report's HTML) and its summary (JSON)."""
+    table = check_claims(evidence, settings)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    html_table = verdict_html(table)
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(html_table + "\n", encoding="utf-8")
+    counts = table["verdict"].value_counts().reindex(VERDICTS, fill_value=0).to_dict()
+    write_json(out_json, {"settings": asdict(settings), "counts": counts, "html": html_table,
+                          "sentences": claim_sentences(table), "rows": json.loads(table.to_json(orient="records"))})
+    return table

@@ -1,0 +1,223 @@
+"""The claims' verdict rules on synthetic evidence, on both sides of their thresholds; missing evidence is 'not run'."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eea_repro.claims import CLAIMS, VERDICTS, Settings, check_claims, level_trend, side_of, write_claims
+from eea_repro.io import save_map_shard
+
+SETTINGS = Settings(bootstrap=200)
+N = 40
+IDS = [f"im{i:02d}" for i in range(N)]
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _per_image(tmp_path, name: str, values: dict[str, np.ndarray], metric_defaults=None) -> str:
+    """A table's per-image CSV: one block of rows per method, every metric column present."""
+    frames = []
+    for method, column_values in values.items():
+        frame = pd.DataFrame({"method": method, "image_id": IDS, "label": 0, "class": 0, "valid": True,
+                              "constant": method == "all_ones", "correct": True})
+        for metric in ("ADP", "PIC", "POS", "NEG", "DEL", "INS"):
+            frame[metric] = column_values.get(metric, np.full(N, 50.0))
+        frames.append(frame)
+    path = tmp_path / f"{name}.per_image.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return str(path)
+
+
+def _table_evidence(path, family="cnn"):
+    return {"tables": [{"model": "m", "label": "Model", "family": family, "variant": "target", "per_image": path}]}
+
+
+def _verdicts(key, evidence):
+    return [finding.verdict for finding in CLAIMS[key].check(evidence, SETTINGS)]
+
+
+def test_side_of_every_verdict():
+    assert side_of(0.1, 0.2, 0.3, "below") == "reproduced"
+    assert side_of(0.4, 0.5, 0.3, "below") == "not reproduced"
+    assert side_of(0.2, 0.4, 0.3, "below") == "inconclusive"
+    assert side_of(0.4, 0.5, 0.3, "above") == "reproduced"
+    assert side_of(float("nan"), 0.5, 0.3, "above") == "inconclusive"
+
+
+@pytest.mark.parametrize(("shift", "expected"), [(-10.0, "reproduced"), (10.0, "not reproduced"),
+                                                 (0.0, "inconclusive")])
+def test_gradcam_best_adp_both_sides(tmp_path, shift, expected):
+    rng = _rng()
+    rival = 30 + rng.normal(0, 5, N)
+    gradcam = rival + shift + rng.normal(0, 1, N) * (shift != 0) + (rng.normal(0, 5, N) if shift == 0 else 0)
+    path = _per_image(tmp_path, "t", {"gradcam": {"ADP": gradcam}, "layercam": {"ADP": rival},
+                                      "eea": {"ADP": rival + 20}, "all_ones": {"ADP": np.zeros(N)}})
+    assert _verdicts("gradcam_best_adp", _table_evidence(path)) == [expected]
+
+
+def test_gradcam_best_pic_prefers_higher(tmp_path):
+    rng = _rng(1)
+    path = _per_image(tmp_path, "t", {"gradcam": {"PIC": 60 + rng.normal(0, 1, N)},
+                                      "eea": {"PIC": 20 + rng.normal(0, 1, N)}})
+    assert _verdicts("gradcam_best_pic", _table_evidence(path)) == ["reproduced"]
+    assert _verdicts("gradcam_best_adp", _table_evidence(path, family="vit")) == ["not run"]
+
+
+@pytest.mark.parametrize(("zero", "expected"), [(True, "reproduced"), (False, "not reproduced")])
+def test_all_ones_adp_zero(tmp_path, zero, expected):
+    path = _per_image(tmp_path, "t", {"gradcam": {"ADP": np.full(N, 20.0)},
+                                      "all_ones": {"ADP": np.zeros(N) if zero else np.full(N, 0.5)}})
+    assert _verdicts("all_ones_adp_zero", _table_evidence(path)) == [expected]
+
+
+@pytest.mark.parametrize(("gradcam_lit", "expected"), [(0.8, "reproduced"), (0.1, "not reproduced")])
+def test_gradcam_larger_maps(tmp_path, gradcam_lit, expected):
+    rng = _rng(2)
+    files = {}
+    for method, lit in (("gradcam", gradcam_lit), ("eea", 0.4)):
+        maps = (rng.random((N, 6, 6)) < lit).astype(np.float32) + rng.random((N, 6, 6)).astype(np.float32) * 0.01
+        path = tmp_path / f"{method}.npz"
+        save_map_shard(path, maps, IDS, np.zeros(N), np.zeros(N), method)
+        files[method] = [str(path)]
+    evidence = {"maps": [{"model": "m", "label": "Model", "variant": "target", "size": 24, "files": files}]}
+    assert _verdicts("gradcam_larger_maps", evidence) == [expected]
+
+
+def _similarity(tmp_path, mode: str, rho_by_level: dict[int, float], noise=0.02, methods=("eea",)) -> str:
+    rng = _rng(3)
+    rows = []
+    for method in methods:
+        for level, rho in rho_by_level.items():
+            for image_id in IDS:
+                value = 1.0 if level == 1 else rho + rng.normal(0, noise)
+                rows.append({"mode": mode, "image_id": image_id, "method": method, "level": level,
+                             "spearman": value, "spearman_abs": value, "ssim": value, "hog": value,
+                             "map_range": 0.5, "model_correct": level < 3})
+    path = tmp_path / f"{mode}.similarity.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def _sanity_evidence(path, mode):
+    return {"sanity": [{"model": "m", "label": "Model", "mode": mode, "similarity": path}]}
+
+
+@pytest.mark.parametrize(("curve", "expected"), [
+    ({1: 1, 2: 0.7, 3: 0.4, 4: 0.2, 5: 0.05}, "reproduced"),
+    ({1: 1, 2: 0.8, 3: 0.82, 4: 0.79, 5: 0.81}, "not reproduced"),  # flat and high: neither falls nor ends low
+    ({1: 1, 2: 0.6, 3: 0.5, 4: 0.4, 5: 0.3}, "inconclusive"),  # falls steadily but ends at the threshold
+])
+def test_cascading_decreases(tmp_path, curve, expected):
+    evidence = _sanity_evidence(_similarity(tmp_path, "cascading", curve), "cascading")
+    assert _verdicts("cascading_decreases", evidence) == [expected]
+
+
+def test_level_trend_is_the_per_image_rank_correlation():
+    frame = pd.DataFrame({"image_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 4, "level": [1, 2, 3, 4] * 3,
+                          "spearman": [1, 0.5, 0.2, 0.1, 1, 0.2, 0.5, 0.1, 1, 1, 1, 1]})
+    np.testing.assert_allclose(level_trend(frame), [-1.0, -0.8])  # 'c' does not vary: left out
+
+
+@pytest.mark.parametrize(("rho", "expected"), [(0.1, "reproduced"), (0.7, "not reproduced"), (0.3, "inconclusive")])
+def test_independent_low(tmp_path, rho, expected):
+    evidence = _sanity_evidence(_similarity(tmp_path, "independent", {1: 1, 2: rho, 3: rho, 4: rho}, noise=0.05),
+                                "independent")
+    assert _verdicts("independent_low", evidence) == [expected]
+
+
+def _data_randomization(tmp_path, rho, train_accuracy=0.99, test_accuracy=0.13):
+    record = tmp_path / "model.json"
+    record.write_text(json.dumps({"train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
+                                  "chance_accuracy": 0.125}))
+    rng = _rng(4)
+    similarity = tmp_path / "similarity.csv"
+    pd.DataFrame({"image_id": IDS, "method": "eea", "spearman": rho + rng.normal(0, 0.05, N)}).to_csv(similarity,
+                                                                                                        index=False)
+    return {"data_randomization": [{"model": "m", "label": "Model", "record": str(record),
+                                    "similarity": str(similarity), "target_train_accuracy": 0.95}]}
+
+
+@pytest.mark.parametrize(("rho", "train", "test", "expected"), [
+    (0.05, 0.99, 0.13, "reproduced"), (0.8, 0.99, 0.13, "not reproduced"),
+    (0.05, 0.80, 0.13, "inconclusive"),  # the permuted labels were not fitted: not the paper's setting
+    (0.05, 0.99, 0.50, "inconclusive"),  # the twin generalises: its labels were not random enough
+])
+def test_data_randomization_differs(tmp_path, rho, train, test, expected):
+    assert _verdicts("data_randomization_differs", _data_randomization(tmp_path, rho, train, test)) == [expected]
+
+
+@pytest.mark.parametrize(("eea_hits", "expected"), [(0.9, "reproduced"), (0.1, "not reproduced")])
+def test_two_object_class_specific(tmp_path, eea_hits, expected):
+    rng = _rng(5)
+    rows = []
+    for method, rate in (("eea", eea_hits), ("rollout", 0.5), ("all_ones", 0.3)):
+        for image_id in IDS:
+            for cls in (1, 2):
+                rows.append({"method": method, "image_id": image_id, "class": cls,
+                             "class_pointing": float(rng.random() < rate), "other_pointing": 0.0})
+    path = tmp_path / "two_object.per_image.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    evidence = {"two_object": [{"model": "m", "label": "Model", "per_image": str(path)}]}
+    assert _verdicts("two_object_class_specific", evidence) == [expected]
+
+
+@pytest.mark.parametrize(("extra_pos", "expected"), [(2.0, "reproduced"), (30.0, "not reproduced")])
+def test_mixed_architectures(tmp_path, extra_pos, expected):
+    rng = _rng(6)
+    own = 20 + rng.normal(0, 3, N)
+    frames = []
+    for label, pos in (("ViT → ViT", own), ("ResNet → ViT", own + extra_pos + rng.normal(0, 1, N))):
+        frames.append(pd.DataFrame({"pair": label, "method": label, "image_id": IDS, "POS": pos}))
+    path = tmp_path / "mixed.per_image.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    evidence = {"mixed": {"per_image": str(path), "pairs": [
+        {"label": "ViT → ViT", "explainer": "vit", "model": "vit"},
+        {"label": "ResNet → ViT", "explainer": "resnet", "model": "vit"}]}}
+    assert _verdicts("mixed_architectures", evidence) == [expected]
+
+
+def test_missing_evidence_is_not_run_with_its_reason():
+    evidence = {"reasons": {"sanity": "config key 'sanity.modes' is empty",
+                            "mixed": "config key 'figures.mixed_architectures' is false"}}
+    table = check_claims(evidence, SETTINGS)
+    assert set(table["claim"]) == set(CLAIMS)  # no claim silently dropped
+    assert set(table["verdict"]) == {"not run"}
+    notes = table.set_index("claim")["note"]
+    assert notes["cascading_decreases"] == notes["independent_low"] == "config key 'sanity.modes' is empty"
+    assert notes["mixed_architectures"] == "config key 'figures.mixed_architectures' is false"
+
+
+def test_written_table_csv_and_html_agree(tmp_path):
+    path = _per_image(tmp_path, "t", {"gradcam": {"ADP": np.full(N, 20.0)}, "all_ones": {"ADP": np.zeros(N)}})
+    out = [tmp_path / f"claims.{ext}" for ext in ("csv", "json", "html")]
+    table = write_claims(_table_evidence(path), SETTINGS, *out)
+    written = pd.read_csv(out[0])
+    assert len(written) == len(table) and set(written["claim"]) == set(CLAIMS)
+    summary = json.loads(out[1].read_text())
+    assert sum(summary["counts"].values()) == len(written) and set(summary["counts"]) == set(VERDICTS)
+    html = out[2].read_text()
+    assert html.count("<tr data-claim=") == len(written)
+    assert summary["sentences"] and all(sentence.endswith(".") for sentence in summary["sentences"])
+
+
+@pytest.mark.workflow
+def test_ci_run_verdicts_and_the_report_table_equal_the_csv(tiny_run):
+    table = pd.read_csv(tiny_run / "results/claims.csv")
+    all_ones = table[table["claim"] == "all_ones_adp_zero"]
+    assert len(all_ones) == 4 and set(all_ones["verdict"]) == {"reproduced"}  # 2 models x 2 variants
+    assert set(table["claim"]) == set(CLAIMS) and set(table["verdict"]) <= set(VERDICTS)
+    report = (tiny_run / "results/report/index.html").read_text()
+    section = report[report.index('<section id="claims"'):].split("</section>")[0]
+    rows = re.findall(r'<tr data-claim="([^"]+)"><td>.*?</td><td>(.*?)</td><td><span class="verdict [^"]+">(.*?)</span>',
+                      section)
+    expected = [(row.claim, html.escape(row.subject), row.verdict) for row in table.itertuples()]
+    assert rows == expected
+    assert report.index('id="claims"') < report.index('id="metrics"')  # the report's first section
