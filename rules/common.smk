@@ -6,16 +6,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from eea_repro.compatibility import check_models
 from eea_repro.config import ConfigError, validate_config
 from eea_repro.methods import METHODS
+from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
 from eea_repro.plan import EEA_METHODS, export_package_path, plan_from_config
 
 try:
     validate_config(config, {name: method.families for name, method in METHODS.items()} | EEA_METHODS)
+    check_models(config)
 except ConfigError as error:
     sys.exit(f"Config error: {error}")
 
 PLAN = plan_from_config(config)
+FOLDER_AUGMENTED = f"{IMAGES}/{AUGMENTED}"
 
 export_package_path(Path(workflow.basedir) / "src")
 MODELS = list(config["models"])
@@ -111,7 +115,7 @@ def all_sanity_checks():
 
 
 def mask_dir_of(split):
-    """The object masks of an embedded split (figures outline them); None for ImageNet, which ships none."""
+    """The object masks of an embedded split (figures outline them); None for ImageNet and folders, which ship none."""
     return f"{PLAN.image_root}/{split}/masks" if PLAN.kind == "embedded" else None
 
 
@@ -140,11 +144,22 @@ def family_models(family, among=None):
     return [m for m in (MODELS if among is None else among) if config["models"][m]["family"] == family]
 
 
-def explain_images_params(family):
-    """Params of the per-family rules where every configured method explains a fixed set of images (sanity checks,
-    data randomization, two-object maps): EEA is fine-tuned with the main run's settings."""
+def sanity_methods(family):
+    """The methods the sanity checks (and data randomization, which compares with their level 1) run: sanity.methods
+    among the family's configured ones, in config order, or all of them."""
+    chosen = config["sanity"]["methods"]
+    return [m for m in config["methods"][family] if chosen is None or m in chosen]
+
+
+def sanity_methods_of(model):
+    return sanity_methods(config["models"][model]["family"])
+
+
+def explain_images_params(family, methods=None):
+    """Params of the per-family rules where methods explain a fixed set of images (sanity checks, data randomization:
+    ``methods``; two-object maps: every configured method): EEA is fine-tuned with the main run's settings."""
     return dict(
-        methods=config["methods"][family],
+        methods=methods or config["methods"][family],
         model=model_settings,
         sanity=config["sanity"],
         explainer=config["explainer"],
@@ -201,7 +216,7 @@ def report_figures():
 def report_sections():
     """Report sections fed by a stage's JSON summary: section name -> file (see report/sections/)."""
     sections = {"claims": CLAIMS_OUTPUTS[1]}  # rules/claims.smk
-    if PLAN.kind == "imagenet":
+    if PLAN.kind != "embedded":
         sections["skipped_images"] = "results/data/skipped_images.json"
     sections["paper_figures"] = "results/figures/paper_figures.json"
     if LOCALISATION_MASKS:  # rules/localisation.smk
@@ -313,8 +328,12 @@ from eea_repro.sanity import count_layers, setting_name
 SANITY = config["sanity"]
 SANITY_MODES = SANITY["modes"]
 SANITY_SUMMARY = "results/sanity/summary.json"
-# L per model, from its architecture (built on the meta device: no weights, no memory)
-SANITY_LAYERS = {m: count_layers(config["models"][m], SANITY["layers"][config["models"][m]["family"]]) for m in MODELS}
+# L per model, from its architecture (built on the meta device: no weights, no memory); only when the checks run
+SANITY_LAYERS = (
+    {m: count_layers(config["models"][m], SANITY["layers"][config["models"][m]["family"]]) for m in MODELS}
+    if SANITY_MODES
+    else {}
+)
 
 
 def sanity_levels(model, mode):
@@ -357,7 +376,7 @@ def sanity_level_inputs(methods, predictions=False):
 def sanity_figures(model, mode):
     """Figure name -> PNG (a PDF sits next to each) of one model and mode; EEA's curve and grid need EEA."""
     figures = {"methods_curves": f"results/figures/sanity_{model}_{mode}_methods.png"}
-    if "eea" in methods_of(model):
+    if "eea" in sanity_methods_of(model):
         figures["eea_curve"] = f"results/figures/sanity_{model}_{mode}_eea.png"
         figures["grid"] = f"results/figures/sanity_{model}_{mode}_grid.png"
     return figures

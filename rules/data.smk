@@ -1,4 +1,5 @@
-# Data: the embedded procedural dataset, and the split lists that point the loader at images (embedded or ImageNet).
+# Data: the embedded procedural dataset, and the split lists that point the loader at images (embedded, ImageNet or a
+# plain image folder, src/eea_repro/data/folder.py).
 
 if PLAN.kind == "embedded":
 
@@ -38,6 +39,34 @@ if PLAN.kind == "embedded":
             kind="embedded",
             explainer=config["explainer"],
             seed=config["seed"],
+        log:
+            "logs/data/split_lists.log",
+        script:
+            "../scripts/make_split_lists.py"
+
+elif PLAN.kind == "folder":
+
+    rule split_lists:
+        conda:
+            "../envs/torch.yaml"
+        output:
+            lists=expand(
+                "results/data/splits/{split}.txt",
+                split=["explainer_train", "explainer_val", "test"],
+            ),
+            classes=PLAN.classes_file,
+            labels=FOLDER_LABELS,
+            skipped="results/data/skipped_images.csv",
+            skipped_summary="results/data/skipped_images.json",
+            **({"augmented": directory(FOLDER_AUGMENTED)} if config["dataset"]["folder"]["augment"] else {}),
+            **({"masks": directory(FOLDER_MASKS)} if config["dataset"]["folder"]["boxes"] else {}),
+        params:
+            kind="folder",
+            folder=config["dataset"]["folder"],
+            on_bad_image=config["dataset"]["on_bad_image"],
+            explainer=config["explainer"],
+            seed=config["seed"],
+        threads: 4  # images are decoded once here to check them
         log:
             "logs/data/split_lists.log",
         script:

@@ -20,7 +20,7 @@ DATA_RANDOMIZATION_FIGURES = {
             "grid": f"results/figures/data_randomization_{m}_grid.png",
             "comparison": f"results/figures/randomization_comparison_{m}.png",
         }
-        if "eea" in methods_of(m)
+        if "eea" in sanity_methods_of(m)
         else {}
     )
     for m in DATA_RANDOMIZED_MODELS
@@ -28,16 +28,18 @@ DATA_RANDOMIZATION_FIGURES = {
 # per model and method: the maps of the sanity images on the permuted-label and on the original model (sanity.smk's
 # level 1: the same images, classes and code)
 PERMUTED_LABEL_MAPS = {
-    m: {method: f"results/data_randomization/{m}/maps/{method}.npz" for method in methods_of(m)}
+    m: {method: f"results/data_randomization/{m}/maps/{method}.npz" for method in sanity_methods_of(m)}
     for m in DATA_RANDOMIZED_MODELS
 }
 ORIGINAL_MAPS = {
-    m: {method: sanity_maps(m, "cascading", 1, method) for method in methods_of(m)} for m in DATA_RANDOMIZED_MODELS
+    m: {method: sanity_maps(m, "cascading", 1, method) for method in sanity_methods_of(m)}
+    for m in DATA_RANDOMIZED_MODELS
 }
 DATA_RANDOMIZATION_SECTIONS = {"data_randomization": DATA_RANDOMIZATION_SUMMARY} if DATA_RANDOMIZED_MODELS else {}
 
 
 rule permuted_label_model:
+    priority: 90  # two-thread jobs first, while both cores are free (see README, Speed)
     conda:
         "../envs/torch.yaml"
     input:
@@ -70,6 +72,7 @@ rule permuted_label_model:
 
 
 rule permuted_label_explainer:
+    priority: 80  # two-thread jobs first, while both cores are free (see README, Speed)
     conda:
         "../envs/torch.yaml"
     input:
@@ -116,12 +119,12 @@ for data_randomization_family in sorted({config["models"][m]["family"] for m in 
         output:
             expand(
                 "results/data_randomization/{{model}}/maps/{method}.npz",
-                method=config["methods"][data_randomization_family],
+                method=sanity_methods(data_randomization_family),
             ),
         wildcard_constraints:
             model=one_of(family_models(data_randomization_family, DATA_RANDOMIZED_MODELS)),
         params:
-            **explain_images_params(data_randomization_family),
+            **explain_images_params(data_randomization_family, sanity_methods(data_randomization_family)),
         threads: 1
         resources:
             gpu=gpu_request,
@@ -144,7 +147,7 @@ rule data_randomization_similarity:
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
     params:
-        methods=lambda wildcards: methods_of(wildcards.model),
+        methods=lambda wildcards: sanity_methods_of(wildcards.model),
         input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
     log:
         "logs/data_randomization/similarity_{model}.log",

@@ -3,7 +3,8 @@
 # data (its masks come with it) and on ImageNet when localisation.masks_dir names a folder of <image stem>.png masks.
 
 
-LOCALISATION_MASKS = config["localisation"]["masks_dir"] or mask_dir_of("test")
+FOLDER_BOXES = PLAN.kind == "folder" and config["dataset"]["folder"]["boxes"]
+LOCALISATION_MASKS = config["localisation"]["masks_dir"] or mask_dir_of("test") or (FOLDER_MASKS if FOLDER_BOXES else None)
 LOCALISATION_TWO_OBJECT = PLAN.kind == "embedded" and config["dataset"]["embedded"]["n_two_object"] > 0
 
 
@@ -82,6 +83,8 @@ rule localisation_summary:
         masks_source=(
             "the masks in localisation.masks_dir"
             if config["localisation"]["masks_dir"]
+            else "masks rasterised from the boxes in dataset.folder.boxes"
+            if FOLDER_BOXES
             else "the embedded data's object masks"
         ),
     log:

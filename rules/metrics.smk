@@ -4,6 +4,7 @@
 
 
 rule evaluate_maps:
+    priority: 50  # the longest chain to the tables: start it before the independent sanity jobs
     conda:
         "../envs/torch.yaml"
     input:

@@ -7,7 +7,7 @@ rule sanity_similarity:
     conda:
         "../envs/report.yaml"
     input:
-        unpack(sanity_level_inputs(lambda wildcards: methods_of(wildcards.model), predictions=True)),
+        unpack(sanity_level_inputs(lambda wildcards: sanity_methods_of(wildcards.model), predictions=True)),
     output:
         "results/sanity/{model}/{mode}.similarity.csv",
     wildcard_constraints:
@@ -119,13 +119,13 @@ for sanity_family in FAMILIES:
             explainer_val=PLAN.split_label_file("explainer_val"),
             classes=PLAN.classes_file,
         output:
-            maps=expand("results/sanity/{{model}}/{{setting}}/{method}.npz", method=config["methods"][sanity_family]),
+            maps=expand("results/sanity/{{model}}/{{setting}}/{method}.npz", method=sanity_methods(sanity_family)),
             predictions="results/sanity/{model}/{setting}/predictions.csv",
         wildcard_constraints:
             model=one_of(family_models(sanity_family)),
             setting=r"original|(cascading|independent)-\d+",
         params:
-            **explain_images_params(sanity_family),
+            **explain_images_params(sanity_family, sanity_methods(sanity_family)),
         threads: 1
         resources:
             gpu=gpu_request,

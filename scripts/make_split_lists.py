@@ -1,15 +1,18 @@
 """Snakemake wrapper: write the label files of every split (explainer-training images disjoint from evaluated ones)."""
-from pathlib import Path
-
+from eea_repro.data.folder import make_folder_split_lists
 from eea_repro.logs import job_context
 from eea_repro.plan import EMBEDDED_ROOT, SPLITS_DIR
 from eea_repro.stages import make_embedded_split_lists, make_imagenet_split_lists
 
 with job_context(snakemake):
-    if snakemake.params.kind == "embedded":
-        make_embedded_split_lists(EMBEDDED_ROOT, SPLITS_DIR, snakemake.params.explainer, snakemake.params.seed)
+    p, o = snakemake.params, snakemake.output
+    if p.kind == "embedded":
+        make_embedded_split_lists(EMBEDDED_ROOT, SPLITS_DIR, p.explainer, p.seed)
+    elif p.kind == "folder":
+        make_folder_split_lists(p.folder, p.explainer, SPLITS_DIR, o.classes, o.skipped, o.skipped_summary,
+                                masks_dir=getattr(o, "masks", None), on_bad_image=p.on_bad_image, seed=p.seed,
+                                threads=snakemake.threads)
     else:
-        p, o = snakemake.params, snakemake.output
         make_imagenet_split_lists(snakemake.input.labels, p.image_dir, SPLITS_DIR, p.counts, p.seed, o.classes,
                                   o.skipped, o.skipped_summary, disjoint=p.explainer["disjoint_from_eval"],
                                   on_bad_image=p.on_bad_image, threads=snakemake.threads)

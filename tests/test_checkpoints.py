@@ -37,7 +37,7 @@ def _fake_hub_cache(root, spec: ModelSpec, tag: str) -> dict:
 def _download_in_fresh_process(hf_home, destination) -> subprocess.CompletedProcess:
     """The hub client reads HF_HOME / HF_HUB_OFFLINE at import, so run the download as the rule does: a new process."""
     code = (
-        "import sys; from eea_repro.checkpoints import download_pretrained; from eea_repro.models import ModelSpec; "
+        "import sys; from eea_repro.models import ModelSpec, download_pretrained; "
         f"download_pretrained({TINY_VIT!r}, {TAG!r}, 1000, sys.argv[1])"
     )
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}

@@ -174,12 +174,25 @@ def test_liftcam_equals_captum_deeplift_on_the_head(model):
     torch.testing.assert_close(ours, expected, atol=1e-7, rtol=1e-5)
 
 
-def test_liftcam_rejects_a_nonlinear_head():
+@pytest.mark.filterwarnings("ignore:Setting forward, backward hooks")
+def test_liftcam_on_a_nonlinear_head_is_captums_deeplift():
+    """No closed form there (ConvNeXt's head normalises after the pool): captum's DeepLift on the head, as the
+    LIFT-CAM authors computed it for every head."""
+    from captum.attr import DeepLift
+
     model = _model(5)
     linear_head = model.net.forward_head
-    model.net.forward_head = lambda features, pre_logits=False: linear_head(features) ** 2
-    with pytest.raises(ValueError, match="head is not linear"):
-        compute_maps("liftcam", model, _images(1), torch.tensor([0]))
+    model.net.head_act = nn.Tanh()  # a module of the network: DeepLift's rescale rule applies to it
+    model.net.forward_head = lambda features, pre_logits=False: model.net.head_act(linear_head(features))
+    images, classes = _images(2, seed=3), torch.tensor([0, 2])
+    with torch.no_grad():
+        features = model.net.forward_features(model.normalize(images))
+    expected = DeepLift(_Head(model.net)).attribute(
+        features.clone().requires_grad_(True), baselines=torch.zeros_like(features), target=classes).detach()
+    _, contributions = liftcam_channel_contributions(model, images, classes)
+    torch.testing.assert_close(contributions, expected)
+    assert not torch.allclose(contributions, features * torch.autograd.functional.jacobian(
+        lambda f: model.net.forward_head(f).gather(1, classes[:, None]).sum(), features))  # not gradient x input
 
 
 # --- Integrated Gradients -------------------------------------------------------------------------------------

@@ -50,8 +50,57 @@ def write_checkpoint_record(record_path: str | Path, checkpoint: str | Path, sou
     write_json(record_path, {"file": Path(checkpoint).name, "sha256": sha256_of(checkpoint), "source": source, **extra})
 
 
-def import_local_checkpoint(source: str | Path, destination: str | Path, expected_sha256: str | None) -> str:
-    """Copy a user-supplied checkpoint into the results tree as safetensors, checking its recorded sha256."""
+KEY_MAP_BY_ORDER = "by_order"
+# BatchNorm's step counters: not weights (eval mode never reads them), and often absent from converted files
+_COUNTERS = "num_batches_tracked"
+
+
+def convert_state_dict(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], key_map=None,
+                       source: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """``state``'s tensors under the names of ``reference`` (a timm network's state dict; only names and shapes are
+    read, so a meta-device network will do).
+
+    ``key_map``: None (the names already match), a mapping of name prefixes (old -> new, the longest matching prefix
+    wins), or ``"by_order"``: the i-th tensor of ``state`` becomes the i-th tensor of ``reference`` (BatchNorm step
+    counters left out on both sides), checked tensor by tensor for shape. Whatever does not fit is one error line
+    naming the first keys at fault.
+    """
+    weights = {name: tensor for name, tensor in state.items() if not name.endswith(_COUNTERS)}
+    wanted = {name: tensor for name, tensor in reference.items() if not name.endswith(_COUNTERS)}
+    if key_map == KEY_MAP_BY_ORDER:
+        if len(weights) != len(wanted):
+            raise ValueError(f"{source}: {len(weights)} tensors, but the model has {len(wanted)} "
+                             f"(key_map: {KEY_MAP_BY_ORDER} pairs them one to one)")
+        pairs = list(zip(weights, wanted))
+        wrong = [(old, new) for old, new in pairs if weights[old].shape != wanted[new].shape]
+        if wrong:
+            old, new = wrong[0]
+            raise ValueError(f"{source}: tensor {old!r} {tuple(weights[old].shape)} does not fit the model's {new!r} "
+                             f"{tuple(wanted[new].shape)} ({len(wrong)} of {len(pairs)} pairs differ in shape)")
+        return {new: weights[old] for old, new in pairs}
+    if key_map:
+        prefixes = sorted(key_map, key=len, reverse=True)
+
+        def renamed(name: str) -> str:
+            prefix = next((p for p in prefixes if name.startswith(p)), None)
+            return name if prefix is None else key_map[prefix] + name[len(prefix):]
+
+        weights = {renamed(name): tensor for name, tensor in weights.items()}
+    missing = [name for name in wanted if name not in weights]
+    unexpected = [name for name in weights if name not in wanted]
+    misshapen = [name for name in wanted if name in weights and weights[name].shape != wanted[name].shape]
+    if missing or unexpected or misshapen:
+        parts = [f"{label} {names[:3]}" for label, names in (("missing", missing), ("unexpected", unexpected),
+                                                              ("wrong shape", misshapen)) if names]
+        raise ValueError(f"{source}: does not fit the model ({'; '.join(parts)}); set "
+                         f"models.<name>.checkpoint.key_map to a prefix mapping or to {KEY_MAP_BY_ORDER}")
+    return {name: weights[name] for name in wanted}
+
+
+def import_local_checkpoint(source: str | Path, destination: str | Path, expected_sha256: str | None,
+                            reference: dict[str, torch.Tensor] | None = None, key_map=None) -> str:
+    """Copy a user-supplied checkpoint into the results tree as safetensors, checking its recorded sha256; with a
+    ``reference`` state dict its tensors are renamed to the model's names (:func:`convert_state_dict`)."""
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"checkpoint file not found: {source}")
@@ -59,28 +108,11 @@ def import_local_checkpoint(source: str | Path, destination: str | Path, expecte
         actual = sha256_of(source)
         if actual != expected_sha256.lower():
             raise ValueError(f"{source}: sha256 {actual} does not match the configured {expected_sha256}")
-    if source.suffix == ".safetensors":
+    if source.suffix == ".safetensors" and key_map is None:
         with atomic_path(destination) as tmp:
             shutil.copyfile(source, tmp)
         return sha256_of(destination)
-    return save_state_dict(load_state_dict(source), destination)
-
-
-def download_pretrained(spec, pretrained_tag: str, num_classes: int, destination: str | Path) -> str:
-    """Fetch pretrained weights through timm (Hugging Face hub) for a ``ModelSpec`` and store them as safetensors.
-
-    Offline, timm raises a connection error deep inside the hub client; we turn it into one line naming the key to set.
-    """
-    from dataclasses import replace
-
-    from .models import create_network
-
-    tagged = replace(spec, timm_name=f"{spec.timm_name}.{pretrained_tag}")
-    try:
-        net = create_network(tagged, num_classes, pretrained=True)
-    except Exception as error:
-        raise RuntimeError(
-            f"could not download pretrained weights for {tagged.timm_name!r} ({type(error).__name__}); offline runs "
-            "must set models.<name>.checkpoint.source: file and models.<name>.checkpoint.path to a local weights file"
-        ) from None
-    return save_state_dict(net.state_dict(), destination)
+    state = load_state_dict(source)
+    if reference is not None:
+        state = convert_state_dict(state, reference, key_map, source)
+    return save_state_dict(state, destination)

@@ -45,11 +45,26 @@ def validate_config(config: dict, known_methods: dict[str, tuple[str, ...]] | No
     _check_cross_keys(config, known_methods)
 
 
+def _exists(value: str) -> bool:
+    """Whether a config path (``workflow:``, ``package:`` or plain) names an existing file."""
+    from .paths import resolve
+
+    try:
+        return resolve(value).exists()
+    except FileNotFoundError:  # a package that is not installed
+        return False
+
+
 def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | None) -> None:
     dataset = config["dataset"]
     kind = dataset["kind"]
     if kind not in dataset:
         raise ConfigError(f"config key 'dataset.{kind}': missing, but dataset.kind is {kind!r}")
+    if kind == "folder":
+        folder = dataset["folder"]
+        for key in ("root", "csv", "boxes"):
+            if folder[key] and not _exists(folder[key]):
+                raise ConfigError(f"config key 'dataset.folder.{key}': {folder[key]} does not exist")
     if kind == "imagenet":
         for key, what in (("imagenet_dir", "image folder"), ("imagenet_labels", "label file")):
             value = config.get(key)
@@ -66,8 +81,9 @@ def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | 
             path = checkpoint.get("path")
             if not path:
                 raise ConfigError(f"config key '{prefix}.path': required when {prefix}.source is 'file'")
-            if not Path(path).exists():
-                raise ConfigError(f"config key '{prefix}.path': {path} does not exist")
+            if not _exists(path):
+                hint = " (is its package installed? see the README's install extras)" if path.startswith("package:") else ""
+                raise ConfigError(f"config key '{prefix}.path': {path} does not exist{hint}")
         if checkpoint["source"] == "download" and not checkpoint.get("pretrained_tag"):
             raise ConfigError(f"config key '{prefix}.pretrained_tag': required when {prefix}.source is 'download'")
         if checkpoint["source"] == "train":
@@ -75,6 +91,10 @@ def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | 
                 raise ConfigError(f"config key 'models.{name}.train': required when {prefix}.source is 'train'")
             if kind != "embedded":
                 raise ConfigError(f"config key '{prefix}.source': 'train' is only available for the embedded dataset")
+    configured = {method for names in config["methods"].values() for method in names}
+    unknown = [method for method in config["sanity"]["methods"] or [] if method not in configured]
+    if unknown:
+        raise ConfigError(f"config key 'sanity.methods': {unknown[0]!r} is not a configured method (methods.*)")
     for name in config["data_randomization"]["models"]:
         if name not in config["models"]:
             raise ConfigError(f"config key 'data_randomization.models': {name!r} is not a configured model")

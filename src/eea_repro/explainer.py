@@ -99,6 +99,17 @@ class MaskExplainer(nn.Module):
         return torch.sigmoid(logits)
 
 
+def explainer_network(net: nn.Module, spec: ModelSpec) -> None:
+    """What the explainer reads from its backbone: a token sequence on a fixed patch grid (ViT), or a (B, C, h, w)
+    feature map (CNN); raises ValueError naming what is missing."""
+    from .methods.cnn import feature_map_network
+
+    if spec.family == "cnn":
+        feature_map_network(net, spec)
+    elif not hasattr(getattr(net, "patch_embed", None), "grid_size") or not hasattr(net, "num_prefix_tokens"):
+        raise ValueError(f"{type(net).__name__}: the ViT explainer needs a patch embedding with a fixed grid")
+
+
 def _load_backbone(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load every backbone weight; the classifier may be absent (it is dropped right after) but nothing else."""
     classifier = (getattr(net, "default_cfg", None) or {}).get("classifier") or ""

@@ -1,6 +1,6 @@
 """Where each data split lives and how the evaluated images are sharded: the file plan the rules share.
 
-Both dataset kinds are described the same way: an image root plus one label file per split whose lines are
+Every dataset kind is described the same way: an image root plus one label file per split whose lines are
 ``<path relative to the image root> <label> [<label> ...]`` (the ImageNet-val label format), so one loader serves both.
 """
 
@@ -49,6 +49,18 @@ def plan_from_config(config: dict) -> Plan:
             n_eval=dataset["embedded"]["counts"]["test"],
             shard_size=dataset["shard_size"],
         )
+    if dataset["kind"] == "folder":
+        from .data.folder import FOLDER_ROOT, IMAGES, folder_entries
+        from .paths import resolve
+
+        folder = dataset["folder"]
+        n_eval = folder["eval_count"]
+        if n_eval is None:  # every image the explainer splits leave
+            total = len(folder_entries(resolve(folder["root"]), resolve(folder["csv"]) if folder["csv"] else None))
+            explainer = folder["explainer_train_count"] + folder["explainer_val_count"]
+            n_eval = total - explainer if config["explainer"]["disjoint_from_eval"] else total
+        return Plan(kind="folder", image_root=IMAGES, classes_file=f"{FOLDER_ROOT}/classes.txt", n_eval=n_eval,
+                    shard_size=dataset["shard_size"])
     return Plan(
         kind="imagenet",
         image_root=config["imagenet_dir"],

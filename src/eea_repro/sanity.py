@@ -65,32 +65,29 @@ def _network(model: nn.Module) -> tuple[nn.Module, str]:
 
 
 def randomization_layers(model: nn.Module, family: str, which: str) -> list[list[str]]:
-    """Parameter names of each randomizable layer of ``model``, ordered bottom -> top.
+    """Parameter names of each randomizable layer of ``model``, ordered bottom -> top, for any timm classifier.
 
-    ViT: one layer per transformer block; ``attention`` = the block's attention parameters (qkv + proj, the seed's
-    choice), ``block`` = all of the block's parameters. CNN (timm ResNet): ``stage`` = layer1..layer4, ``block`` = each
-    residual block of those stages; all of the unit's conv and BN parameters. The stem and the classifier are not
-    layers here (the seed counts the ViT's 12 blocks).
+    The units are timm's own parameter groups (``group_matcher``, the grouping timm uses for layer-wise learning
+    rates): the first group is the stem (embeddings), the last the head, and the ones between are the layers. CNN:
+    ``stage`` = the coarse groups (a ResNet's layer1..layer4, an EfficientNet's blocks.0..6, a ConvNeXt's stages),
+    ``block`` = the fine ones (each residual / inverted-residual block). ViT: one layer per transformer block;
+    ``attention`` = the block's attention parameters (qkv + proj, the seed's choice), ``block`` = all of it. The stem
+    and the head are not layers here (the seed counts the ViT's 12 blocks); the last cascading level adds them.
     """
+    from timm.models import group_parameters
+
     if which not in LAYER_CHOICES.get(family, ()):
         raise ValueError(f"layers {which!r} is not one of {LAYER_CHOICES.get(family)} for family {family!r}")
     net, prefix = _network(model)
-
-    def names(module: nn.Module, path: str) -> list[str]:
-        return [f"{prefix}{path}.{name}" for name, _ in module.named_parameters()]
-
-    if family == "vit":
-        part = "attn" if which == "attention" else None
-        return [
-            names(getattr(block, part), f"blocks.{i}.{part}") if part else names(block, f"blocks.{i}")
-            for i, block in enumerate(net.blocks)
-        ]
-    stages = [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5) if hasattr(net, f"layer{i}")]
-    if not stages:
-        raise ValueError(f"{type(net).__name__} has no ResNet stages layer1..layer4")
-    if which == "stage":
-        return [names(stage, path) for path, stage in stages]
-    return [names(block, f"{path}.{j}") for path, stage in stages for j, block in enumerate(stage)]
+    if not hasattr(net, "group_matcher"):
+        raise ValueError(f"{type(net).__name__} has no timm group_matcher(), so its layers cannot be found")
+    groups = list(group_parameters(net, net.group_matcher(coarse=which == "stage")).values())[1:-1]
+    if which == "attention":
+        groups = [[name for name in group if ".attn." in name] for group in groups]
+    layers = [[prefix + name for name in group] for group in groups if group]
+    if not layers:
+        raise ValueError(f"{type(net).__name__}: timm's parameter groups hold no layer between stem and head")
+    return layers
 
 
 def _layer_seed(seed: int, layer: int) -> int:
@@ -242,10 +239,16 @@ def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> No
 
 def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, ties, seed,
                      precision, batch_size) -> None:
-    """Every method's maps of the sanity images for their ground-truth class, one map file per method."""
+    """Every method's maps of the sanity images for their ground-truth class, one map file per method (the map
+    methods on the model's inference layout, EEA fine-tuned against the model as it is)."""
+    from .models import for_inference
+    from .plan import EEA_METHODS
+
+    inference = for_inference(model)
     for method in progress()(methods, desc="methods"):
-        maps = method_maps(method, model, images, labels, explainer=explainer, eea_settings=eea_settings, ties=ties,
-                           seed=seed, precision=precision, batch_size=batch_size)
+        maps = method_maps(method, model if method in EEA_METHODS else inference, images, labels,
+                           explainer=explainer, eea_settings=eea_settings, ties=ties, seed=seed, precision=precision,
+                           batch_size=batch_size)
         save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
 
 

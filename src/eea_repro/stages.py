@@ -20,7 +20,9 @@ from .data.loading import LabeledImageFolder, make_loader, read_label_file, subs
 from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .metrics import classes_for_variant, normalize_maps
-from .models import ModelSpec, build_explained_model, compile_model, resolve_device
+from .models import (ModelSpec, build_explained_model, compile_model, download_pretrained, for_inference,
+                     reference_state, resolve_device)
+from .paths import resolve
 from .pixel_order import TieBreak
 from .plan import EEA_LABELS
 
@@ -122,7 +124,8 @@ def make_embedded_split_lists(embedded_root, out_dir, explainer: dict, seed: int
 
 def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed: int, classes_out, skipped_csv,
                               skipped_summary, *, disjoint: bool = True, on_bad_image: str = "error",
-                              threads: int = 1) -> None:
+                              threads: int = 1, class_names: list[str] | None = None,
+                              check_unlabeled: bool = True) -> None:
     """Draw the evaluated images and the explainer's train/val images as seeded subsets of ImageNet-val.
 
     ``disjoint`` keeps explainer images out of the evaluated set; the released code trained the explainer on
@@ -131,6 +134,9 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
     The inputs are checked here, before any model job: every label line, every image file in ``image_dir``, and a full
     decode of each image drawn. ``on_bad_image: error`` stops at the first bad one with one line naming file and line;
     ``skip`` draws past it and lists it in ``skipped_csv`` (file, line, reason), counted in ``skipped_summary``.
+    A plain image folder (:mod:`.data.folder`) comes here as a label file too, with its own ``class_names``; a CSV of
+    its images lists what belongs to the dataset, so other files under its root are not checked
+    (``check_unlabeled=False``).
     """
     skip = on_bad_image == "skip"
 
@@ -138,7 +144,8 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
         return f"{bad.describe(image_dir, label_file)}; fix it, or set dataset.on_bad_image: skip to leave it out"
 
     usable, bad = scan_label_file(label_file, counts["n_classes"])
-    bad += unlabeled_images(image_dir, label_file)
+    if check_unlabeled:
+        bad += unlabeled_images(image_dir, label_file)
     if bad and not skip:
         raise ValueError(refuse(bad[0]))
     wanted = {"test": counts["eval_count"], "explainer_train": counts["explainer_train_count"],
@@ -159,7 +166,7 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
     for split, count in wanted.items():
         rows = sorted(chosen[starts[split] : starts[split] + count], key=lambda entry: entry.line)
         _write_label_lines(Path(out_dir) / f"{split}.txt", [(entry.name, entry.labels) for entry in rows])
-    names = imagenet_class_names(counts["n_classes"])
+    names = class_names or imagenet_class_names(counts["n_classes"])
     with atomic_path(classes_out) as tmp:
         tmp.write_text("".join(f"{name}\n" for name in names))
     skipped = [{"file": b.name, "line": b.line or None, "reason": b.reason} for b in bad]
@@ -211,12 +218,14 @@ def train_explained_model(model_cfg, image_root, train_file, val_file, test_file
 def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> None:
     source = model_cfg["checkpoint"]
     n_classes = len(read_classes(classes_file))
+    spec = ModelSpec.from_config(model_cfg)
     if source["source"] == "file":
-        checkpoints.import_local_checkpoint(source["path"], out_checkpoint, source.get("sha256"))
-        origin = f"local file {Path(source['path']).name}"
+        path = resolve(source["path"])
+        checkpoints.import_local_checkpoint(path, out_checkpoint, source.get("sha256"),
+                                            reference_state(spec, n_classes), source.get("key_map"))
+        origin = f"local file {path.name}" + (f", key_map {source['key_map']}" if source.get("key_map") else "")
     else:
-        checkpoints.download_pretrained(ModelSpec.from_config(model_cfg), source["pretrained_tag"], n_classes,
-                                        out_checkpoint)
+        download_pretrained(spec, source["pretrained_tag"], n_classes, out_checkpoint)
         if source.get("sha256") and checkpoints.sha256_of(out_checkpoint) != source["sha256"].lower():
             Path(out_checkpoint).unlink()
             raise ValueError(f"{out_checkpoint}: sha256 differs from models.*.checkpoint.sha256 {source['sha256']}")
@@ -345,7 +354,7 @@ def make_baseline_maps(methods, model_cfg, checkpoint, image_root, split_file, c
 
     seed_everything(seed)
     device = resolve_device(device)
-    model = load_model(model_cfg, checkpoint, classes_file, device)
+    model = for_inference(load_model(model_cfg, checkpoint, classes_file, device))
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     variants = list(next(iter(out_maps.values())))
     # clone: the classes come out of inference mode, and gradient methods index with them under autograd
@@ -430,7 +439,8 @@ def evaluate_shard(model_cfg, metrics_cfg, checkpoint, map_files: list[tuple[str
     from .metrics import PER_IMAGE_COLUMNS, per_image_frame, prepare_shard, score_variants
 
     device = resolve_device(device)
-    model = compile_model(load_model(model_cfg, checkpoint, classes_file, device), metrics_cfg["compile"])
+    model = compile_model(for_inference(load_model(model_cfg, checkpoint, classes_file, device)),
+                          metrics_cfg["compile"])
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     batch_size = metrics_cfg["batch_size"]
     ties = TieBreak(metrics_cfg["tie_break"], seed).permutations(ids, images.shape[-1] ** 2)

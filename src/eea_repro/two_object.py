@@ -118,7 +118,8 @@ def make_two_object_maps(methods: list[str], model_cfg, explainer_cfg, finetune_
                          precision, batch_size) -> None:
     """Every method's two-class maps of one explained model (one job: the model and images load once)."""
     from .explainer import load_explainer
-    from .models import ModelSpec
+    from .models import ModelSpec, for_inference
+    from .plan import EEA_METHODS
     from .stages import load_model, read_classes, scoring_ties, seed_everything
 
     seed_everything(seed)
@@ -131,8 +132,9 @@ def make_two_object_maps(methods: list[str], model_cfg, explainer_cfg, finetune_
     images, classes, ids, _ = load_two_object_images(image_root, split_file, model_cfg["input_size"], num_classes)
     images, classes = images.to(device), classes.to(device)
     ties = scoring_ties(scoring, ids, images.shape[-1], device)
+    inference = for_inference(model)
     for method, out_file in zip(methods, out_files, strict=True):
-        maps = explain_both_classes(method, model, images, classes, explainer=explainer, explainer_cfg=explainer_cfg,
+        maps = explain_both_classes(method, model if method in EEA_METHODS else inference, images, classes, explainer=explainer, explainer_cfg=explainer_cfg,
                                     finetune_cfg=finetune_cfg, seed=seed, batch_size=batch_size,
                                     scoring=scoring, ties=ties, precision=precision)
         save_two_object_maps(out_file, maps.cpu().numpy(), classes.cpu().numpy(), ids)

@@ -75,7 +75,7 @@ def unlabeled_images(image_dir, label_file) -> list[BadImage]:
     listed = {text.split()[0] for text in Path(label_file).read_text().splitlines() if text.split()}
     root = Path(image_dir)
     found = []
-    for folder, _, files in os.walk(root):
+    for folder, _, files in os.walk(root, followlinks=True):  # a plain folder is linked in (data/folder.py)
         for file_name in files:
             relative = (Path(folder) / file_name).relative_to(root).as_posix()
             if Path(file_name).suffix.lower() in IMAGE_SUFFIXES and relative not in listed:

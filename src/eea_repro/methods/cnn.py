@@ -13,6 +13,18 @@ from .registry import enabled_autograd, register
 GRADCAM_PP_EPS = 1e-6  # keeps Grad-CAM++'s alpha finite where the gradient vanishes (as pytorch-grad-cam does)
 
 
+def feature_map_network(net, spec) -> None:
+    """What the CNN methods read: timm's ``forward_features`` giving a (B, C, h, w) map, and ``forward_head``
+    recomputing the logits from it. Checked with one forward (on the meta device before any job runs)."""
+    name = type(net).__name__
+    if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
+        raise ValueError(f"{name} has no timm forward_features / forward_head")
+    device = next(net.parameters()).device
+    shape = net.forward_features(torch.zeros(1, 3, spec.input_size, spec.input_size, device=device)).shape
+    if len(shape) != 4:
+        raise ValueError(f"{name}: forward_features gives {tuple(shape)}, not a (B, C, h, w) feature map")
+
+
 def last_features(model, images01: torch.Tensor) -> torch.Tensor:
     """The last stage's feature map (B, C, h, w) of the explained CNN, without gradients."""
     with torch.no_grad():
@@ -37,14 +49,14 @@ def _weighted_activation_map(weights: torch.Tensor, features: torch.Tensor) -> t
     return (weights[:, :, None, None] * features).sum(dim=1).clamp(min=0)
 
 
-@register("gradcam", "GC", ("cnn",), class_specific=True)
+@register("gradcam", "GC", ("cnn",), class_specific=True, requires=feature_map_network)
 def gradcam(model, images01, classes, generator=None):
     """Grad-CAM (Selvaraju et al.): channel weights are the spatially averaged gradients of the class logit."""
     features, gradients = _features_and_gradients(model, images01, classes)
     return _weighted_activation_map(gradients.mean(dim=(2, 3)), features)
 
 
-@register("gradcam_pp", "GC++", ("cnn",), class_specific=True)
+@register("gradcam_pp", "GC++", ("cnn",), class_specific=True, requires=feature_map_network)
 def gradcam_plus_plus(model, images01, classes, generator=None):
     """Grad-CAM++ (Chattopadhay et al., eq. 19) in its closed form on the logit gradients g:
     alpha = g^2 / (2 g^2 + sum_xy(A) g^3), channel weight = sum_xy alpha * ReLU(g)."""

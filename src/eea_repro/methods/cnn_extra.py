@@ -9,11 +9,13 @@ at the input resolution, the CAMs (B, h, w) maps on the feature grid.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cnn import _features_and_gradients, _weighted_activation_map, last_features
+from .cnn import _features_and_gradients, _weighted_activation_map, feature_map_network, last_features
 from .registry import enabled_autograd, register
 
 SCORECAM_CHUNK = 256  # masked images per forward pass of the whole network
@@ -33,7 +35,7 @@ def _image_channel_pairs(batch: int, channels: int, chunk: int, device: torch.de
         yield start, image_index[start : start + chunk], channel_index[start : start + chunk]
 
 
-@register("scorecam", "Score-CAM", ("cnn",), class_specific=True)
+@register("scorecam", "Score-CAM", ("cnn",), class_specific=True, requires=feature_map_network)
 def scorecam(model, images01, classes, generator=None, chunk: int = SCORECAM_CHUNK):
     """Score-CAM as pytorch-grad-cam computes it: each channel, upsampled (align_corners=True) and min-max normalised,
     masks the *normalised* input; channel weights are the softmax over channels of the masked inputs' class logits."""
@@ -54,7 +56,7 @@ def scorecam(model, images01, classes, generator=None, chunk: int = SCORECAM_CHU
     return _weighted_activation_map(weights, features.float())
 
 
-@register("ablationcam", "Ablation-CAM", ("cnn",), class_specific=True)
+@register("ablationcam", "Ablation-CAM", ("cnn",), class_specific=True, requires=feature_map_network)
 def ablationcam(model, images01, classes, generator=None, chunk: int = ABLATION_CHUNK):
     """Ablation-CAM as pytorch-grad-cam computes it: channel k's weight is the relative drop (y - y_k) / y of the class
     logit when channel k of the last feature map is zeroed. Only the head is rerun, on copies of the features."""
@@ -72,19 +74,31 @@ def ablationcam(model, images01, classes, generator=None, chunk: int = ABLATION_
     return _weighted_activation_map(weights, features.float())
 
 
-@register("layercam", "LayerCAM", ("cnn",), class_specific=True)
+@register("layercam", "LayerCAM", ("cnn",), class_specific=True, requires=feature_map_network)
 def layercam(model, images01, classes, generator=None):
     """LayerCAM (Jiang et al.): every position keeps its own weight, the positive part of the class-logit gradient."""
     features, gradients = _features_and_gradients(model, images01, classes)
     return (gradients.clamp(min=0) * features).sum(dim=1).clamp(min=0)
 
 
+class _Head(nn.Module):
+    """A timm network's ``forward_head`` as a module of its own, so that captum can attribute to the features."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(features)
+
+
 def liftcam_channel_contributions(model, images01, classes) -> tuple[torch.Tensor, torch.Tensor]:
     """Last-stage features (B, C, h, w) and their DeepLIFT contributions (zero reference) to the class logit.
 
-    On a linear head (global average pool + fc) DeepLIFT's rescale rule is exact and equals gradient x input, i.e.
-    A_kij * W_ck / (h w). The head runs in float32 so that the summation-to-delta check below can be tight: it rejects a
-    head where gradient x input is not DeepLIFT (a non-linear head), instead of returning a wrong map.
+    On a linear head (global average pool + fc: ResNet, EfficientNet) DeepLIFT's rescale rule is exact and equals
+    gradient x input, i.e. A_kij * W_ck / (h w); the head runs in float32 and the summation-to-delta check confirms the
+    head is linear. A head that is not (ConvNeXt's norm after the pool) is attributed by captum's DeepLift on the head
+    module, as the LIFT-CAM authors did for every head.
     """
     features = last_features(model, images01).float()
     with enabled_autograd(), torch.autocast(device_type=features.device.type, enabled=False):
@@ -98,15 +112,17 @@ def liftcam_channel_contributions(model, images01, classes) -> tuple[torch.Tenso
     delta = class_logit.detach() - reference_logit
     mismatch = (contributions.sum(dim=(1, 2, 3)) - delta).abs()
     scale = contributions.abs().sum(dim=(1, 2, 3)) + delta.abs()
-    if (mismatch > LIFTCAM_LINEARITY_RTOL * scale + 1e-6).any():
-        raise ValueError(
-            f"LIFT-CAM: {type(model.net).__name__}'s head is not linear in the last feature map "
-            f"(contributions miss the logit change by up to {float(mismatch.max()):.3g}); no closed form applies"
-        )
+    if (mismatch > LIFTCAM_LINEARITY_RTOL * scale + 1e-6).any():  # not linear: DeepLift proper
+        from captum.attr import DeepLift
+
+        with enabled_autograd(), torch.autocast(device_type=features.device.type, enabled=False):
+            contributions = DeepLift(_Head(model.net)).attribute(
+                features.clone().requires_grad_(True), baselines=torch.zeros_like(features), target=classes)
+        contributions = contributions.detach()
     return features, contributions
 
 
-@register("liftcam", "LIFT-CAM", ("cnn",), class_specific=True)
+@register("liftcam", "LIFT-CAM", ("cnn",), class_specific=True, requires=feature_map_network)
 def liftcam(model, images01, classes, generator=None):
     """LIFT-CAM (Jung & Oh): channel weights are the channels' summed DeepLIFT contributions to the class logit."""
     features, contributions = liftcam_channel_contributions(model, images01, classes)
@@ -132,7 +148,7 @@ def integrated_gradients_attributions(
     return attributions.detach().float()
 
 
-@register("integrated_gradients", "IG", ("cnn",), class_specific=True)
+@register("integrated_gradients", "IG", ("cnn",), class_specific=True, requires=feature_map_network)
 def integrated_gradients(model, images01, classes, generator=None):
     """Integrated Gradients as LTX used it: the channel mean of the attributions, at the input resolution."""
     return integrated_gradients_attributions(model, images01, classes).mean(dim=1)
@@ -140,7 +156,7 @@ def integrated_gradients(model, images01, classes, generator=None):
 
 def _effective_bias(module: nn.Module) -> torch.Tensor:
     """The bias a layer adds; for eval-mode batch norm, (x - m) w / s + b = x w / s + (b - m w / s)."""
-    if isinstance(module, nn.BatchNorm2d):
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if module.running_mean is None:
             raise ValueError("FullGrad needs batch norm with running statistics (eval mode)")
         scale = torch.rsqrt(module.running_var + module.eps)
@@ -151,42 +167,69 @@ def _effective_bias(module: nn.Module) -> torch.Tensor:
     return module.bias
 
 
-def _biased_layers(net: nn.Module) -> list[nn.Module]:
-    """The layers whose bias-gradients complete FullGrad's decomposition, in module order."""
-    layers = []
+@dataclass(frozen=True)
+class BiasSite:
+    """Where FullGrad reads a biased layer's output, and how that output is laid out."""
+
+    layer: nn.Module
+    site: nn.Module  # the layer, or for a norm with a built-in activation (timm's BatchNormAct2d) that activation,
+    #                  whose input is the norm's output before the non-linearity
+    at_input: bool
+    channels_last: bool  # Linear and plain LayerNorm act on the last dimension (ConvNeXt's NHWC blocks)
+
+
+def bias_sites(net: nn.Module) -> list[BiasSite]:
+    """The layers whose bias-gradients complete FullGrad's decomposition, in module order, for any timm CNN: biased
+    convolutions and linear layers, and batch / layer / group norms (timm's norm + activation layers included).
+    Other normalisation layers are refused with one line naming them."""
+    from timm.layers import LayerNorm2d, LayerNormAct2d
+
+    sites = []
     for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and type(module) is not nn.BatchNorm2d:
-            # e.g. timm's BatchNormAct2d: its output is past the activation, so the bias-gradient cannot be read there
-            raise ValueError(f"FullGrad: unsupported normalisation layer {type(module).__name__}")
-        biased_affine = isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None
-        if biased_affine or isinstance(module, nn.BatchNorm2d):
-            layers.append(module)
-    return layers
+        norm = isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm))
+        if not norm and "norm" in type(module).__name__.lower() and any(
+                True for _ in module.parameters(recurse=False)):
+            raise ValueError(f"FullGrad: unsupported normalisation layer {type(module).__name__} "
+                             f"in {type(net).__name__}")
+        batch_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        biased = getattr(module, "bias", None) is not None
+        if not (batch_norm or (biased and (norm or isinstance(module, (nn.Conv2d, nn.Linear))))):
+            continue
+        act = getattr(module, "act", None) if norm else None
+        channels_last = isinstance(module, nn.Linear) or (
+            isinstance(module, nn.LayerNorm) and not isinstance(module, (LayerNorm2d, LayerNormAct2d)))
+        sites.append(BiasSite(module, act if act is not None else module, act is not None, channels_last))
+    return sites
 
 
 def full_gradient_decomposition(model, images01, classes) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """FullGrad's decomposition of each image's class logit (Srinivas & Fleuret, on the normalised input x):
-    input-gradient x x, (B, 3, H, W), and per biased layer (module order) bias x bias-gradient, (B, C, h, w) for conv
-    and batch-norm layers, (B, K) for linear ones. For a ReLU network in eval mode all terms sum to the logit exactly.
+    input-gradient x x, (B, 3, H, W), and per biased layer (module order) bias x bias-gradient, (B, C, h, w) for
+    layers with a spatial output, (B, K) for the classifier. For a ReLU network in eval mode all terms sum to the
+    logit exactly.
 
     The bias-gradient is the gradient with respect to the layer's output, read by a tensor hook; such a hook receives
     the gradient of the value before any in-place change (timm ResNets add the shortcut and apply ReLU in place).
     """
-    layers = _biased_layers(model.net)
-    output_gradients: list[torch.Tensor | None] = [None] * len(layers)
+    sites = bias_sites(model.net)
+    output_gradients: list[torch.Tensor | None] = [None] * len(sites)
 
     def recorder(index: int):
         def store(gradient: torch.Tensor) -> None:
             output_gradients[index] = gradient
 
-        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+        def on_output(module: nn.Module, args, output: torch.Tensor) -> None:
             output.register_hook(store)  # returning nothing keeps the module's output unchanged
 
-        return hook
+        def on_input(module: nn.Module, args) -> None:
+            args[0].register_hook(store)
+
+        return on_input if sites[index].at_input else on_output
 
     with enabled_autograd():
         inputs = model.normalize(images01.detach().clone()).requires_grad_(True)
-        handles = [layer.register_forward_hook(recorder(index)) for index, layer in enumerate(layers)]
+        handles = [site.site.register_forward_pre_hook(recorder(index)) if site.at_input
+                   else site.site.register_forward_hook(recorder(index)) for index, site in enumerate(sites)]
         try:
             logits = model.net(inputs)
         finally:
@@ -194,10 +237,12 @@ def full_gradient_decomposition(model, images01, classes) -> tuple[torch.Tensor,
                 handle.remove()
         (input_gradient,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), inputs)
     bias_terms = []
-    for layer, gradient in zip(layers, output_gradients):
+    for site, gradient in zip(sites, output_gradients):
         if gradient is None:
-            raise ValueError(f"FullGrad: layer {type(layer).__name__} took no part in the class logit")
-        bias = _effective_bias(layer).detach().float()
+            raise ValueError(f"FullGrad: layer {type(site.layer).__name__} took no part in the class logit")
+        if site.channels_last:  # (B, ..., C) -> (B, C, ...)
+            gradient = gradient.movedim(-1, 1)
+        bias = _effective_bias(site.layer).detach().float()
         bias_terms.append(gradient.float() * bias.view(1, -1, *([1] * (gradient.ndim - 2))))
     return (input_gradient * inputs).detach().float(), bias_terms
 
@@ -209,7 +254,12 @@ def _rescale_per_image(tensor: torch.Tensor) -> torch.Tensor:
     return magnitude / (magnitude.flatten(1).amax(dim=1).view(-1, *([1] * (tensor.ndim - 1))) + FULLGRAD_EPS)
 
 
-@register("fullgrad", "FullGrad", ("cnn",), class_specific=True)
+def _fullgrad_network(net, spec) -> None:
+    feature_map_network(net, spec)
+    bias_sites(net)
+
+
+@register("fullgrad", "FullGrad", ("cnn",), class_specific=True, requires=_fullgrad_network)
 def fullgrad(model, images01, classes, generator=None):
     """FullGrad saliency as in the Idiap reference: the rescaled |input-gradient x input| plus, for every conv or
     batch-norm layer, its rescaled |bias x bias-gradient| upsampled (bilinear, align_corners=True), summed over

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from .cnn import last_features
+from .cnn import feature_map_network, last_features
+from .vit import attention_network
 from .registry import register
 
 
@@ -18,7 +19,15 @@ def native_grid(model, images01: torch.Tensor) -> tuple[int, int]:
     return int(features.shape[-2]), int(features.shape[-1])
 
 
-@register("random", "Random", ("vit", "cnn"), class_specific=False, control=True)
+def grid_network(net, spec) -> None:
+    """The controls need the model's native map grid: the ViT patch grid or the CNN feature map."""
+    if spec.family == "vit":
+        attention_network(net, spec)
+    else:
+        feature_map_network(net, spec)
+
+
+@register("random", "Random", ("vit", "cnn"), class_specific=False, control=True, requires=grid_network)
 def random_map(model, images01, classes, generator=None):
     """Uniform noise in [0, 1) on the native grid, drawn from ``generator`` so that a seed reproduces it."""
     grid_h, grid_w = native_grid(model, images01)
@@ -27,7 +36,7 @@ def random_map(model, images01, classes, generator=None):
     )
 
 
-@register("all_ones", "All-ones", ("vit", "cnn"), class_specific=False, control=True)
+@register("all_ones", "All-ones", ("vit", "cnn"), class_specific=False, control=True, requires=grid_network)
 def all_ones(model, images01, classes, generator=None):
     """The constant map 1 on the native grid."""
     grid_h, grid_w = native_grid(model, images01)

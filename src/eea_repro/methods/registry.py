@@ -3,6 +3,10 @@
 Every method has the same calling convention, so the map-generation rule, the metric engine and the report can treat
 them uniformly: ``fn(model, images01, classes, generator) -> maps`` with maps on the model's native grid (ViT token
 grid, CNN last feature grid), float32, shape (B, h, w). Adding a method is one function plus one ``@register`` line.
+
+A method also names what it reads from a network (``requires``: raises ``ValueError`` with the reason when a timm
+model lacks it), so that a configured method that cannot explain a configured model is refused before any job runs
+(:mod:`eea_repro.compatibility`), on a network built on the meta device.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ class Method:
     class_specific: bool
     fn: Callable
     control: bool = False  # a floor map (noise, constant), not an explanation: never "best", no cost worth measuring
+    requires: Callable | None = None  # requires(net, spec) raises ValueError if the method cannot read the network
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, label: str, families: tuple[str, ...], class_specific: bool, control: bool = False) -> Callable:
+def register(name: str, label: str, families: tuple[str, ...], class_specific: bool, control: bool = False,
+             requires: Callable | None = None) -> Callable:
     """Decorator adding ``fn`` to :data:`METHODS` under ``name``; the function itself is returned unchanged."""
     unknown = [family for family in families if family not in FAMILIES]
     if unknown:
@@ -40,7 +46,7 @@ def register(name: str, label: str, families: tuple[str, ...], class_specific: b
     def add(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = Method(name, label, tuple(families), class_specific, fn, control)
+        METHODS[name] = Method(name, label, tuple(families), class_specific, fn, control, requires)
         return fn
 
     return add

@@ -19,6 +19,13 @@ from .registry import enabled_autograd, register
 ROLLOUT_START_BLOCK = 1  # Chefer's rollout skips the first block's attention (start_layer=1)
 
 
+def attention_network(net, spec) -> None:
+    """What the attention maps read: timm blocks with a standard Attention module, a class token, a patch grid."""
+    _checked_blocks(net)
+    if not hasattr(getattr(net, "patch_embed", None), "grid_size"):
+        raise ValueError(f"{type(net).__name__}: attention maps need a patch embedding with a fixed grid")
+
+
 def _checked_blocks(net: nn.Module) -> list[nn.Module]:
     """The transformer blocks, after checking that the network has what the attention maps read."""
     blocks = list(getattr(net, "blocks", []))
@@ -83,14 +90,14 @@ def _attention_and_gradients(
     return [attention.detach().float() for attention in wanted], [gradient.float() for gradient in gradients]
 
 
-@register("raw_attention", "Raw-Attn", ("vit",), class_specific=False)
+@register("raw_attention", "Raw-Attn", ("vit",), class_specific=False, requires=attention_network)
 def raw_attention(model, images01, classes, generator=None):
     """Last block's attention from the CLS token, averaged over heads."""
     last_attention = _attention(model, images01)[-1]
     return _patch_tokens_on_grid(last_attention.mean(dim=1)[:, 0], model.net)
 
 
-@register("rollout", "Rollout", ("vit",), class_specific=False)
+@register("rollout", "Rollout", ("vit",), class_specific=False, requires=attention_network)
 def rollout(model, images01, classes, generator=None):
     """Attention rollout (Abnar & Zuidema): head-mean attention plus identity for the residual, row-normalised,
     multiplied from block ``ROLLOUT_START_BLOCK`` up to the last block."""
@@ -108,7 +115,7 @@ def rollout(model, images01, classes, generator=None):
     return _patch_tokens_on_grid(joint[:, 0], model.net)
 
 
-@register("gae", "GAE", ("vit",), class_specific=True)
+@register("gae", "GAE", ("vit",), class_specific=True, requires=attention_network)
 def generic_attention_explainability(model, images01, classes, generator=None):
     """Chefer et al. 2021b: relevance R = I updated per block by R += mean_h((grad A * A)^+) @ R."""
     attentions, gradients = _attention_and_gradients(model, images01, classes)
@@ -121,7 +128,7 @@ def generic_attention_explainability(model, images01, classes, generator=None):
     return _patch_tokens_on_grid(relevance[:, 0], model.net)
 
 
-@register("attention_gradcam", "Attn-GC", ("vit",), class_specific=True)
+@register("attention_gradcam", "Attn-GC", ("vit",), class_specific=True, requires=attention_network)
 def attention_gradcam(model, images01, classes, generator=None):
     """Grad-CAM on the last block's attention (Chefer's baseline): each head's CLS-row attention weighted by the mean
     gradient over that row's patch entries, averaged over heads and clamped at 0."""

@@ -85,8 +85,8 @@ def _check_supported(net: nn.Module, to_pixels: bool) -> list[nn.Module]:
     pooling = getattr(net, "global_pool", None)
     if pooling != "token" or getattr(net, "attn_pool", None) is not None:
         raise ValueError(f"{name}: LRP starts from the class token, but the net pools with {pooling!r}")
-    if not isinstance(getattr(net, "head", None), nn.Linear):
-        raise ValueError(f"{name}: LRP needs a single Linear classifier head")
+    if not isinstance(getattr(net, "head", None), nn.Linear) or getattr(net, "head_dist", None) is not None:
+        raise ValueError(f"{name}: LRP needs a single Linear classifier head (a distilled ViT averages two)")
     for block in blocks:
         mlp_layers = [getattr(getattr(block, "mlp", None), layer, None) for layer in ("fc1", "fc2")]
         if getattr(block.attn, "gate", None) is not None or not all(isinstance(x, nn.Linear) for x in mlp_layers):
@@ -359,7 +359,15 @@ def residual_relevance_product(weights: list[torch.Tensor], gradients: list[torc
 # --- registered methods ------------------------------------------------------------------------------------------
 
 
-@register("transformer_attribution", "T-Attr", ("vit",), class_specific=True)
+def _token_relevance_network(net, spec) -> None:
+    _check_supported(net, to_pixels=False)
+
+
+def _pixel_relevance_network(net, spec) -> None:
+    _check_supported(net, to_pixels=True)
+
+
+@register("transformer_attribution", "T-Attr", ("vit",), class_specific=True, requires=_token_relevance_network)
 def transformer_attribution(model, images01, classes, generator=None):
     """Chefer et al. 2021: attention relevance (layers_ours rules) weighted by the attention gradient, aggregated
     over the blocks from ``T_ATTR_START_BLOCK``; class-token row over the patches."""
@@ -374,7 +382,7 @@ def transformer_attribution(model, images01, classes, generator=None):
     return _patch_tokens_on_grid(joint[:, 0], model.net)
 
 
-@register("partial_lrp", "Partial LRP", ("vit",), class_specific=True)
+@register("partial_lrp", "Partial LRP", ("vit",), class_specific=True, requires=_token_relevance_network)
 def partial_lrp(model, images01, classes, generator=None):
     """The last block's attention relevance (layers_lrp rules), clamped at 0 and averaged over heads."""
     last = len(_checked_blocks(model.net)) - 1
@@ -382,7 +390,7 @@ def partial_lrp(model, images01, classes, generator=None):
     return _patch_tokens_on_grid(relevance.attention[last].clamp(min=0).mean(dim=1)[:, 0], model.net)
 
 
-@register("full_lrp", "LRP", ("vit",), class_specific=True)
+@register("full_lrp", "LRP", ("vit",), class_specific=True, requires=_pixel_relevance_network)
 def full_lrp(model, images01, classes, generator=None):
     """Relevance (layers_lrp rules) down to the input pixels, summed over channels: a (B, H, W) map at input size."""
     _, relevance = _relevance(model, images01, classes, ORIGINAL_RULES, lowest_block=0, to_pixels=True)

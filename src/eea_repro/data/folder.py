@@ -1,0 +1,202 @@
+"""A plain image folder as the dataset: ``root/<class>/<image>`` (torchvision's ImageFolder layout) or a CSV of
+``path,label``, its labels mapped to the model's output indices by the user (ImageNet indices, WNIDs or class names,
+or an explicit mapping).
+
+The folder becomes an ImageNet-style label file over ``results/data/folder/images/`` (a link to the user's folder,
+named ``source``), so the split, shard, bad-image and report logic is the ImageNet path's. Two additions a small folder
+needs: augmented crops of the explainer images when the explainer needs more images than the folder holds, and object
+masks rasterised from bounding boxes for the localisation scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_path
+from ..paths import resolve
+from .checks import IMAGE_SUFFIXES
+from .loading import _open_rgb, read_label_file
+
+FOLDER_ROOT = "results/data/folder"
+IMAGES = f"{FOLDER_ROOT}/images"  # the image root every split file is relative to
+SOURCE = "source"  # the link to the user's folder inside IMAGES
+AUGMENTED = "augmented"
+MASKS = f"{FOLDER_ROOT}/masks"
+LABELS = f"{FOLDER_ROOT}/labels.txt"
+
+
+def folder_entries(root: Path, csv_file: Path | None) -> list[tuple[str, str]]:
+    """(path relative to ``root``, label as written) of every image: the CSV's rows, or every image file under a class
+    folder of ``root`` (the folder's name is the label), sorted."""
+    if csv_file is not None:
+        with open(csv_file, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        if not rows or not {"path", "label"} <= set(rows[0]):
+            raise ValueError(f"{csv_file}: expected a header 'path,label' and one row per image")
+        return [(row["path"].strip(), row["label"].strip()) for row in rows]
+    entries = []
+    for class_dir in sorted(path for path in root.iterdir() if path.is_dir()):
+        for folder, _, files in os.walk(class_dir):
+            for name in sorted(files):
+                if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    entries.append(((Path(folder) / name).relative_to(root).as_posix(), class_dir.name))
+    if not entries:
+        raise ValueError(f"{root}: no image in a class folder (expected root/<class>/<image>, or set dataset.folder.csv)")
+    return sorted(entries)
+
+
+def _normalised(label: str) -> str:
+    return " ".join(label.replace("_", " ").lower().split())
+
+
+def imagenet_lookup() -> dict[str, int]:
+    """ImageNet-1k labels -> index: the index itself, the WNID and every synonym of the class description."""
+    from timm.data import ImageNetInfo
+
+    info, lookup = ImageNetInfo(), {}
+    for index in range(1000):
+        lookup[str(index)] = index
+        lookup[info.index_to_label_name(index).lower()] = index
+        for synonym in info.index_to_description(index).split(","):
+            lookup.setdefault(_normalised(synonym), index)
+    return lookup
+
+
+def label_indices(labels, class_map, n_classes: int, source) -> dict[str, int]:
+    """Each distinct label -> the model's output index: ``class_map`` is ``imagenet`` or a mapping label -> index."""
+    lookup = imagenet_lookup() if class_map == "imagenet" else {_normalised(str(k)): int(v) for k, v in class_map.items()}
+    indices = {}
+    for label in sorted(set(labels)):
+        index = lookup.get(_normalised(label), lookup.get(label.lower()))
+        if index is None:
+            raise ValueError(f"{source}: label {label!r} is not in config key 'dataset.folder.class_map' "
+                             f"({'ImageNet index, WNID or class name' if class_map == 'imagenet' else 'the mapping'})")
+        if not 0 <= index < n_classes:
+            raise ValueError(f"{source}: label {label!r} maps to {index}, outside the model's {n_classes} outputs")
+        indices[label] = index
+    return indices
+
+
+def class_names(class_map, n_classes: int) -> list[str]:
+    if class_map == "imagenet":
+        from ..stages import imagenet_class_names
+
+        return imagenet_class_names(n_classes)
+    names = [f"class {index}" for index in range(n_classes)]
+    for label, index in class_map.items():
+        names[int(index)] = str(label)
+    return names
+
+
+def link_source(root: Path) -> None:
+    """``results/data/folder/images/source`` -> the user's folder (replaced when the config points elsewhere)."""
+    link = Path(IMAGES) / SOURCE
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        if link.resolve() == root.resolve():
+            return
+        link.unlink()
+    link.symlink_to(root.resolve(), target_is_directory=True)
+
+
+def write_folder_labels(folder_cfg: dict, out_labels) -> list[str]:
+    """The folder as an ImageNet-style label file over :data:`IMAGES`; returns the class names per output index."""
+    root = resolve(folder_cfg["root"])
+    csv_file = resolve(folder_cfg["csv"]) if folder_cfg.get("csv") else None
+    if not root.is_dir():
+        raise ValueError(f"config key 'dataset.folder.root': {root} is not a folder")
+    entries = folder_entries(root, csv_file)
+    bad = [path for path, _ in entries if len(path.split()) != 1]
+    if bad:
+        raise ValueError(f"{csv_file or root}: image path {bad[0]!r} contains white space")
+    stems: dict[str, str] = {}
+    for path, _ in entries:
+        if Path(path).stem in stems:
+            raise ValueError(f"{csv_file or root}: {path} and {stems[Path(path).stem]} share the image id "
+                             f"{Path(path).stem!r} (ids are file names without suffix); rename one")
+        stems[Path(path).stem] = path
+    indices = label_indices([label for _, label in entries], folder_cfg["class_map"], folder_cfg["n_classes"],
+                            csv_file or root)
+    link_source(root)
+    with atomic_path(out_labels) as tmp:
+        tmp.write_text("".join(f"{SOURCE}/{path} {indices[label]}\n" for path, label in entries))
+    return class_names(folder_cfg["class_map"], folder_cfg["n_classes"])
+
+
+def augmented_split(split_file, crops_per_image: int, seed: int) -> None:
+    """Replace an explainer split by ``crops_per_image`` seeded random crops (50-100 % of the side, any position) of
+    each of its images, half of them mirrored, written next to the folder's images: a folder of a few photos still
+    gives the explainer enough different images to train on. The report says so."""
+    rng = np.random.default_rng(seed)
+    out_dir = Path(IMAGES) / AUGMENTED
+    lines = []
+    for name, labels in read_label_file(split_file):
+        image = _open_rgb(Path(IMAGES) / name)
+        width, height = image.size
+        for k in range(crops_per_image):
+            scale = rng.uniform(0.5, 1.0)
+            w, h = max(1, int(width * scale)), max(1, int(height * scale))
+            x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            crop = image.crop((x, y, x + w, y + h))
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            target = out_dir / f"{Path(name).stem}_crop{k:03d}.png"
+            with atomic_path(target) as tmp:
+                crop.save(tmp, format="PNG")
+            lines.append(f"{AUGMENTED}/{target.name} {' '.join(map(str, labels))}\n")
+    with atomic_path(split_file) as tmp:
+        tmp.write_text("".join(lines))
+
+
+def box_masks(boxes_file, split_file, out_dir) -> int:
+    """Object masks (white inside any of an image's boxes) of the split's images that have boxes, at each image's own
+    size; ``boxes_file`` is JSON ``{image id: [[x0, y0, x1, y1], ...]}`` in that image's pixels. Returns the count."""
+    boxes = json.loads(Path(boxes_file).read_text())
+    boxes = boxes.get("boxes", boxes)
+    written = 0
+    for name, _ in read_label_file(split_file):
+        image_id = Path(name).stem
+        if image_id not in boxes:
+            continue
+        with Image.open(Path(IMAGES) / name) as image:
+            width, height = image.size
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for x0, y0, x1, y1 in boxes[image_id]:
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                raise ValueError(f"{boxes_file}: box {[x0, y0, x1, y1]} of {image_id!r} is outside its "
+                                 f"{width}x{height} image")
+            mask[int(y0):int(y1), int(x0):int(x1)] = 255
+        with atomic_path(Path(out_dir) / f"{image_id}.png") as tmp:
+            Image.fromarray(mask).save(tmp, format="PNG")
+        written += 1
+    return written
+
+
+def make_folder_split_lists(folder_cfg: dict, explainer_cfg: dict, out_dir, classes_out, skipped_csv,
+                            skipped_summary, *, masks_dir=None, on_bad_image: str, seed: int, threads: int = 1) -> None:
+    """The split lists of a plain folder: its label file, then the ImageNet path's checks and draws; the explainer
+    splits become augmented crops (``augment``), and boxes become masks of the evaluated images (``boxes``)."""
+    from ..stages import make_imagenet_split_lists
+
+    names = write_folder_labels(folder_cfg, LABELS)
+    total = len(read_label_file(LABELS))
+    explainer = folder_cfg["explainer_train_count"] + folder_cfg["explainer_val_count"]
+    disjoint = explainer_cfg["disjoint_from_eval"]
+    counts = {"n_classes": folder_cfg["n_classes"], "explainer_train_count": folder_cfg["explainer_train_count"],
+              "explainer_val_count": folder_cfg["explainer_val_count"],
+              "eval_count": folder_cfg["eval_count"] or (total - explainer if disjoint else total)}
+    make_imagenet_split_lists(LABELS, IMAGES, out_dir, counts, seed, classes_out, skipped_csv, skipped_summary,
+                              disjoint=disjoint, on_bad_image=on_bad_image, threads=threads, class_names=names,
+                              check_unlabeled=not folder_cfg["csv"])
+    if folder_cfg["augment"]:
+        for offset, split in enumerate(("explainer_train", "explainer_val")):
+            augmented_split(Path(out_dir) / f"{split}.txt", folder_cfg["augment"], seed + offset)
+    if folder_cfg["boxes"]:
+        count = box_masks(resolve(folder_cfg["boxes"]), Path(out_dir) / "test.txt", masks_dir)
+        print(f"rasterised the boxes of {count} evaluated images into {masks_dir}")
