@@ -12,6 +12,7 @@ from torch import nn
 
 from eea_repro.methods import METHODS, compute_maps, methods_for_family
 from eea_repro.methods.cnn_extra import (
+    HeadOnly,
     full_gradient_decomposition,
     integrated_gradients_attributions,
     liftcam_channel_contributions,
@@ -141,17 +142,6 @@ def test_cams_equal_pytorch_grad_cam(model, name):
 # --- LIFT-CAM: captum DeepLift on the head ---------------------------------------------------------------------
 
 
-class _Head(nn.Module):
-    """The part of the network after the last stage, as a module captum can attribute through."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(features)
-
-
 @pytest.mark.filterwarnings("ignore:Setting forward, backward hooks")
 def test_liftcam_equals_captum_deeplift_on_the_head(model):
     from captum.attr import DeepLift
@@ -160,7 +150,7 @@ def test_liftcam_equals_captum_deeplift_on_the_head(model):
     classes = model(images).argmax(dim=1)  # positive logits: maps not clamped to zero
     with torch.no_grad():
         features = model.net.forward_features(model.normalize(images))
-    contributions = DeepLift(_Head(model.net)).attribute(
+    contributions = DeepLift(HeadOnly(model.net)).attribute(
         features.clone().requires_grad_(True), baselines=torch.zeros_like(features), target=classes
     ).detach()
     weights = contributions.sum(dim=(2, 3))
@@ -187,7 +177,7 @@ def test_liftcam_on_a_nonlinear_head_is_captums_deeplift():
     images, classes = _images(2, seed=3), torch.tensor([0, 2])
     with torch.no_grad():
         features = model.net.forward_features(model.normalize(images))
-    expected = DeepLift(_Head(model.net)).attribute(
+    expected = DeepLift(HeadOnly(model.net)).attribute(
         features.clone().requires_grad_(True), baselines=torch.zeros_like(features), target=classes).detach()
     _, contributions = liftcam_channel_contributions(model, images, classes)
     torch.testing.assert_close(contributions, expected)

