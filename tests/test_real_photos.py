@@ -129,7 +129,7 @@ def test_reduced_real_photo_run_end_to_end(repo, tmp_path):
     assert [Path(name).stem for name, _ in read_label_file(splits / "test.txt")] == [
         "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right", "camera"]
     crops = read_label_file(splits / "explainer_train.txt")
-    assert len(crops) == 6 * 3 and all(name.startswith("augmented/") for name, _ in crops)
+    assert len(crops) == 4 * 3 and all(name.startswith("augmented/") for name, _ in crops)
     localisation = pd.read_csv(workdir / "results/tables/localisation_effnet.csv").set_index("method")
     assert set(localisation.index) == set(config["methods"]["cnn"])
     print("pointing game (target, %):", localisation["target_pointing_mean"].round(1).to_dict())

@@ -125,7 +125,7 @@ def make_embedded_split_lists(embedded_root, out_dir, explainer: dict, seed: int
 def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed: int, classes_out, skipped_csv,
                               skipped_summary, *, disjoint: bool = True, on_bad_image: str = "error",
                               threads: int = 1, class_names: list[str] | None = None,
-                              check_unlabeled: bool = True) -> None:
+                              check_unlabeled: bool = True, config_key: str = "dataset.imagenet") -> None:
     """Draw the evaluated images and the explainer's train/val images as seeded subsets of ImageNet-val.
 
     ``disjoint`` keeps explainer images out of the evaluated set; the released code trained the explainer on
@@ -153,13 +153,13 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
     needed = sum(wanted.values()) if disjoint else max(wanted["test"], wanted["explainer_train"] + wanted["explainer_val"])
     asked = f"{'eval_count + explainer_train_count + explainer_val_count' if disjoint else 'the larger subset'}"
     if needed > len(usable):
-        raise ValueError(f"{label_file}: {len(usable)} usable images, but dataset.imagenet asks for {needed} ({asked})")
+        raise ValueError(f"{label_file}: {len(usable)} usable images, but {config_key} asks for {needed} ({asked})")
     order = np.random.default_rng(seed).permutation(len(usable))
     chosen, unreadable_images = first_usable(image_dir, [usable[i] for i in order], needed, skip=skip,
                                              describe=refuse, threads=threads)
     bad += unreadable_images
     if len(chosen) < needed:
-        raise ValueError(f"{label_file}: {len(chosen)} readable images, but dataset.imagenet asks for {needed} ({asked}); "
+        raise ValueError(f"{label_file}: {len(chosen)} readable images, but {config_key} asks for {needed} ({asked}); "
                          f"{len(bad)} skipped, listed in {skipped_csv}")
     starts = {"test": 0, "explainer_train": wanted["test"] if disjoint else 0}
     starts["explainer_val"] = starts["explainer_train"] + wanted["explainer_train"]

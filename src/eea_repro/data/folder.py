@@ -193,7 +193,7 @@ def make_folder_split_lists(folder_cfg: dict, explainer_cfg: dict, out_dir, clas
               "eval_count": folder_cfg["eval_count"] or (total - explainer if disjoint else total)}
     make_imagenet_split_lists(LABELS, IMAGES, out_dir, counts, seed, classes_out, skipped_csv, skipped_summary,
                               disjoint=disjoint, on_bad_image=on_bad_image, threads=threads, class_names=names,
-                              check_unlabeled=not folder_cfg["csv"])
+                              check_unlabeled=not folder_cfg["csv"], config_key="dataset.folder")
     if folder_cfg["augment"]:
         for offset, split in enumerate(("explainer_train", "explainer_val")):
             augmented_split(Path(out_dir) / f"{split}.txt", folder_cfg["augment"], seed + offset)
