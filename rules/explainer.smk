@@ -2,7 +2,7 @@
 
 
 rule pretrain_explainer:
-    priority: 80  # two-thread jobs first, while both cores are free (see README, Speed)
+    priority: 180  # two-thread jobs first, while both cores are free (see README, Speed)
     conda:
         "../envs/torch.yaml"
     input:

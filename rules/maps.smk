@@ -9,7 +9,7 @@ for maps_family in FAMILIES:
     rule:
         name:
             f"baseline_maps_{maps_family}"
-        priority: 50  # the longest chain to the tables: start it before the independent sanity jobs
+        priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
         conda:
             "../envs/torch.yaml"
         input:
@@ -47,7 +47,7 @@ for maps_family in FAMILIES:
 
 
 rule eea_maps:
-    priority: 50  # the longest chain to the tables: start it before the independent sanity jobs
+    priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
     conda:
         "../envs/torch.yaml"
     input:

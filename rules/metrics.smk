@@ -4,7 +4,7 @@
 
 
 rule evaluate_maps:
-    priority: 50  # the longest chain to the tables: start it before the independent sanity jobs
+    priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
     conda:
         "../envs/torch.yaml"
     input:
