@@ -69,6 +69,7 @@ rule eea_maps:
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],
+        timing="benchmarks/maps/{model}_{variant}_eea_{shard}.methods.csv",
     threads: 1
     resources:
         gpu=gpu_request,
@@ -100,6 +101,7 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],
+        timing="benchmarks/maps/{model}_{variant}_peea_{shard}.methods.csv",
     threads: 1
     resources:
         gpu=gpu_request,

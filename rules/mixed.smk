@@ -62,6 +62,7 @@ rule mixed_eea_maps:
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],
+        timing="benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.methods.csv",
     threads: 1
     resources:
         gpu=gpu_request,

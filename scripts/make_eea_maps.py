@@ -7,4 +7,4 @@ with job_context(snakemake):
     out_maps = {method: getattr(o, method) for method in ("eea", "peea") if hasattr(o, method)}
     make_eea_maps(p.model, p.explainer, p.finetune, p.scoring, i.checkpoint, i.explainer, p.image_root, i.images,
                   i.classes, out_maps, getattr(o, "selection", None), variant=w.variant, shard_range=p.shard_range,
-                  device=p.device)
+                  device=p.device, model_key=w.model, timing_csv=p.timing)

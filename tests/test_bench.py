@@ -154,15 +154,19 @@ def test_report_estimate_from_a_runs_benchmark_files(repo, tmp_path):
     shard_images = config["dataset"]["embedded"]["counts"]["test"]
     assert config["dataset"]["shard_size"] >= shard_images  # one shard
     bench = tmp_path / "benchmarks"
-    seconds = {"maps/vit_target_eea_0000": 8.0, "maps/vit_target_gae_0000": 2.0, "metrics/vit_target_eea_0000": 4.0,
-               "metrics/vit_target_gae_0000": 4.0, "explainer/vit_target": 300.0,
-               "explainer/vit_mixed_resnet_target": 999.0}
+    seconds = {"maps/vit_target_eea_0000": 8.0, "maps/vit_baselines_0000": 2.0, "metrics/vit_0000": 8.0,
+               "explainer/vit_target": 300.0, "explainer/vit_mixed_resnet_target": 999.0}
     for name, value in seconds.items():
         path = bench / f"{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\th:m:s\tmax_rss\n{value}\t0:00:01\t100.0\n")
+    methods = {"maps/vit_target_eea_0000": [("eea", 8.0)], "maps/vit_baselines_0000": [("gae", 2.0)],
+               "metrics/vit_0000": [("eea", 4.0), ("gae", 4.0)]}
+    for name, rows in methods.items():
+        (bench / f"{name}.methods.csv").write_text("model,method,seconds,images\n" + "".join(
+            f"vit,{method},{value},{shard_images}\n" for method, value in rows))
     runtimes = rule_runtimes(bench)
-    estimate = run_cost_estimate(method_costs(runtimes, config), runtimes, config)
+    estimate = run_cost_estimate(method_costs(runtimes, bench), runtimes, config)
     hours = estimate.set_index(["stage", "method"])["gpu_hours"]
     per_image = {"eea": 8.0 / shard_images, "gae": 2.0 / shard_images, "metrics": 4.0 / shard_images}
     assert hours[("maps", "gae")] == pytest.approx(50_000 * 2 * per_image["gae"] / 3600)

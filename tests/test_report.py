@@ -7,7 +7,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from eea_repro.report import embed_png, method_costs, rule_runtimes
@@ -20,50 +19,38 @@ def _benchmark(path, seconds):
     path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t100.0\n")
 
 
-def test_method_costs_divide_shard_time_by_shard_images(repo, tmp_path):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
-    config["dataset"]["embedded"]["counts"]["test"] = 30
-    config["dataset"]["shard_size"] = 20  # shards of 20 and 10 images
+def _methods_file(path, rows):
+    path.write_text("model,method,seconds,images\n" + "".join(f"{m},{method},{s},{n}\n" for m, method, s, n in rows))
+
+
+def test_method_costs_sum_a_methods_shards_before_dividing(tmp_path):
+    """Shards of 20 and 10 images: a method's cost is its seconds over all its images, not a mean of shard rates."""
     bench = tmp_path / "benchmarks"
-    _benchmark(bench / "maps/vit_target_attention_gradcam_0000.tsv", 4.0)
-    _benchmark(bench / "maps/vit_target_attention_gradcam_0001.tsv", 2.0)
-    _benchmark(bench / "metrics/vit_target_attention_gradcam_0000.tsv", 9.0)
-    _benchmark(bench / "metrics/vit_target_attention_gradcam_0001.tsv", 6.0)
+    for shard, (images, wall, seconds) in enumerate([(20, 4.0, 4.0), (10, 2.0, 2.0)]):
+        _benchmark(bench / f"maps/vit_baselines_{shard:04d}.tsv", wall)
+        _methods_file(bench / f"maps/vit_baselines_{shard:04d}.methods.csv", [("vit", "gae", seconds, images)])
     _benchmark(bench / "checkpoints/train_vit.tsv", 100.0)
-    costs = method_costs(rule_runtimes(bench), config).set_index(["model", "method"])
-    assert list(costs.index) == [("vit", "attention_gradcam")]
-    assert costs.loc[("vit", "attention_gradcam"), "maps_s_per_image"] == pytest.approx(6.0 / 30)
-    assert costs.loc[("vit", "attention_gradcam"), "metrics_s_per_image"] == pytest.approx(15.0 / 30)
+    costs = method_costs(rule_runtimes(bench), bench).set_index(["model", "method"])
+    assert list(costs.index) == [("vit", "gae")]
+    assert costs.loc[("vit", "gae"), "maps_s_per_image"] == pytest.approx(6.0 / 30)
+    assert np.isnan(costs.loc[("vit", "gae"), "metrics_s_per_image"])
 
 
-def test_method_costs_without_benchmarks_is_empty(repo):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+def test_method_costs_without_benchmarks_is_empty(tmp_path):
     empty = pd.DataFrame(columns=["stage", "job", "seconds", "max_rss_mb"])
-    assert method_costs(empty, config).empty
+    assert method_costs(empty, tmp_path).empty
 
 
-def test_a_job_serving_both_variants_counts_its_images_per_variant(repo, tmp_path):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
-    config["dataset"]["embedded"]["counts"]["test"] = 20
-    config["dataset"]["shard_size"] = 20
-    bench = tmp_path / "benchmarks"
-    _benchmark(bench / "maps/resnet_target+predicted_all_ones_0000.tsv", 8.0)
-    costs = method_costs(rule_runtimes(bench), config).set_index(["model", "method"])
-    assert costs.loc[("resnet", "all_ones"), "maps_s_per_image"] == pytest.approx(8.0 / 40)
-
-
-def test_jobs_of_several_methods_charge_each_its_share(repo, tmp_path):
+def test_jobs_of_several_methods_charge_each_its_share(tmp_path):
     """A metric job of two methods: each gets its own seconds plus half of the job's shared work (start-up, loading)."""
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
     bench = tmp_path / "benchmarks"
     _benchmark(bench / "metrics/vit_0000.tsv", 10.0)
-    (bench / "metrics/vit_0000.methods.csv").write_text("model,method,seconds,images\nvit,gae,3.0,80\n"
-                                                        "vit,rollout,1.0,80\n")
+    _methods_file(bench / "metrics/vit_0000.methods.csv", [("vit", "gae", 3.0, 80), ("vit", "rollout", 1.0, 80)])
     _benchmark(bench / "maps/vit_baselines_0000.tsv", 5.0)
-    (bench / "maps/vit_baselines_0000.methods.csv").write_text("model,method,seconds,images\nvit,gae,4.0,80\n")
+    _methods_file(bench / "maps/vit_baselines_0000.methods.csv", [("vit", "gae", 4.0, 80)])
     runtimes = rule_runtimes(bench)
     assert set(runtimes["job"]) == {"vit_0000", "vit_baselines_0000"}  # the per-method files are not jobs
-    costs = method_costs(runtimes, config, bench).set_index(["model", "method"])
+    costs = method_costs(runtimes, bench).set_index(["model", "method"])
     assert costs.loc[("vit", "gae"), "metrics_s_per_image"] == pytest.approx(6.0 / 80)
     assert costs.loc[("vit", "rollout"), "metrics_s_per_image"] == pytest.approx(4.0 / 80)
     assert costs.loc[("vit", "gae"), "maps_s_per_image"] == pytest.approx(5.0 / 80)

@@ -183,6 +183,6 @@ def test_metric_only_change_reruns_no_training_and_no_maps(repo, tiny_run, tmp_p
     plan = snakemake(repo, tiny_run, "-n", "--configfile", str(write_config(tmp_path / "ltx.yaml", config)))
     counts = job_counts(plan.stdout)
     downstream_of_metrics = {"evaluate_maps", "evaluate_mixed_maps", "metric_table", "mixed_table",
-                             "paper_figures_summary", "report"}
+                             "paper_figures_summary", "claims", "report"}
     assert set(counts) == downstream_of_metrics | {"all", "total"}, counts
     assert counts["metric_table"] == 4

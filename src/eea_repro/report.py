@@ -73,22 +73,13 @@ def method_timings(benchmarks_dir: str | Path, runtimes: pd.DataFrame) -> pd.Dat
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def method_costs(runtimes: pd.DataFrame, config: dict, benchmarks_dir: str | Path | None = None) -> pd.DataFrame:
-    """Seconds per image per (model, method) for map making and for metrics, from the per-shard benchmark files,
-    so a user can budget a larger run. A job of one method is named ``{model}_{variant}_{method}_{shard}``; a job that
-    served several variants at once is named ``{model}_{variant+variant}_{method}_{shard}`` and counts its images once
-    per variant; jobs of several methods report them in ``.methods.csv`` files (:func:`method_timings`)."""
-    from .plan import plan_from_config
-
-    plan = plan_from_config(config)
-    jobs = runtimes[runtimes["stage"].isin(["maps", "metrics"])].copy()
+def method_costs(runtimes: pd.DataFrame, benchmarks_dir: str | Path) -> pd.DataFrame:
+    """Seconds per image per (model, method) for map making and for metrics, so a user can budget a larger run: each
+    map and metric job reports its methods' seconds and images (:func:`method_timings`), and a method's cost is its
+    seconds, with its share of its jobs' shared work, over the images it served (both variants count)."""
     columns = ["model", "method", "maps_s_per_image", "metrics_s_per_image"]
-    parts = jobs["job"].str.extract(r"^(?P<model>[^_]+)_(?P<variant>[^_]+)_(?P<method>.+)_(?P<shard>\d+)$")
-    jobs = jobs.join(parts).dropna(subset=["shard"])
-    jobs["images"] = [len(range(*plan.shard_range(shard))) * (variants.count("+") + 1)
-                      for shard, variants in zip(jobs["shard"], jobs["variant"])]
-    if benchmarks_dir is not None:
-        jobs = pd.concat([jobs, method_timings(benchmarks_dir, runtimes)], ignore_index=True)
+    jobs = method_timings(benchmarks_dir, runtimes)
+    jobs = jobs[jobs["stage"].isin(["maps", "metrics"])]
     if jobs.empty:
         return pd.DataFrame(columns=columns)
     totals = jobs.groupby(["model", "method", "stage"])[["seconds", "images"]].sum()
@@ -141,7 +132,7 @@ def build_report(*, template, style, config: dict, tables: list[dict], figures: 
     """
     environment = report_environment(Path(template).parent)
     runtimes = rule_runtimes(benchmarks_dir)
-    costs = method_costs(runtimes, config, benchmarks_dir)
+    costs = method_costs(runtimes, benchmarks_dir)
     from .metrics import conventions
 
     context = {

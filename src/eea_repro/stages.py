@@ -385,14 +385,16 @@ def make_baseline_maps(methods, model_cfg, checkpoint, image_root, split_file, c
 
 def make_eea_maps(model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, explainer_file, image_root, split_file,
                   classes_file, out_maps: dict[str, str], out_selection=None, *, variant, shard_range, device,
-                  explainer_model_cfg=None, stored_method=None) -> None:
+                  explainer_model_cfg=None, stored_method=None, model_key="", timing_csv=None) -> None:
     """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images. One job
     makes both (``out_maps``: "eea" and / or "peea" -> file), loading the model, explainer and images once; EEA's
-    selected step per image goes to ``out_selection``.
+    selected step per image goes to ``out_selection``, the seconds per method to ``timing_csv``.
 
     An explainer of another architecture (``explainer_model_cfg``, paper Fig. 9) stores its EEA maps as
     ``stored_method``.
     """
+    import time
+
     from .explainer import explain, finetune_maps, load_explainer
 
     device = resolve_device(device)
@@ -403,7 +405,10 @@ def make_eea_maps(model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, e
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     images, labels = images.to(device), labels.to(device)
     classes = classes_for_variant(model, images, labels, variant).clone()
+    timings = []
     for method, path in out_maps.items():
+        started = time.perf_counter()
+        stored = stored_method if method == "eea" and stored_method else method
         with naming_shard_images(method, shard_range, ids):
             if method == "peea":
                 maps = explain(explainer, images)
@@ -416,8 +421,12 @@ def make_eea_maps(model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, e
                 with atomic_path(out_selection) as tmp:
                     pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}}).to_csv(
                         tmp, index=False)
-        save_map_shard(path, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(),
-                       stored_method if method == "eea" and stored_method else method)
+        save_map_shard(path, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(), stored)
+        timings.append({"model": model_key, "method": stored, "seconds": time.perf_counter() - started,
+                        "images": len(ids), "computed": len(ids)})
+    if timing_csv is not None:
+        with atomic_path(timing_csv) as tmp:
+            pd.DataFrame(timings).to_csv(tmp, index=False)
 
 
 # --- metrics and tables ------------------------------------------------------------------------------------------
