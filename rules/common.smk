@@ -323,35 +323,47 @@ def two_object_explainer(wildcards):
 
 
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
-from eea_repro.sanity import count_layers, setting_name
+from eea_repro.sanity import RUN_PATTERN, count_layers, layer_kinds, parse_run, run_label, sanity_runs, setting_name
 
 SANITY = config["sanity"]
 SANITY_MODES = SANITY["modes"]
 SANITY_SUMMARY = "results/sanity/summary.json"
-# L per model, from its architecture (built on the meta device: no weights, no memory); only when the checks run
+# Each model's runs: every mode once per layer granularity of its family (sanity.layers.<family>)
+SANITY_RUNS = {m: sanity_runs(SANITY, config["models"][m]["family"]) for m in MODELS}
+# L per model and layer granularity, from its architecture (built on the meta device: no weights, no memory); only
+# when the checks run
 SANITY_LAYERS = (
-    {m: count_layers(config["models"][m], SANITY["layers"][config["models"][m]["family"]]) for m in MODELS}
+    {
+        m: {which: count_layers(config["models"][m], which) for which in layer_kinds(SANITY, config["models"][m]["family"])}
+        for m in MODELS
+    }
     if SANITY_MODES
     else {}
 )
 
 
-def sanity_levels(model, mode):
+def run_layer_count(model, run):
+    """L of one run of a model: the number of layers its granularity finds."""
+    which = parse_run(run)[1] or layer_kinds(SANITY, config["models"][model]["family"])[0]
+    return SANITY_LAYERS[model][which]
+
+
+def sanity_levels(model, run):
     """x = 1 (original) .. L + 1 (every layer); cascading adds x = L + 2, every parameter of the network."""
-    return range(1, SANITY_LAYERS[model] + (3 if mode == "cascading" else 2))
+    return range(1, run_layer_count(model, run) + (3 if parse_run(run)[0] == "cascading" else 2))
 
 
-def sanity_maps(model, mode, level, method):
-    return f"results/sanity/{model}/{setting_name(mode, level)}/{method}.npz"
+def sanity_maps(model, run, level, method):
+    return f"results/sanity/{model}/{setting_name(run, level)}/{method}.npz"
 
 
 def fully_randomized_maps(model, method):
     """Maps of one method on the fully random network (cascading, x = L + 2)."""
-    return sanity_maps(model, "cascading", SANITY_LAYERS[model] + 2, method)
+    return sanity_maps(model, "cascading", run_layer_count(model, "cascading") + 2, method)
 
 
-def sanity_predictions(model, mode, level):
-    return f"results/sanity/{model}/{setting_name(mode, level)}/predictions.csv"
+def sanity_predictions(model, run, level):
+    return f"results/sanity/{model}/{setting_name(run, level)}/predictions.csv"
 
 
 def sanity_level_inputs(methods, predictions=False):
@@ -359,26 +371,26 @@ def sanity_level_inputs(methods, predictions=False):
     with ``predictions`` that level's model predictions, named 'predictions<k>'."""
 
     def inputs(wildcards):
-        levels = sanity_levels(wildcards.model, wildcards.mode)
+        levels = sanity_levels(wildcards.model, wildcards.run)
         named = {
-            f"level{level}": [sanity_maps(wildcards.model, wildcards.mode, level, m) for m in methods(wildcards)]
+            f"level{level}": [sanity_maps(wildcards.model, wildcards.run, level, m) for m in methods(wildcards)]
             for level in levels
         }
         if predictions:
             named |= {
-                f"predictions{level}": sanity_predictions(wildcards.model, wildcards.mode, level) for level in levels
+                f"predictions{level}": sanity_predictions(wildcards.model, wildcards.run, level) for level in levels
             }
         return named
 
     return inputs
 
 
-def sanity_figures(model, mode):
-    """Figure name -> PNG (a PDF sits next to each) of one model and mode; EEA's curve and grid need EEA."""
-    figures = {"methods_curves": f"results/figures/sanity_{model}_{mode}_methods.png"}
+def sanity_figures(model, run):
+    """Figure name -> PNG (a PDF sits next to each) of one model and run; EEA's curve and grid need EEA."""
+    figures = {"methods_curves": f"results/figures/sanity_{model}_{run}_methods.png"}
     if "eea" in sanity_methods_of(model):
-        figures["eea_curve"] = f"results/figures/sanity_{model}_{mode}_eea.png"
-        figures["grid"] = f"results/figures/sanity_{model}_{mode}_grid.png"
+        figures["eea_curve"] = f"results/figures/sanity_{model}_{run}_eea.png"
+        figures["grid"] = f"results/figures/sanity_{model}_{run}_grid.png"
     return figures
 
 
@@ -386,7 +398,7 @@ def sanity_outputs():
     """The summary the report reads and every sanity figure (empty when sanity.modes is empty)."""
     if not SANITY_MODES:
         return []
-    figures = [f for m in MODELS for mode in SANITY_MODES for f in sanity_figures(m, mode).values()]
+    figures = [f for m in MODELS for run in SANITY_RUNS[m] for f in sanity_figures(m, run).values()]
     return [SANITY_SUMMARY] + figures
 
 
@@ -424,10 +436,10 @@ def claims_evidence():
     }}
     if SANITY_MODES:
         evidence["sanity"] = [
-            {"model": m, "label": config["models"][m]["label"], "mode": mode,
-             "similarity": f"results/sanity/{m}/{mode}.similarity.csv"}
+            {"model": m, "mode": parse_run(run)[0], "similarity": f"results/sanity/{m}/{run}.similarity.csv",
+             "label": config["models"][m]["label"] + (f" ({parse_run(run)[1]} layers)" if parse_run(run)[1] else "")}
             for m in MODELS
-            for mode in SANITY_MODES
+            for run in SANITY_RUNS[m]
         ]
     if DATA_RANDOMIZED_MODELS:
         evidence["data_randomization"] = [

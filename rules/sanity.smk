@@ -1,7 +1,8 @@
-# Parameter-randomization sanity checks (paper Section 3.1, Figs. 2-5; Adebayo et al. 2018). For each explained model
-# and mode (cascading, independent) and level x, every configured method explains the sanity images (sanity.n_images,
-# ground-truth class) on the model randomized at that level; EEA is re-fitted against it (sanity.eea_refit). Level 1 is
-# the original model, shared by both modes ("original"). Each level's maps are compared per image with level 1's.
+# Parameter-randomization sanity checks (paper Section 3.1, Figs. 2-5; Adebayo et al. 2018). For each explained model,
+# run (a mode, cascading or independent, on one layer granularity of sanity.layers) and level x, every configured
+# method explains the sanity images (sanity.n_images, ground-truth class) on the model randomized at that level; EEA is
+# re-fitted against it (sanity.eea_refit). Level 1 is the original model, shared by every run ("original"). Each
+# level's maps are compared per image with level 1's.
 
 rule sanity_similarity:
     conda:
@@ -9,13 +10,13 @@ rule sanity_similarity:
     input:
         unpack(sanity_level_inputs(lambda wildcards: sanity_methods_of(wildcards.model), predictions=True)),
     output:
-        "results/sanity/{model}/{mode}.similarity.csv",
+        "results/sanity/{model}/{run}.similarity.csv",
     wildcard_constraints:
-        mode="cascading|independent",
+        run=RUN_PATTERN,
     params:
         input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
     log:
-        "logs/sanity/similarity_{model}_{mode}.log",
+        "logs/sanity/similarity_{model}_{run}.log",
     script:
         "../scripts/sanity_similarity.py"
 
@@ -24,16 +25,16 @@ rule sanity_eea_curve:
     conda:
         "../envs/report.yaml"
     input:
-        "results/sanity/{model}/{mode}.similarity.csv",
+        "results/sanity/{model}/{run}.similarity.csv",
     output:
-        multiext("results/figures/sanity_{model}_{mode}_eea", ".png", ".pdf"),
+        multiext("results/figures/sanity_{model}_{run}_eea", ".png", ".pdf"),
     wildcard_constraints:
-        mode="cascading|independent",
+        run=RUN_PATTERN,
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
         confidence=config["tables"]["confidence"],
     log:
-        "logs/sanity/eea_curve_{model}_{mode}.log",
+        "logs/sanity/eea_curve_{model}_{run}.log",
     script:
         "../scripts/make_sanity_eea_curve.py"
 
@@ -42,16 +43,16 @@ rule sanity_methods_curves:
     conda:
         "../envs/report.yaml"
     input:
-        "results/sanity/{model}/{mode}.similarity.csv",
+        "results/sanity/{model}/{run}.similarity.csv",
     output:
-        multiext("results/figures/sanity_{model}_{mode}_methods", ".png", ".pdf"),
+        multiext("results/figures/sanity_{model}_{run}_methods", ".png", ".pdf"),
     wildcard_constraints:
-        mode="cascading|independent",
+        run=RUN_PATTERN,
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
         confidence=config["tables"]["confidence"],
     log:
-        "logs/sanity/methods_curves_{model}_{mode}.log",
+        "logs/sanity/methods_curves_{model}_{run}.log",
     script:
         "../scripts/make_sanity_methods_curves.py"
 
@@ -64,18 +65,18 @@ rule sanity_grid:
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        multiext("results/figures/sanity_{model}_{mode}_grid", ".png", ".pdf"),
+        multiext("results/figures/sanity_{model}_{run}_grid", ".png", ".pdf"),
     wildcard_constraints:
-        mode="cascading|independent",
+        run=RUN_PATTERN,
     params:
         model=model_settings,
         sanity=SANITY,
         image_root=image_root,
         seed=config["seed"],
-        title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA under {wildcards.mode} "
-        "randomization (x = 1: original model)",
+        title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA under {run_label(wildcards.run)} "
+        "(x = 1: original model)",
     log:
-        "logs/sanity/grid_{model}_{mode}.log",
+        "logs/sanity/grid_{model}_{run}.log",
     script:
         "../scripts/make_sanity_grid.py"
 
@@ -84,18 +85,18 @@ rule sanity_summary:
     conda:
         "../envs/report.yaml"
     input:
-        similarities=expand("results/sanity/{model}/{mode}.similarity.csv", model=MODELS, mode=SANITY_MODES),
+        similarities=[f"results/sanity/{m}/{run}.similarity.csv" for m in MODELS for run in SANITY_RUNS[m]],
         figures=[f for f in sanity_outputs() if f != SANITY_SUMMARY],
         classes=PLAN.classes_file,
     output:
         SANITY_SUMMARY,
     params:
         similarities={
-            f"{m}/{mode}": f"results/sanity/{m}/{mode}.similarity.csv" for m in MODELS for mode in SANITY_MODES
+            f"{m}/{run}": f"results/sanity/{m}/{run}.similarity.csv" for m in MODELS for mode in SANITY_MODES
         },
-        figures={f"{m}/{mode}": sanity_figures(m, mode) for m in MODELS for mode in SANITY_MODES},
+        figures={f"{m}/{run}": sanity_figures(m, mode) for m in MODELS for mode in SANITY_MODES},
         labels={m: config["models"][m]["label"] for m in MODELS},
-        layers=SANITY_LAYERS,
+        layers={f"{m}/{run}": run_layer_count(m, run) for m in MODELS for run in SANITY_RUNS[m]},
         sanity=SANITY,
         confidence=config["tables"]["confidence"],
     log:
@@ -123,7 +124,7 @@ for sanity_family in FAMILIES:
             predictions="results/sanity/{model}/{setting}/predictions.csv",
         wildcard_constraints:
             model=one_of(family_models(sanity_family)),
-            setting=r"original|(cascading|independent)-\d+",
+            setting=rf"original|{RUN_PATTERN}-\d+",
         params:
             **explain_images_params(sanity_family, sanity_methods(sanity_family)),
         threads: 1

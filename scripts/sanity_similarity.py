@@ -4,5 +4,5 @@ from eea_repro.sanity import level_inputs, sanity_similarity
 
 with job_context(snakemake):
     predictions = {level: files[0] for level, files in level_inputs(snakemake.input, "predictions").items()}
-    sanity_similarity(level_inputs(snakemake.input), predictions, snakemake.wildcards.mode,
+    sanity_similarity(level_inputs(snakemake.input), predictions, snakemake.wildcards.run,
                       snakemake.params.input_size, snakemake.output[0])

@@ -16,10 +16,14 @@ from eea_repro.sanity import (
     cascading,
     count_layers,
     independent,
+    layer_kinds,
     level_inputs,
     method_maps,
+    parse_setting,
     randomization_layers,
+    run_label,
     sanity_image_rows,
+    sanity_runs,
     save_predictions,
     setting_name,
     untouched_parameters,
@@ -186,6 +190,24 @@ def test_independent_step_i_changes_only_layer_i_minus_1_from_the_top(family, wh
     assert setting_name("independent", 3) == "independent-3" and setting_name("independent", 1) == "original"
 
 
+def test_each_layer_granularity_runs_every_mode_under_its_own_names():
+    """sanity.layers.vit: [attention, block] -> the plain runs on attention weights, '-block' runs on whole blocks;
+    the settings parse back to the granularity whose layers they randomize, and x = 2 is shared within one only."""
+    config = {"modes": ["cascading", "independent"], "layers": {"vit": ["attention", "block"], "cnn": "stage"}}
+    assert layer_kinds(config, "vit") == ["attention", "block"] and layer_kinds(config, "cnn") == ["stage"]
+    assert sanity_runs(config, "vit") == ["cascading", "independent", "cascading-block", "independent-block"]
+    assert sanity_runs(config, "cnn") == ["cascading", "independent"]
+    assert setting_name("independent-block", 2) == "cascading-block-2" != setting_name("independent", 2)
+    assert setting_name("independent-block", 4) == "independent-block-4"
+    assert setting_name("cascading-block", 1) == "original"
+    assert parse_setting("independent-block-4") == ("independent", "block", 4)
+    assert parse_setting("cascading-3") == ("cascading", None, 3)
+    assert parse_setting("original") == (None, None, 1)
+    assert run_label("cascading-block") == "cascading randomization of block layers"
+    with pytest.raises(ValueError, match="sanity setting"):
+        parse_setting("cascading-mlp-3")
+
+
 def test_reinit_is_seeded_and_normal_has_the_configured_scale():
     model = _model("vit")
     layers = randomization_layers(model, "vit", "block")
@@ -294,7 +316,7 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     assert all(path.stat().st_size > 1000 for path in outputs)
     out_json = tmp_path / "summary.json"
     write_sanity_summary({"vit/cascading": str(csv)}, {"vit/cascading": {"eea_curve": str(outputs[0])}},
-                         {"vit": "Tiny"}, {"vit": 2}, {"n_images": 6}, 0.95, 3, out_json)
+                         {"vit": "Tiny"}, {"vit/cascading": 2}, {"n_images": 6}, 0.95, 3, out_json)
     summary_json = json.loads(out_json.read_text())
     entry = summary_json["entries"][0]
     assert summary_json["chance_accuracy"] == pytest.approx(1 / 3)
@@ -316,12 +338,14 @@ def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, rep
 
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
     summary = json.loads((tiny_run / "results/sanity/summary.json").read_text())
-    assert len(summary["entries"]) == len(config["models"]) * len(config["sanity"]["modes"])
+    runs = {m: sanity_runs(config["sanity"], settings["family"]) for m, settings in config["models"].items()}
+    assert [(e["model"], e["run"]) for e in summary["entries"]] == [(m, run) for m in runs for run in runs[m]]
+    assert "cascading-block" in runs["vit"]  # the CI config runs both ViT granularities
     for entry in summary["entries"]:
         last = entry["layers"] + (2 if entry["mode"] == "cascading" else 1)  # cascading ends fully randomized
         assert [a["level"] for a in entry["model_accuracy"]] == list(range(1, last + 1))
         for level in entry["model_accuracy"]:
-            setting = setting_name(entry["mode"], level["level"])
+            setting = setting_name(entry["run"], level["level"])
             predictions = pd.read_csv(tiny_run / f"results/sanity/{entry['model']}/{setting}/predictions.csv")
             assert len(predictions) == entry["n_images"]
             assert level["accuracy"] == pytest.approx((predictions["predicted"] == predictions["label"]).mean(), abs=1e-4)

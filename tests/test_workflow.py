@@ -76,6 +76,12 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     assert counts["evaluate_mixed_maps"] == shards * cross_pairs
     assert counts["pretrain_mixed_explainer"] == cross_pairs and counts["mixed_eea_maps"] == shards * cross_pairs
     assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
+    # sanity: the ViT-B's 12 blocks as attention weights and as whole blocks, the ResNet's 4 stages; per granularity
+    # cascading x = 2..L + 2 and independent x = 3..L + 1 (x = 2 shared), and one original model per model
+    assert config["sanity"]["layers"]["vit"] == ["attention", "block"]
+    assert counts["sanity_maps_vit"] == 1 + 2 * ((12 + 1) + (12 - 1))
+    assert counts["sanity_maps_cnn"] == 1 + (4 + 1) + (4 - 1)
+    assert counts["sanity_similarity"] == 2 * 2 + 2
     print(f"paper preset dry run: {counts['total']} jobs in {seconds:.1f} s")
 
 

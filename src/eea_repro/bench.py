@@ -758,7 +758,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--batch-size", type=int, default=256, help="model inputs per forward pass")
-    parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
+    parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}, or tie_rules (with --run-dir)")
     parser.add_argument("--preset", default="embedded", choices=tuple(PRESET_FILES),
                         help="models (random weights): embedded = config.yaml's, ci = config/ci.yaml's (tiny), "
                         "paper = ViT-B/16 + ResNet-101")

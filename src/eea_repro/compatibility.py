@@ -29,7 +29,7 @@ def check_models(config: dict) -> None:
     from .methods import METHODS
     from .models import ModelSpec, create_network
     from .plan import EEA_METHODS
-    from .sanity import randomization_layers
+    from .sanity import layer_kinds, randomization_layers
 
     for name, entry in config["models"].items():
         key = f"models.{name}"
@@ -55,8 +55,7 @@ def check_models(config: dict) -> None:
             except Exception as error:
                 raise ConfigError(f"config key '{key}': method {method!r} (methods.{spec.family}) cannot explain "
                                   f"{spec.timm_name!r}: {_reason(error)}") from None
-        if config["sanity"]["modes"]:
-            which = config["sanity"]["layers"][spec.family]
+        for which in layer_kinds(config["sanity"], spec.family) if config["sanity"]["modes"] else []:
             try:
                 randomization_layers(net, spec.family, which)
             except Exception as error:

@@ -168,26 +168,59 @@ def count_layers(model_cfg: dict, which: str) -> int:
 # --- settings (file-name tokens) ---------------------------------------------------------------------------------
 
 
-def setting_name(mode: str, level: int) -> str:
-    """The token naming one randomized model in file names. Level 1 of either mode is the original model, and level 2
-    is the same model in both modes (only the top layer re-initialised, with the same seed), so it is made once, as
-    ``cascading-2``."""
+def layer_kinds(sanity_cfg: dict, family: str) -> list[str]:
+    """``sanity.layers.<family>``: one layer granularity or a list of them, each a run of every mode."""
+    which = sanity_cfg["layers"][family]
+    return [which] if isinstance(which, str) else list(which)
+
+
+def sanity_runs(sanity_cfg: dict, family: str) -> list[str]:
+    """The run names of a family's models: each mode once per layer granularity. The first granularity keeps the
+    plain mode name ("cascading"); another is named after it ("cascading-block"), in file names and the report."""
+    kinds = layer_kinds(sanity_cfg, family)
+    return [mode if which == kinds[0] else f"{mode}-{which}" for which in kinds for mode in sanity_cfg["modes"]]
+
+
+RUN_PATTERN = r"(cascading|independent)(?:-(attention|block|stage))?"
+
+
+def parse_run(run: str) -> tuple[str, str | None]:
+    """A run name -> (mode, its layer granularity; None = the family's first one)."""
+    match = re.fullmatch(RUN_PATTERN, run)
+    if not match:
+        raise ValueError(f"sanity run {run!r} is not '<mode>' or '<mode>-<layers>'")
+    return match.group(1), match.group(2)
+
+
+def run_label(run: str) -> str:
+    """How figures and the report name a run: "cascading randomization", "cascading randomization of block layers"."""
+    mode, which = parse_run(run)
+    return f"{mode} randomization" + (f" of {which} layers" if which else "")
+
+
+def setting_name(run: str, level: int) -> str:
+    """The token naming one randomized model in file names. Level 1 of any run is the original model, and level 2
+    is the same model in both modes of one granularity (only the top layer re-initialised, with the same seed), so
+    it is made once, as ``cascading-2`` (``cascading-block-2``)."""
     if level == 1:
         return ORIGINAL
-    return f"cascading-{level}" if level == 2 else f"{mode}-{level}"
+    mode, which = parse_run(run)
+    suffix = f"-{which}" if which else ""
+    return f"cascading{suffix}-{level}" if level == 2 else f"{mode}{suffix}-{level}"
 
 
-def parse_setting(setting: str) -> tuple[str | None, int]:
+def parse_setting(setting: str) -> tuple[str | None, str | None, int]:
+    """A setting token -> (mode, layer granularity or None for the first one, level); the original is (None, None, 1)."""
     if setting == ORIGINAL:
-        return None, 1
-    match = re.fullmatch(r"(cascading|independent)-(\d+)", setting)
+        return None, None, 1
+    match = re.fullmatch(rf"{RUN_PATTERN}-(\d+)", setting)
     if not match:
-        raise ValueError(f"sanity setting {setting!r} is neither {ORIGINAL!r} nor '<mode>-<level>'")
-    return match.group(1), int(match.group(2))
+        raise ValueError(f"sanity setting {setting!r} is neither {ORIGINAL!r} nor '<mode>[-<layers>]-<level>'")
+    return match.group(1), match.group(2), int(match.group(3))
 
 
 def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sanity_cfg: dict, seed: int) -> nn.Module:
-    mode, level = parse_setting(setting)
+    mode, _, level = parse_setting(setting)
     if mode is None:
         return model
     step = cascading if mode == "cascading" else independent
@@ -291,11 +324,12 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
     device = resolve_device(device)
     num_classes = len(read_classes(classes_file))
     original = load_model(model_cfg, checkpoint, classes_file, device)
-    layers = randomization_layers(original, model_cfg["family"], sanity_cfg["layers"][model_cfg["family"]])
+    which = parse_setting(setting)[1] or layer_kinds(sanity_cfg, model_cfg["family"])[0]
+    layers = randomization_layers(original, model_cfg["family"], which)
     model = settings_model(original, setting, layers, sanity_cfg, seed)
     images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file, sanity_cfg["n_images"],
                                              seed, device)
-    print(f"{setting}: {len(layers)} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
+    print(f"{setting}: {len(layers)} {which} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
     save_predictions(model, images, labels, ids, out_predictions, batch_size)
 
     explainer = None
@@ -339,7 +373,7 @@ def level_inputs(named_inputs, prefix: str = "level") -> dict[int, list[str]]:
             for name, files in named_inputs.items() if name.startswith(prefix) and name[len(prefix):].isdigit()}
 
 
-def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[int, str], mode: str, input_size: int,
+def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[int, str], run: str, input_size: int,
                       out_csv) -> None:
     """One row per image x method x level: similarity of the level's map to the original (level 1) map, and whether
     the level's model predicts the image's label (``model_correct``).
@@ -360,7 +394,7 @@ def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[in
             frame["model_correct"] = correct.reindex(frame["image_id"]).to_numpy()
             frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
-    frame.insert(0, "mode", mode)
+    frame.insert(0, "mode", run)  # the run: mode, and the layer granularity unless it is the family's first
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -379,8 +413,8 @@ def level_summary(frame: pd.DataFrame, confidence: float = 0.95, measure: str = 
     return pd.DataFrame(rows)
 
 
-def _axis_label(mode: str) -> str:
-    if mode == "cascading":
+def _axis_label(run: str) -> str:
+    if parse_run(run)[0] == "cascading":
         return "x = k: the last k − 1 layers randomized"
     return "x = i: only layer i − 1 from the top randomized"
 
@@ -390,9 +424,9 @@ def make_eea_curve(similarity_csv, model_label: str, confidence: float, out_path
     from .sanity_figures import spearman_curve
 
     frame = pd.read_csv(similarity_csv)
-    mode = str(frame["mode"].iloc[0])
+    run = str(frame["mode"].iloc[0])
     summary = level_summary(frame[frame["method"] == "eea"], confidence)
-    spearman_curve(summary, out_paths, title=f"{model_label}: {mode} randomization, EEA", xlabel=_axis_label(mode),
+    spearman_curve(summary, out_paths, title=f"{model_label}: {run_label(run)}, EEA", xlabel=_axis_label(run),
                    confidence=confidence)
 
 
@@ -402,11 +436,11 @@ def make_methods_curves(similarity_csv, model_label: str, confidence: float, out
     from .stages import method_label
 
     frame = pd.read_csv(similarity_csv)
-    mode = str(frame["mode"].iloc[0])
+    run = str(frame["mode"].iloc[0])
     summaries = {measure: level_summary(frame, confidence, measure) for measure in ("spearman", "ssim", "hog")}
     labels = {name: method_label(name) for name in frame["method"].unique()}
-    method_curves(summaries, labels, out_paths, title=f"{model_label}: {mode} randomization, every method",
-                  xlabel=_axis_label(mode), confidence=confidence)
+    method_curves(summaries, labels, out_paths, title=f"{model_label}: {run_label(run)}, every method",
+                  xlabel=_axis_label(run), confidence=confidence)
 
 
 def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sanity_cfg, image_root, split_file,
@@ -427,14 +461,14 @@ def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sa
 def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, dict], model_labels: dict[str, str],
                          layer_counts: dict[str, int], sanity_cfg: dict, confidence: float, n_classes: int,
                          out_json) -> None:
-    """Report input: per model x mode, the figure paths, the per-level mean Spearman ρ with its CI per method, EEA's
+    """Report input: per model x run (a mode on one layer granularity), the figure paths, the per-level mean Spearman ρ with its CI per method, EEA's
     mask range and the randomized model's accuracy on the sanity images (chance: 1 / ``n_classes``)."""
     from .stages import method_label
 
     entries = []
     for key, path in similarity_files.items():
         frame = pd.read_csv(path)
-        model, mode = key.split("/")
+        model, run = key.split("/")
         summary = level_summary(frame, confidence)
         order = sorted(summary["method"].unique(), key=lambda m: (m not in ("eea", "peea"), m != "eea", m))
         curves = [
@@ -452,8 +486,8 @@ def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, di
         per_image = frame.drop_duplicates(["level", "image_id"])
         accuracy = [{"level": int(level), "accuracy": round(float(values.mean()), 4)}
                     for level, values in per_image.groupby("level")["model_correct"]]
-        entries.append({"model": model, "label": model_labels[model], "mode": mode, "figures": dict(figures[key]),
-                        "layers": layer_counts[model], "eea_range": eea_range, "model_accuracy": accuracy,
+        entries.append({"model": model, "label": model_labels[model], "mode": parse_run(run)[0], "run": run,
+                        "title": run_label(run), "figures": dict(figures[key]), "layers": layer_counts[key], "eea_range": eea_range, "model_accuracy": accuracy,
                         "n_images": int(frame["image_id"].nunique()), "curves": curves})
     write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "chance_accuracy": 1 / n_classes,
                           "entries": entries})
