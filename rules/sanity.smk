@@ -85,18 +85,18 @@ rule sanity_summary:
     conda:
         "../envs/report.yaml"
     input:
-        similarities=[f"results/sanity/{m}/{run}.similarity.csv" for m in MODELS for run in SANITY_RUNS[m]],
+        similarities=[f"results/sanity/{m}/{name}.similarity.csv" for m in MODELS for name in SANITY_RUNS[m]],
         figures=[f for f in sanity_outputs() if f != SANITY_SUMMARY],
         classes=PLAN.classes_file,
     output:
         SANITY_SUMMARY,
     params:
         similarities={
-            f"{m}/{run}": f"results/sanity/{m}/{run}.similarity.csv" for m in MODELS for mode in SANITY_MODES
+            f"{m}/{name}": f"results/sanity/{m}/{name}.similarity.csv" for m in MODELS for name in SANITY_RUNS[m]
         },
-        figures={f"{m}/{run}": sanity_figures(m, mode) for m in MODELS for mode in SANITY_MODES},
+        figures={f"{m}/{name}": sanity_figures(m, name) for m in MODELS for name in SANITY_RUNS[m]},
         labels={m: config["models"][m]["label"] for m in MODELS},
-        layers={f"{m}/{run}": run_layer_count(m, run) for m in MODELS for run in SANITY_RUNS[m]},
+        layers={f"{m}/{name}": run_layer_count(m, name) for m in MODELS for name in SANITY_RUNS[m]},
         sanity=SANITY,
         confidence=config["tables"]["confidence"],
     log:

@@ -195,6 +195,13 @@ def test_missing_evidence_is_not_run_with_its_reason():
     assert notes["mixed_architectures"] == "config key 'figures.mixed_architectures' is false"
 
 
+def test_a_mode_left_out_of_the_sanity_checks_is_named_as_the_reason(tmp_path):
+    evidence = _sanity_evidence(_similarity(tmp_path, "cascading", {1: 1, 2: 0.5, 3: 0.1}), "cascading")
+    evidence["reasons"] = {"sanity": "config key 'sanity.modes' is empty"}  # as the workflow always passes it
+    row = check_claims(evidence, SETTINGS).set_index("claim").loc["independent_low"]
+    assert row["verdict"] == "not run" and row["note"] == "config key 'sanity.modes' does not list independent"
+
+
 def test_written_table_csv_and_html_agree(tmp_path):
     path = _per_image(tmp_path, "t", {"gradcam": {"ADP": np.full(N, 20.0)}, "all_ones": {"ADP": np.zeros(N)}})
     out = [tmp_path / f"claims.{ext}" for ext in ("csv", "json", "html")]

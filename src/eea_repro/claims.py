@@ -288,15 +288,26 @@ def _sanity_methods(frame: pd.DataFrame) -> list[str]:
     return sorted(methods, key=lambda m: m != EEA)  # EEA first (the paper's claim), then every other method
 
 
+def _sanity_entries(evidence: dict, mode: str) -> list[dict]:
+    """The sanity evidence of one mode: a run per model and layer granularity."""
+    return [entry for entry in evidence.get("sanity", []) if entry["mode"] == mode]
+
+
+def _sanity_missing(evidence: dict, mode: str) -> str:
+    """Why a mode's claim did not run: no sanity check at all (the evidence's reason), or another mode only."""
+    if evidence.get("sanity"):
+        return f"config key 'sanity.modes' does not list {mode}"
+    return evidence.get("reasons", {}).get("sanity", "the sanity checks did not run")
+
+
 @claim("cascading_decreases", "§3.1, parameter randomization (Fig. 2)",
        "as more layers' weights are randomized, the correlation with the explanation map of the original model "
        "significantly deteriorates", "sanity")
 def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
     key = "cascading_decreases"
-    entries = [e for e in evidence.get("sanity", []) if e["mode"] == "cascading"]
+    entries = _sanity_entries(evidence, "cascading")
     if not entries:
-        return [not_run(key, "every model", evidence.get("reasons", {}).get(
-            "sanity", "config key 'sanity.modes' does not list cascading"))]
+        return [not_run(key, "every model", _sanity_missing(evidence, "cascading"))]
     findings = []
     for entry in entries:
         frame = _read(entry["similarity"])
@@ -323,10 +334,9 @@ def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
        "the correlation values are low across all layers", "sanity")
 def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
     key = "independent_low"
-    entries = [e for e in evidence.get("sanity", []) if e["mode"] == "independent"]
+    entries = _sanity_entries(evidence, "independent")
     if not entries:
-        return [not_run(key, "every model", evidence.get("reasons", {}).get(
-            "sanity", "config key 'sanity.modes' does not list independent"))]
+        return [not_run(key, "every model", _sanity_missing(evidence, "independent"))]
     findings = []
     for entry in entries:
         frame = _read(entry["similarity"])
