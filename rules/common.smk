@@ -6,6 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from eea_repro.allocator import export_allocator_settings
 from eea_repro.compatibility import check_models
 from eea_repro.config import ConfigError, validate_config
 from eea_repro.methods import METHODS
@@ -22,6 +23,7 @@ PLAN = plan_from_config(config)
 FOLDER_AUGMENTED = f"{IMAGES}/{AUGMENTED}"
 
 export_package_path(Path(workflow.basedir) / "src")
+export_allocator_settings()  # huge pages and a heap that keeps freed memory: jobs fault far fewer pages
 MODELS = list(config["models"])
 TRAINED_MODELS = [m for m in MODELS if config["models"][m]["checkpoint"]["source"] == "train"]
 FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]

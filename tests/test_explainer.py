@@ -1,5 +1,7 @@
 """EEA explainer: architecture, loss, pretraining (incl. resume) and batched per-image fine-tuning."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -171,6 +173,34 @@ def test_pretraining_lowers_the_loss_and_keeps_the_best_epoch(variant, tmp_path)
     assert pos_of(explained, images[:4], explain(explainer, images[:4]), labels[:4]).mean().item() == pytest.approx(
         history["best_val_pos"]
     )
+
+
+def test_unvalidated_one_epoch_fit_has_the_weights_of_the_validated_one(tmp_path):
+    """Skipping validation (the sanity checks' one-epoch re-fits) saves the pass without changing the weights."""
+    images, labels = tiny_dataset()
+    fitted = {}
+    for validate in (True, False):
+        explainer, explained = make_pair(VIT, VIT)
+        history = pretrain(
+            explainer, explained, batches_for(images, labels), images[:4], labels[:4], variant="target", epochs=1,
+            checkpoint_dir=tmp_path / str(validate), log=lambda line: None, validate=validate, **PRETRAIN_ARGS,
+        )
+        fitted[validate] = (explainer.state_dict(), history)
+    validated, unvalidated = fitted[True], fitted[False]
+    assert validated[0].keys() == unvalidated[0].keys()
+    for name, tensor in validated[0].items():
+        assert torch.equal(tensor, unvalidated[0][name]), name
+    assert unvalidated[1]["best_epoch"] == 1 and math.isnan(unvalidated[1]["best_val_pos"])
+    assert math.isfinite(validated[1]["best_val_pos"])
+
+
+def test_unvalidated_fit_keeps_the_last_epoch(tmp_path):
+    images, labels = tiny_dataset()
+    explainer, explained = make_pair(VIT, VIT)
+    history = pretrain(explainer, explained, batches_for(images, labels), images[:0], labels[:0], variant="target",
+                       epochs=3, checkpoint_dir=tmp_path, log=lambda line: None, validate=False, **PRETRAIN_ARGS)
+    assert history["best_epoch"] == 3
+    assert all(math.isnan(record["val_pos"]) for record in history["epochs"])
 
 
 def test_pretraining_resume_equals_uninterrupted_run(tmp_path):

@@ -225,6 +225,7 @@ def pretrain(
     eval_batch_size: int = 64,
     metric_batch_size: int = 256,
     val_ties: torch.Tensor | None = None,
+    validate: bool = True,
 ) -> dict:
     """Train the explainer with AdamW and leave it holding the epoch with the lowest validation POS AUC.
 
@@ -234,7 +235,8 @@ def pretrain(
     from it (the hyper-parameters must match). Validation POS is scored against ``val_labels`` (ground truth, as in
     the released code) for both variants; ``eval_batch_size`` images go through the explainer at once and
     ``metric_batch_size`` perturbed inputs through the explained model; ``val_ties`` are the validation images' tie
-    permutations (None: raster order).
+    permutations (None: raster order). ``validate=False`` skips the validation passes and keeps the last epoch
+    (``val_pos`` NaN): for a one-epoch fit, where there is nothing to choose, it saves the pass and changes no weight.
 
     Returns ``{"epochs": [{"epoch", "loss", "ce", "size", "val_pos"}, ...], "best_epoch", "best_val_pos"}``.
     """
@@ -277,10 +279,10 @@ def pretrain(
             totals += torch.stack([total, ce, size]).detach().cpu().double() * len(images01)
             seen += len(images01)
         loss, ce, size = (totals / max(seen, 1)).tolist()
-        val_pos = _validation_pos(explainer, scorer, val_images, val_labels, eval_batch_size, metric_batch_size,
-                                  val_ties)
+        val_pos = (_validation_pos(explainer, scorer, val_images, val_labels, eval_batch_size, metric_batch_size,
+                                   val_ties) if validate else math.nan)
         history.append({"epoch": epoch + 1, "loss": loss, "ce": ce, "size": size, "val_pos": val_pos})
-        if best["state"] is None or _is_better(torch.tensor(val_pos), torch.tensor(best["val_pos"])):
+        if best["state"] is None or not validate or _is_better(torch.tensor(val_pos), torch.tensor(best["val_pos"])):
             state = {name: tensor.detach().cpu().clone() for name, tensor in explainer.state_dict().items()}
             best = {"state": state, "epoch": epoch + 1, "val_pos": val_pos}
         _save_training_state(checkpoint_path, explainer, optimizer, epoch + 1, history, best, settings)

@@ -232,7 +232,8 @@ def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sani
 
 def _refit_explainer(model_cfg, explainer_cfg, scoring, randomized, image_root, train_file, val_file,
                      classes_file, seed, device):
-    """Pretrain a fresh explainer against the randomized model, started from its weights (as for the original)."""
+    """Pretrain a fresh explainer against the randomized model, started from its weights (as for the original). A
+    one-epoch re-fit keeps its only epoch, so it skips the validation pass that would choose among epochs."""
     from .explainer import MaskExplainer
     from .stages import fit_explainer, read_classes, seed_everything
 
@@ -242,9 +243,10 @@ def _refit_explainer(model_cfg, explainer_cfg, scoring, randomized, image_root, 
     with tempfile.TemporaryDirectory() as scratch:
         record = fit_explainer(explainer, randomized, model_cfg, explainer_cfg, scoring, image_root,
                                train_file, val_file, classes_file, variant="target", resume_dir=scratch, seed=seed,
-                               device=device)
+                               device=device, validate=explainer_cfg["epochs"] > 1)
     history = record["history"]
-    print(f"re-pretrained explainer: best epoch {history['best_epoch']}, val POS {history['best_val_pos']:.3f}")
+    print(f"re-pretrained explainer: kept epoch {history['best_epoch']} of {explainer_cfg['epochs']}, "
+          f"val POS {history['best_val_pos']:.3f} (NaN: not validated)")
     return explainer
 
 

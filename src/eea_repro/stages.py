@@ -264,8 +264,9 @@ def pretrain_explainer(model_cfg, explainer_cfg, scoring, image_root, train_file
 
 
 def fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image_root, train_file, val_file,
-                  classes_file, *, variant, resume_dir, seed, device) -> dict:
-    """Pretrain ``explainer`` in place against ``explained`` on the explainer splits (best epoch by val POS).
+                  classes_file, *, variant, resume_dir, seed, device, validate: bool = True) -> dict:
+    """Pretrain ``explainer`` in place against ``explained`` on the explainer splits (best epoch by val POS;
+    ``validate=False``: the last epoch, without reading the validation split).
 
     Shared by the main explainers and the sanity checks' re-fits, so a re-fitted explainer is trained exactly as the
     original. Returns the history and the image counts.
@@ -273,8 +274,11 @@ def fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image
     from .explainer import pretrain
 
     train_set = open_split(image_root, train_file, model_cfg, classes_file)
-    val_images, val_labels, val_ids = load_tensors(open_split(image_root, val_file, model_cfg, classes_file),
-                                                   desc="val images")
+    if validate:
+        val_images, val_labels, val_ids = load_tensors(open_split(image_root, val_file, model_cfg, classes_file),
+                                                       desc="val images")
+    else:
+        val_images, val_labels, val_ids = torch.empty(0), torch.empty(0, dtype=torch.long), []
 
     def train_batches(epoch: int):
         for batch in make_loader(train_set, explainer_cfg["batch_size"], shuffle=True, seed=seed + epoch):
@@ -285,7 +289,8 @@ def fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image
         variant=variant, lam=explainer_cfg["lambda_size"], size_loss=explainer_cfg["size_loss"],
         lr=explainer_cfg["lr"], weight_decay=explainer_cfg["weight_decay"], epochs=explainer_cfg["epochs"],
         checkpoint_dir=resume_dir, progress=progress(), eval_batch_size=scoring["batch_size"],
-        val_ties=scoring_ties(scoring, val_ids, val_images.shape[-1], device),
+        val_ties=scoring_ties(scoring, val_ids, val_images.shape[-1], device) if validate else None,
+        validate=validate,
     )
     return {"history": history, "train_images": len(train_set), "val_images": len(val_labels)}
 
