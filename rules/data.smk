@@ -15,6 +15,7 @@ if PLAN.kind == "embedded":
         params:
             settings=config["dataset"]["embedded"],
             seed=config["seed"],
+        threads: 4  # images are rendered and written in parallel (each from its own random stream)
         log:
             "logs/data/embedded_dataset.log",
         benchmark:

@@ -5,4 +5,5 @@ from eea_repro.logs import job_context
 from eea_repro.stages import make_embedded_dataset
 
 with job_context(snakemake):
-    make_embedded_dataset(Path(snakemake.output.classes).parent, snakemake.params.settings, snakemake.params.seed)
+    make_embedded_dataset(Path(snakemake.output.classes).parent, snakemake.params.settings, snakemake.params.seed,
+                          workers=snakemake.threads)

@@ -49,6 +49,16 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     assert all(files_c[name] != data for name, data in images_a.items())
 
 
+@pytest.mark.parametrize("two_objects", [False, True])
+def test_parallel_writers_give_the_same_files_as_one(tmp_path, two_objects):
+    """The embedded dataset job renders with a process pool; each image's own random stream makes it byte-equal."""
+    generate_split(tmp_path / "one" / "train", 11, 40, N_CLASSES, seed=3, two_objects=two_objects)
+    generate_split(tmp_path / "three" / "train", 11, 40, N_CLASSES, seed=3, two_objects=two_objects, workers=3)
+    files = _split_files(tmp_path / "one" / "train")
+    assert len(files) == 11 * (3 if two_objects else 2) + 1
+    assert files == _split_files(tmp_path / "three" / "train")
+
+
 def test_generate_dataset_layout_and_disjoint_splits(tmp_path):
     counts = {"train": 10, "test": 8}
     generate_dataset(tmp_path, 32, N_CLASSES, counts, n_two_object=3, seed=0)

@@ -83,7 +83,7 @@ def load_model(model_cfg: dict, checkpoint, classes_file, device):
 # --- data --------------------------------------------------------------------------------------------------------
 
 
-def make_embedded_dataset(root, settings: dict, seed: int) -> None:
+def make_embedded_dataset(root, settings: dict, seed: int, workers: int = 1) -> None:
     from .data.synthetic import generate_dataset
 
     generate_dataset(
@@ -94,6 +94,7 @@ def make_embedded_dataset(root, settings: dict, seed: int) -> None:
         n_two_object=settings["n_two_object"],
         seed=seed,
         progress=progress(),
+        workers=workers,
     )
 
 

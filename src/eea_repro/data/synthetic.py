@@ -17,12 +17,15 @@ On-disk layout (the layout the ImageNet path reads too, so one loader serves bot
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable
-from functools import lru_cache
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -399,12 +402,14 @@ def generate_split(
     two_objects: bool = False,
     progress: Callable | None = None,
     split_name: str | None = None,
+    workers: int = 1,
 ) -> None:
     """Write one split; classes are balanced (single-object split) and the output appears only when complete.
 
     The split is built in a hidden sibling folder and renamed onto ``out_dir`` at the end, so a killed run never
     leaves a complete-looking split. Image ids are ``synth_<split_name>_<8-digit index>``; ``split_name`` defaults to
-    the folder name.
+    the folder name. ``workers`` processes render and write the images; each image has its own random stream, so the
+    files do not depend on how many.
     """
     _check_n_classes(n_classes)
     out_dir = Path(out_dir)
@@ -415,17 +420,11 @@ def generate_split(
         (staging / "images").mkdir()
         (staging / "masks").mkdir()
         labels_per_image = _split_labels(n_images, n_classes, seed, two_objects)
-        indices = range(n_images)
-        lines = []
-        for index in progress(indices, total=n_images, desc=split_name) if progress else indices:
-            labels = labels_per_image[index]
-            image, masks = render_sample(_image_rng(seed, index), image_size, labels)
-            image_id = f"synth_{split_name}_{index + 1:08d}"
-            _save_png(image, staging / "images" / f"{image_id}.png")
-            suffixes = ("_a", "_b") if two_objects else ("",)
-            for suffix, mask in zip(suffixes, masks):
-                _save_png(mask.astype(np.uint8) * 255, staging / "masks" / f"{image_id}{suffix}.png")
-            lines.append(" ".join([f"{image_id}.png", *map(str, labels)]))
+        write = partial(_write_sample, staging, split_name, image_size, seed, two_objects)
+        jobs = [(index, tuple(labels_per_image[index])) for index in range(n_images)]
+        with _sample_pool(workers) as pool:
+            lines = pool.map(write, jobs, chunksize=max(1, n_images // (8 * workers))) if pool else map(write, jobs)
+            lines = list(progress(lines, total=n_images, desc=split_name) if progress else lines)
         (staging / "labels.txt").write_text("\n".join(lines) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -433,6 +432,31 @@ def generate_split(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def _write_sample(staging: Path, split_name: str, image_size: int, seed: int, two_objects: bool,
+                  job: tuple[int, tuple[int, ...]]) -> str:
+    """Render image ``index`` of a split with its labels, write it and its mask(s); returns its label line."""
+    index, labels = job
+    image, masks = render_sample(_image_rng(seed, index), image_size, list(labels))
+    image_id = f"synth_{split_name}_{index + 1:08d}"
+    _save_png(image, staging / "images" / f"{image_id}.png")
+    suffixes = ("_a", "_b") if two_objects else ("",)
+    for suffix, mask in zip(suffixes, masks):
+        _save_png(mask.astype(np.uint8) * 255, staging / "masks" / f"{image_id}{suffix}.png")
+    return " ".join([f"{image_id}.png", *map(str, labels)])
+
+
+@contextlib.contextmanager
+def _sample_pool(workers: int):
+    """A process pool for ``workers`` > 1 (forked where the platform can: workers need no re-import), else None."""
+    if workers <= 1:
+        yield None
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield pool
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -448,13 +472,16 @@ def generate_dataset(
     n_two_object: int,
     seed: int,
     progress: Callable | None = None,
+    workers: int = 1,
 ) -> None:
-    """Write ``<root>/classes.txt``, one split folder per entry of ``counts`` and ``<root>/two_object`` if asked."""
+    """Write ``<root>/classes.txt``, one split folder per entry of ``counts`` and ``<root>/two_object`` if asked
+    (``workers`` processes per split)."""
     root = Path(root)
     with atomic_path(root / "classes.txt") as tmp:
         tmp.write_text("\n".join(class_names(n_classes)) + "\n")
     for split, count in counts.items():
-        generate_split(root / split, count, image_size, n_classes, split_seed(seed, split), progress=progress)
+        generate_split(root / split, count, image_size, n_classes, split_seed(seed, split), progress=progress,
+                       workers=workers)
     if n_two_object > 0:
         generate_split(
             root / TWO_OBJECT_SPLIT,
@@ -464,4 +491,5 @@ def generate_dataset(
             split_seed(seed, TWO_OBJECT_SPLIT),
             two_objects=True,
             progress=progress,
+            workers=workers,
         )
