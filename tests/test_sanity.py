@@ -28,7 +28,7 @@ from eea_repro.sanity import (
     setting_name,
     untouched_parameters,
 )
-from eea_repro.similarity import hog_similarity_per_image, spearman_per_image, ssim_per_image
+from eea_repro.similarity import MapStack, hog_similarity_per_image, spearman_per_image, ssim_per_image
 
 NUM_CLASSES = 4
 VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
@@ -108,6 +108,30 @@ def test_hog_similarity_is_pearson_of_skimage_hog():
 
 
 # --- image sample -------------------------------------------------------------------------------------------------
+
+
+def test_a_reference_prepared_once_gives_the_pairwise_values_exactly():
+    """The sanity similarity prepares the original maps once for every level; each value must equal the pairwise
+    functions' bit for bit, also for non-finite and constant maps, whichever side they are on."""
+    from eea_repro.sanity import similarity_frame
+
+    rng = np.random.default_rng(4)
+    reference, others = rng.random((5, 6, 6)), [rng.random((5, 6, 6)) for _ in range(3)]
+    reference[1, 2, 2] = np.nan
+    others[0][3] = 0.5
+    others[1][4, 0, 0] = np.inf
+    ids = [f"img{i}" for i in range(5)]
+    shard = lambda maps: {"image_ids": ids, "method": "eea", "maps": maps}
+    stack = MapStack.at_size(reference, 12)
+    for other in [reference, *others]:
+        prepared = similarity_frame(shard(reference), shard(other), 12, stack)
+        pairwise = {"spearman": spearman_per_image(reference, other, 12),
+                    "spearman_abs": spearman_per_image(reference, other, 12, absolute=True),
+                    "ssim": ssim_per_image(reference, other, 12), "hog": hog_similarity_per_image(reference, other, 12)}
+        for name, values in pairwise.items():
+            np.testing.assert_array_equal(prepared[name].to_numpy(), values, err_msg=name)
+    assert np.isnan(prepared.loc[1, "spearman"]) and np.isfinite(prepared.loc[0, "hog"])
+    assert stack.__dict__.keys() >= {"ranks", "abs_ranks", "normalized", "hog"}  # kept for the next comparison
 
 
 def test_sanity_rows_are_a_seeded_sorted_sample(tmp_path):

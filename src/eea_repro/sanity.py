@@ -33,7 +33,7 @@ from .data.loading import read_label_file, subset_by_count
 from .io import atomic_path, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .models import ModelSpec, resolve_device
-from .similarity import hog_similarity_per_image, spearman_per_image, ssim_per_image
+from .similarity import MapStack, stack_hog_similarity, stack_spearman, stack_ssim
 
 MODES = ("cascading", "independent")
 LAYER_CHOICES = {"vit": ("attention", "block"), "cnn": ("stage", "block")}
@@ -351,20 +351,26 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
 # --- stage: similarity of randomized maps to the original ones -------------------------------------------------
 
 
-def similarity_frame(original: dict, randomized: dict, size: int) -> pd.DataFrame:
-    """Per-image similarities of two map shards (dicts from ``load_map_shard``) of the same images and method."""
+def similarity_frame(original: dict, randomized: dict, size: int, original_stack: MapStack | None = None,
+                     randomized_stack: MapStack | None = None) -> pd.DataFrame:
+    """Per-image similarities of two map shards (dicts from ``load_map_shard``) of the same images and method.
+
+    ``original_stack`` / ``randomized_stack``: the shards' maps already prepared at ``size`` (a reference compared
+    with many shards is prepared once); built here when not given.
+    """
     if original["image_ids"] != randomized["image_ids"]:
         raise ValueError(f"{original['method']}: the randomized maps are of other images than the original ones")
-    a, b = original["maps"], randomized["maps"]
+    a = original_stack or MapStack.at_size(original["maps"], size)
+    b = randomized_stack or MapStack.at_size(randomized["maps"], size)
     return pd.DataFrame({
         "image_id": original["image_ids"],
         "method": original["method"],
-        "spearman": spearman_per_image(a, b, size),
-        "spearman_abs": spearman_per_image(a, b, size, absolute=True),
-        "ssim": ssim_per_image(a, b, size),
-        "hog": hog_similarity_per_image(a, b, size),
+        "spearman": stack_spearman(a, b),
+        "spearman_abs": stack_spearman(a, b, absolute=True),
+        "ssim": stack_ssim(a, b),
+        "hog": stack_hog_similarity(a, b),
         # Spread of the compared map: near 0 flags a collapsed (almost constant) map, whose ρ says little.
-        "map_range": np.ptp(b.reshape(len(b), -1), axis=1),
+        "map_range": np.ptp(randomized["maps"].reshape(len(randomized["maps"]), -1), axis=1),
     })
 
 
@@ -385,13 +391,16 @@ def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[in
     read them.
     """
     reference = {shard["method"]: shard for shard in map(load_map_shard, map_files[1])}
+    reference_stacks = {method: MapStack.at_size(shard["maps"], input_size) for method, shard in reference.items()}
     frames = []
     for level in sorted(map_files):
         predictions = pd.read_csv(prediction_files[level], dtype={"image_id": str}).set_index("image_id")
         correct = predictions["predicted"] == predictions["label"]
         shards = reference.values() if level == 1 else map(load_map_shard, map_files[level])
         for shard in shards:
-            frame = similarity_frame(reference[shard["method"]], shard, input_size)
+            method = shard["method"]
+            frame = similarity_frame(reference[method], shard, input_size, reference_stacks[method],
+                                     reference_stacks[method] if level == 1 else None)
             frame.insert(2, "level", level)
             frame["model_correct"] = correct.reindex(frame["image_id"]).to_numpy()
             frames.append(frame)
