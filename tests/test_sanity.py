@@ -107,12 +107,10 @@ def test_hog_similarity_is_pearson_of_skimage_hog():
     np.testing.assert_allclose(hog_similarity_per_image(a, b), expected, rtol=1e-5)
 
 
-# --- image sample -------------------------------------------------------------------------------------------------
-
-
 def test_a_reference_prepared_once_gives_the_pairwise_values_exactly():
-    """The sanity similarity prepares the original maps once for every level; each value must equal the pairwise
-    functions' bit for bit, also for non-finite and constant maps, whichever side they are on."""
+    """The sanity similarity prepares the original maps once and reuses them for every level; each value must equal
+    the pairwise functions' (which prepare both stacks afresh) bit for bit, also for non-finite and constant maps,
+    whichever side they are on, and for the reference compared with itself."""
     from eea_repro.sanity import similarity_frame
 
     rng = np.random.default_rng(4)
@@ -132,6 +130,9 @@ def test_a_reference_prepared_once_gives_the_pairwise_values_exactly():
             np.testing.assert_array_equal(prepared[name].to_numpy(), values, err_msg=name)
     assert np.isnan(prepared.loc[1, "spearman"]) and np.isfinite(prepared.loc[0, "hog"])
     assert stack.__dict__.keys() >= {"ranks", "abs_ranks", "normalized", "hog"}  # kept for the next comparison
+
+
+# --- image sample -------------------------------------------------------------------------------------------------
 
 
 def test_sanity_rows_are_a_seeded_sorted_sample(tmp_path):

@@ -360,8 +360,8 @@ def similarity_frame(original: dict, randomized: dict, size: int, original_stack
     """
     if original["image_ids"] != randomized["image_ids"]:
         raise ValueError(f"{original['method']}: the randomized maps are of other images than the original ones")
-    a = original_stack or MapStack.at_size(original["maps"], size)
-    b = randomized_stack or MapStack.at_size(randomized["maps"], size)
+    a = MapStack.at_size(original["maps"], size) if original_stack is None else original_stack
+    b = MapStack.at_size(randomized["maps"], size) if randomized_stack is None else randomized_stack
     return pd.DataFrame({
         "image_id": original["image_ids"],
         "method": original["method"],
