@@ -11,7 +11,7 @@ from eea_repro.compatibility import check_models
 from eea_repro.config import ConfigError, validate_config
 from eea_repro.methods import METHODS
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
-from eea_repro.plan import EEA_METHODS, export_package_path, plan_from_config
+from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
 
 try:
     validate_config(config, {name: method.families for name, method in METHODS.items()} | EEA_METHODS)
@@ -30,6 +30,8 @@ FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]
 VARIANTS = config["variants"]
 REFERENCE_VARIANT = "target" if "target" in VARIANTS else VARIANTS[0]  # the one variant of paper Figs. 9 and 10
 ALL_VARIANTS = "+".join(VARIANTS)  # names the logs and benchmarks of jobs that serve every variant at once
+# What tables, figures and summaries call each method (their jobs need not import the methods to know it).
+METHOD_LABELS = {name: method.label for name, method in METHODS.items()} | EEA_LABELS
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
 SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
            "seed": config["seed"]}
@@ -325,7 +327,8 @@ def two_object_explainer(wildcards):
 
 
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
-from eea_repro.sanity import RUN_PATTERN, count_layers, layer_kinds, parse_run, run_label, sanity_runs, setting_name
+from eea_repro.randomization_runs import ORIGINAL, RUN_PATTERN, layer_kinds, parse_run, run_label, sanity_runs, setting_name
+from eea_repro.sanity import count_layers
 
 SANITY = config["sanity"]
 SANITY_MODES = SANITY["modes"]
@@ -366,6 +369,28 @@ def fully_randomized_maps(model, method):
 
 def sanity_predictions(model, run, level):
     return f"results/sanity/{model}/{setting_name(run, level)}/predictions.csv"
+
+
+def sanity_settings(model):
+    """Every randomized model the sanity checks of ``model`` explain, each once: the original (which data
+    randomization compares with too), then each run's levels."""
+    settings = [ORIGINAL]
+    for run in SANITY_RUNS[model]:
+        settings += [s for s in (setting_name(run, level) for level in sanity_levels(model, run)) if s not in settings]
+    return settings
+
+
+def sanity_jobs(model):
+    """``model``'s settings cut into the jobs of rules/sanity.smk, sanity.settings_per_job each (null: one job)."""
+    settings = sanity_settings(model)
+    size = SANITY["settings_per_job"] or len(settings)
+    return [settings[start : start + size] for start in range(0, len(settings), size)]
+
+
+def sanity_job_label(model, index):
+    """Names a sanity-map job's log and benchmark: its setting when alone, else its place among the model's jobs."""
+    jobs = sanity_jobs(model)
+    return jobs[index][0] if len(jobs[index]) == 1 else f"{index + 1}of{len(jobs)}"
 
 
 def sanity_level_inputs(methods, predictions=False):

@@ -167,6 +167,7 @@ rule data_randomization_boxplot:
         methods="eea|methods",
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
+        method_labels=METHOD_LABELS,
     log:
         "logs/data_randomization/boxplot_{model}_{methods}.log",
     script:
@@ -253,6 +254,7 @@ rule data_randomization_summary:
         },
         settings=DATA_RANDOMIZATION,
         source_split=PERMUTED_SOURCE_SPLIT,
+        method_labels=METHOD_LABELS,
     log:
         "logs/data_randomization/summary.log",
     script:

@@ -50,7 +50,7 @@ rule localisation_two_object:
 
 rule localisation_table:
     conda:
-        "../envs/torch.yaml"
+        "../envs/report.yaml"
     input:
         per_image=expand("results/localisation/{{model}}/{variant}.per_image.csv", variant=VARIANTS),
         two_object=["results/localisation/{model}/two_object.per_image.csv"] if LOCALISATION_TWO_OBJECT else [],
@@ -64,6 +64,7 @@ rule localisation_table:
         "object masks, % (mean ± CI half-width over images)",
         tables=config["tables"],
         seed=config["seed"],
+        method_labels=METHOD_LABELS,
     log:
         "logs/localisation/{model}_table.log",
     script:

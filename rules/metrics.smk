@@ -37,7 +37,7 @@ rule evaluate_maps:
 
 rule metric_table:
     conda:
-        "../envs/torch.yaml"
+        "../envs/report.yaml"
     input:
         per_image=lambda wildcards: metric_files(wildcards.model),
     output:
@@ -50,6 +50,7 @@ rule metric_table:
         tables=config["tables"],
         seed=config["seed"],
         caption=table_caption,
+        labels=METHOD_LABELS,
     log:
         "logs/tables/{model}_{variant}.log",
     script:

@@ -51,6 +51,7 @@ rule sanity_methods_curves:
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
         confidence=config["tables"]["confidence"],
+        method_labels=METHOD_LABELS,
     log:
         "logs/sanity/methods_curves_{model}_{run}.log",
     script:
@@ -96,6 +97,7 @@ rule sanity_summary:
         },
         figures={f"{m}/{name}": sanity_figures(m, name) for m in MODELS for name in SANITY_RUNS[m]},
         labels={m: config["models"][m]["label"] for m in MODELS},
+        method_labels=METHOD_LABELS,
         layers={f"{m}/{name}": run_layer_count(m, name) for m in MODELS for name in SANITY_RUNS[m]},
         sanity=SANITY,
         confidence=config["tables"]["confidence"],
@@ -105,34 +107,44 @@ rule sanity_summary:
         "../scripts/sanity_summary.py"
 
 
-for sanity_family in FAMILIES:
+# One rule per job (its files are known when the workflow is read): sanity.settings_per_job randomized models of one
+# model per job, so that a job's imports, model and images serve several of them.
+for sanity_model in MODELS:
+    sanity_family = config["models"][sanity_model]["family"]
+    for sanity_index, sanity_job in enumerate(sanity_jobs(sanity_model)):
 
-    rule:
-        name:
-            f"sanity_maps_{sanity_family}"
-        conda:
-            "../envs/torch.yaml"
-        input:
-            checkpoint=checkpoint_of,
-            explainer=f"results/explainers/{{model}}/{REFERENCE_VARIANT}.safetensors",
-            images=PLAN.split_label_file("test"),
-            explainer_train=PLAN.split_label_file("explainer_train"),
-            explainer_val=PLAN.split_label_file("explainer_val"),
-            classes=PLAN.classes_file,
-        output:
-            maps=expand("results/sanity/{{model}}/{{setting}}/{method}.npz", method=sanity_methods(sanity_family)),
-            predictions="results/sanity/{model}/{setting}/predictions.csv",
-        wildcard_constraints:
-            model=one_of(family_models(sanity_family)),
-            setting=rf"original|{RUN_PATTERN}-\d+",
-        params:
-            **explain_images_params(sanity_family, sanity_methods(sanity_family)),
-        threads: 1
-        resources:
-            gpu=gpu_request,
-        log:
-            "logs/sanity/maps_{model}_{setting}.log",
-        benchmark:
-            "benchmarks/sanity/maps_{model}_{setting}.tsv"
-        script:
-            "../scripts/make_sanity_maps.py"
+        rule:
+            name:
+                f"sanity_maps_{sanity_model}_{sanity_index + 1}"
+            conda:
+                "../envs/torch.yaml"
+            input:
+                checkpoint=f"results/checkpoints/{sanity_model}.safetensors",
+                explainer=f"results/explainers/{sanity_model}/{REFERENCE_VARIANT}.safetensors",
+                images=PLAN.split_label_file("test"),
+                explainer_train=PLAN.split_label_file("explainer_train"),
+                explainer_val=PLAN.split_label_file("explainer_val"),
+                classes=PLAN.classes_file,
+            output:
+                # setting by setting, each with every method's maps in sanity_methods order
+                maps=[
+                    f"results/sanity/{sanity_model}/{setting}/{method}.npz"
+                    for setting in sanity_job
+                    for method in sanity_methods(sanity_family)
+                ],
+                predictions=[f"results/sanity/{sanity_model}/{setting}/predictions.csv" for setting in sanity_job],
+            params:
+                **{**explain_images_params(sanity_family, sanity_methods(sanity_family)),
+                   "model": config["models"][sanity_model]},
+                settings=sanity_job,
+                # a finished setting waits here until its whole job is done (a killed job resumes from it)
+                resume=[f"results/sanity/{sanity_model}/{setting}.resume" for setting in sanity_job],
+            threads: 1
+            resources:
+                gpu=gpu_request,
+            log:
+                f"logs/sanity/maps_{sanity_model}_{sanity_job_label(sanity_model, sanity_index)}.log",
+            benchmark:
+                f"benchmarks/sanity/maps_{sanity_model}_{sanity_job_label(sanity_model, sanity_index)}.tsv"
+            script:
+                "../scripts/make_sanity_maps.py"

@@ -1,7 +1,7 @@
 """Snakemake wrapper: the data-randomization summary (JSON) that feeds the report section."""
-from eea_repro.data_randomization import write_data_randomization_summary
+from eea_repro.data_randomization_figures import write_data_randomization_summary
 from eea_repro.logs import job_context
 
 with job_context(snakemake):
     p = snakemake.params
-    write_data_randomization_summary(p.models, p.settings, p.source_split, snakemake.output[0])
+    write_data_randomization_summary(p.models, p.settings, p.source_split, p.method_labels, snakemake.output[0])

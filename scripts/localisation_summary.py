@@ -1,5 +1,5 @@
 """Snakemake wrapper: every model's localisation table in one JSON for the report."""
-from eea_repro.localisation import localisation_summary
+from eea_repro.localisation_tables import localisation_summary
 from eea_repro.logs import job_context
 
 with job_context(snakemake):

@@ -1,6 +1,7 @@
 """Snakemake wrapper: every method's Spearman, SSIM and HOG curves over randomization levels."""
 from eea_repro.logs import job_context
-from eea_repro.sanity import make_methods_curves
+from eea_repro.sanity_figures import make_methods_curves
 
 with job_context(snakemake):
-    make_methods_curves(snakemake.input[0], snakemake.params.label, snakemake.params.confidence, snakemake.output)
+    p = snakemake.params
+    make_methods_curves(snakemake.input[0], p.label, p.confidence, p.method_labels, snakemake.output)

@@ -1,9 +1,9 @@
 """Snakemake wrapper: one metric table (CSV, LaTeX, HTML) with bootstrap confidence intervals."""
 from eea_repro.logs import job_context
-from eea_repro.stages import make_table
+from eea_repro.tables import make_table
 
 with job_context(snakemake):
     o = snakemake.output
     p = snakemake.params
-    make_table(snakemake.input.per_image, snakemake.wildcards.variant, p.methods, p.tables, p.seed, p.caption, o.csv,
-               o.tex, o.html, o.per_image)
+    make_table(snakemake.input.per_image, snakemake.wildcards.variant, p.methods, p.tables, p.seed, p.caption, p.labels,
+               o.csv, o.tex, o.html, o.per_image)

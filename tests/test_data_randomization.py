@@ -15,13 +15,8 @@ from scipy.stats import spearmanr
 from eea_repro.config import ConfigError, validate_config
 from eea_repro.data.loading import read_label_file
 from eea_repro.data.synthetic import generate_dataset
-from eea_repro.data_randomization import (
-    data_randomization_similarity,
-    make_spearman_boxplot,
-    permuted_labels,
-    spearman_by_method,
-    train_permuted_label_model,
-)
+from eea_repro.data_randomization import data_randomization_similarity, permuted_labels, train_permuted_label_model
+from eea_repro.data_randomization_figures import make_spearman_boxplot, spearman_by_method
 from eea_repro.io import save_map_shard
 from eea_repro.models import build_explained_model, ModelSpec
 
@@ -133,6 +128,7 @@ def test_boxplot_data_equal_spearman_of_the_upsampled_maps(tmp_path):
     for method in data:
         np.testing.assert_allclose(data[method], expected[method], atol=1e-9)
     assert data["eea"][0] == pytest.approx(1.0)
-    make_spearman_boxplot(out, "tiny", [tmp_path / "eea.png", tmp_path / "eea.pdf"], eea_only=True)
-    make_spearman_boxplot(out, "tiny", [tmp_path / "all.png", tmp_path / "all.pdf"], eea_only=False)
+    labels = {"eea": "EEA", "gradcam": "Grad-CAM"}
+    make_spearman_boxplot(out, "tiny", labels, [tmp_path / "eea.png", tmp_path / "eea.pdf"], eea_only=True)
+    make_spearman_boxplot(out, "tiny", labels, [tmp_path / "all.png", tmp_path / "all.pdf"], eea_only=False)
     assert all(Path(tmp_path / name).stat().st_size > 1000 for name in ("eea.png", "eea.pdf", "all.png", "all.pdf"))

@@ -7,13 +7,8 @@ import torch
 from PIL import Image
 
 from eea_repro.io import save_map_shard
-from eea_repro.localisation import (
-    average_precision,
-    localisation_scores,
-    localisation_table,
-    pointing_game,
-    two_object_scores,
-)
+from eea_repro.localisation import average_precision, localisation_scores, pointing_game, two_object_scores
+from eea_repro.localisation_tables import localisation_table
 
 
 def _disc_masks(batch=4, size=24, seed=0):
@@ -158,9 +153,11 @@ def test_table_reports_percent_means_with_intervals(tmp_path):
                   "pointing": [1, 1, 1, 0, 0, 0, 1, 0], "ap": [0.9, 0.8, 0.7, 0.6, 0.2, 0.2, 0.2, 0.2],
                   "area": [0.2] * 8}).to_csv(per_image, index=False)
     localisation_table({"target": per_image}, None, "caption", {"bootstrap": 50, "confidence": 0.95}, 0,
-                       tmp_path / "t.csv", tmp_path / "t.html", tmp_path / "t.json")
+                       {"gradcam": "Grad-CAM", "random": "Random"}, tmp_path / "t.csv", tmp_path / "t.html",
+                       tmp_path / "t.json")
     table = pd.read_csv(tmp_path / "t.csv").set_index("method")
     assert table.loc["gradcam", "target_pointing_mean"] == pytest.approx(75.0)
     assert table.loc["random", "target_ap_mean"] == pytest.approx(20.0)
     assert table.loc["gradcam", "target_pointing_ci_low"] <= 75.0 <= table.loc["gradcam", "target_pointing_ci_high"]
     assert 'class="best">75.0' in (tmp_path / "t.html").read_text()
+    assert table.loc["gradcam", "label"] == "Grad-CAM"

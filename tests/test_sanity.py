@@ -3,6 +3,8 @@ randomization for every method."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,20 +14,17 @@ from skimage.feature import hog
 from eea_repro.explainer import MaskExplainer
 from eea_repro.methods import METHODS
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.randomization_runs import layer_kinds, parse_setting, run_label, sanity_runs, setting_name
 from eea_repro.sanity import (
     cascading,
     count_layers,
     independent,
-    layer_kinds,
     level_inputs,
+    make_sanity_maps,
     method_maps,
-    parse_setting,
     randomization_layers,
-    run_label,
     sanity_image_rows,
-    sanity_runs,
     save_predictions,
-    setting_name,
     untouched_parameters,
 )
 from eea_repro.similarity import MapStack, hog_similarity_per_image, spearman_per_image, ssim_per_image
@@ -303,8 +302,8 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     from scipy import stats
 
     from eea_repro.io import load_map_shard, save_map_shard
-    from eea_repro.sanity import (level_summary, make_eea_curve, make_methods_curves, sanity_similarity,
-                                  write_sanity_summary)
+    from eea_repro.sanity import sanity_similarity
+    from eea_repro.sanity_figures import level_summary, make_eea_curve, make_methods_curves, write_sanity_summary
 
     rng = np.random.default_rng(9)
     ids, labels = [f"img{i}" for i in range(6)], np.arange(6) % 3
@@ -337,17 +336,18 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
                                [level3.mean(), level3.mean() - half, level3.mean() + half])
     outputs = [tmp_path / "eea.png", tmp_path / "eea.pdf", tmp_path / "methods.png", tmp_path / "methods.pdf"]
     make_eea_curve(csv, "Tiny", 0.95, outputs[:2])
-    make_methods_curves(csv, "Tiny", 0.95, outputs[2:])
+    make_methods_curves(csv, "Tiny", 0.95, {"eea": "EEA", "gradcam": "Grad-CAM"}, outputs[2:])
     assert all(path.stat().st_size > 1000 for path in outputs)
     out_json = tmp_path / "summary.json"
     write_sanity_summary({"vit/cascading": str(csv)}, {"vit/cascading": {"eea_curve": str(outputs[0])}},
-                         {"vit": "Tiny"}, {"vit/cascading": 2}, {"n_images": 6}, 0.95, 3, out_json)
+                         {"vit": "Tiny"}, {"eea": "EEA", "gradcam": "Grad-CAM"}, {"vit/cascading": 2}, {"n_images": 6},
+                         0.95, 3, out_json)
     summary_json = json.loads(out_json.read_text())
     entry = summary_json["entries"][0]
     assert summary_json["chance_accuracy"] == pytest.approx(1 / 3)
     assert entry["model_accuracy"] == [{"level": 1, "accuracy": 1.0}, {"level": 2, "accuracy": 0.5},
                                        {"level": 3, "accuracy": 0.0}]
-    assert [c["method"] for c in entry["curves"]] == ["eea", "gradcam"]
+    assert [(c["method"], c["label"]) for c in entry["curves"]] == [("eea", "EEA"), ("gradcam", "Grad-CAM")]
     assert entry["curves"][0]["levels"][2]["mean"] == pytest.approx(level3.mean(), abs=1e-4)
     eea_ranges = frame[frame["method"] == "eea"].groupby("level")["map_range"].mean()
     assert [r["level"] for r in entry["eea_range"]] == [1, 2, 3]
@@ -376,3 +376,96 @@ def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, rep
             assert level["accuracy"] == pytest.approx((predictions["predicted"] == predictions["label"]).mean(), abs=1e-4)
     report = (tiny_run / "results/report/index.html").read_text()
     assert report.count('class="note model-accuracy"') == len(summary["entries"])
+
+
+# --- several randomized models per job ----------------------------------------------------------------------------
+
+JOB_SETTINGS = ["original", "cascading-2", "independent-3"]
+JOB_METHODS = ["eea", "peea", "raw_attention", "random"]
+
+
+def _sanity_job(tiny_run, repo, out_dir, settings, monkeypatch, **changes):
+    """make_sanity_maps on the CI run's ViT for ``settings`` (cheap methods only), files under ``out_dir``; returns
+    the output paths, setting -> [map files..., predictions file]."""
+    import yaml
+
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    monkeypatch.chdir(tiny_run)
+    out_maps = {s: {m: str(out_dir / s / f"{m}.npz") for m in JOB_METHODS} for s in settings}
+    out_predictions = {s: str(out_dir / s / "predictions.csv") for s in settings}
+    scoring = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
+               "seed": config["seed"]}
+    make_sanity_maps(settings, JOB_METHODS, config["models"]["vit"], config["sanity"], config["explainer"],
+                     config["finetune"], scoring, "results/checkpoints/vit.safetensors",
+                     "results/explainers/vit/target.safetensors", "results/data/embedded",
+                     "results/data/splits/test.txt", "results/data/splits/explainer_train.txt",
+                     "results/data/splits/explainer_val.txt", "results/data/embedded/classes.txt", out_maps,
+                     out_predictions, {s: str(out_dir / f"{s}.resume") for s in settings},
+                     **({"seed": config["seed"], "device": "cpu", "precision": "fp32", "batch_size": 32} | changes))
+    return {s: [*out_maps[s].values(), out_predictions[s]] for s in settings}
+
+
+def test_settings_sharing_a_job_get_the_bits_of_one_job_each(tiny_run, repo, tmp_path, monkeypatch):
+    """No state leaks from one randomized model to the next: the original model, the RNG and the images are the
+    same for every setting of a job; the finished job leaves no resume folder."""
+    together = _sanity_job(tiny_run, repo, tmp_path / "together", JOB_SETTINGS, monkeypatch)
+    for setting in JOB_SETTINGS:
+        alone = _sanity_job(tiny_run, repo, tmp_path / "alone", [setting], monkeypatch)[setting]
+        assert [open(f, "rb").read() for f in alone] == [open(f, "rb").read() for f in together[setting]], setting
+    assert sorted(p.name for p in (tmp_path / "together").iterdir()) == sorted(JOB_SETTINGS)
+
+
+def test_a_killed_sanity_job_resumes_from_the_settings_it_finished(tiny_run, repo, tmp_path, monkeypatch):
+    import eea_repro.sanity as sanity
+
+    reference = _sanity_job(tiny_run, repo, tmp_path / "reference", JOB_SETTINGS, monkeypatch)
+    computed = []
+    real = sanity._setting_maps
+
+    def dies_at_the_last(setting, *args, **kwargs):
+        if setting == JOB_SETTINGS[-1]:
+            raise KeyboardInterrupt("killed")
+        computed.append(setting)
+        return real(setting, *args, **kwargs)
+
+    monkeypatch.setattr(sanity, "_setting_maps", dies_at_the_last)
+    with pytest.raises(KeyboardInterrupt):
+        _sanity_job(tiny_run, repo, tmp_path / "killed", JOB_SETTINGS, monkeypatch)
+    assert computed == JOB_SETTINGS[:-1]
+    assert all((tmp_path / "killed" / f"{s}.resume" / sanity.FINGERPRINT).is_file() for s in JOB_SETTINGS[:-1])
+
+    def recorded(setting, *args, **kwargs):
+        computed.append(setting)
+        return real(setting, *args, **kwargs)
+
+    computed.clear()
+    monkeypatch.setattr(sanity, "_setting_maps", recorded)
+    for setting in JOB_SETTINGS:  # Snakemake deletes the outputs of an interrupted job before running it again
+        for path in reference[setting]:
+            (tmp_path / "killed" / Path(path).relative_to(tmp_path / "reference")).unlink(missing_ok=True)
+    resumed = _sanity_job(tiny_run, repo, tmp_path / "killed", JOB_SETTINGS, monkeypatch)
+    assert computed == JOB_SETTINGS[-1:]
+    for setting in JOB_SETTINGS:
+        assert [open(f, "rb").read() for f in resumed[setting]] == [open(f, "rb").read() for f in reference[setting]]
+    assert not list((tmp_path / "killed").glob("*.resume"))
+
+
+def test_a_resume_folder_of_other_settings_is_not_reused(tiny_run, repo, tmp_path, monkeypatch):
+    import eea_repro.sanity as sanity
+
+    real = sanity._setting_maps
+    computed = []
+
+    def dies_after_the_first(setting, *args, **kwargs):
+        if computed:
+            raise KeyboardInterrupt("killed")
+        computed.append(setting)
+        return real(setting, *args, **kwargs)
+
+    monkeypatch.setattr(sanity, "_setting_maps", dies_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        _sanity_job(tiny_run, repo, tmp_path, JOB_SETTINGS[:2], monkeypatch)
+    computed.clear()
+    monkeypatch.setattr(sanity, "_setting_maps", lambda setting, *a, **k: computed.append(setting) or real(setting, *a, **k))
+    _sanity_job(tiny_run, repo, tmp_path, JOB_SETTINGS[:2], monkeypatch, batch_size=16)
+    assert computed == JOB_SETTINGS[:2]

@@ -79,8 +79,11 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     # sanity: the ViT-B's 12 blocks as attention weights and as whole blocks, the ResNet's 4 stages; per granularity
     # cascading x = 2..L + 2 and independent x = 3..L + 1 (x = 2 shared), and one original model per model
     assert config["sanity"]["layers"]["vit"] == ["attention", "block"]
-    assert counts["sanity_maps_vit"] == 1 + 2 * ((12 + 1) + (12 - 1))
-    assert counts["sanity_maps_cnn"] == 1 + (4 + 1) + (4 - 1)
+    # sanity.settings_per_job: 1 -> one job (and rule) per randomized model
+    assert config["sanity"]["settings_per_job"] == 1
+    for model, settings in {"vit": 1 + 2 * ((12 + 1) + (12 - 1)), "resnet": 1 + (4 + 1) + (4 - 1)}.items():
+        rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_")]
+        assert len(rules) == sum(counts[rule] for rule in rules) == settings
     assert counts["sanity_similarity"] == 2 * 2 + 2
     print(f"paper preset dry run: {counts['total']} jobs in {seconds:.1f} s")
 

@@ -462,12 +462,14 @@ def bench_kernels(model_cfg: dict, num_classes: int, *, images: int, batch_size:
 # --------------------------------------------------------------------------------------------------------------
 # 7. job overhead and what variant sharing skipped
 
-JOB_IMPORTS = "import eea_repro.logs, eea_repro.stages, eea_repro.methods; eea_repro.models.create_network"
+# What a model job imports before its work (timm comes with its first network), and what a table or figure job does.
+MODEL_JOB_IMPORTS = "import eea_repro.logs, eea_repro.stages, eea_repro.methods, timm"
+LIGHT_JOB_IMPORTS = "import eea_repro.logs, eea_repro.tables, eea_repro.sanity_figures"
 
 
 def bench_job_start(repeats: int = 3) -> dict:
-    """Seconds from starting a Python interpreter to having imported what a model job imports (best of
-    ``repeats``), and the same for a bare interpreter: the floor of every job's overhead."""
+    """Seconds from starting a Python interpreter to having imported what a model job imports, and what a table or
+    figure job imports (best of ``repeats``), and the same for a bare interpreter: the floor of every job's overhead."""
     def run(code: str) -> float:
         best = float("inf")
         for _ in range(repeats):
@@ -477,7 +479,8 @@ def bench_job_start(repeats: int = 3) -> dict:
             best = min(best, time.perf_counter() - started)
         return best
 
-    return {"python_s": run("pass"), "model_job_imports_s": run(JOB_IMPORTS)}
+    return {"python_s": run("pass"), "model_job_imports_s": run(MODEL_JOB_IMPORTS),
+            "light_job_imports_s": run(LIGHT_JOB_IMPORTS)}
 
 
 def run_sharing_and_overhead(benchmarks_dir: str | Path) -> dict:
@@ -509,7 +512,8 @@ def tie_rule_shift(run_dir: str | Path, config: dict) -> list[dict]:
     """Score a finished run's maps again under the tie rule it did not use (same engine, same images), and per
     (model, variant, method) report the mean NEG and INS under both and the run's table CI half-width."""
     from .plan import plan_from_config
-    from .stages import evaluate_shard, read_per_image
+    from .stages import evaluate_shard
+    from .tables import read_per_image
 
     run_dir = Path(run_dir)
     ran = config["metrics"]["tie_break"]
@@ -712,7 +716,8 @@ def format_results(results: dict) -> str:
     if overhead := results.get("overhead"):
         start = overhead["start"]
         lines.extend([f"7. job start-up: bare interpreter {start['python_s']:.2f} s, interpreter + a model job's "
-                      f"imports {start['model_job_imports_s']:.2f} s", ""])
+                      f"imports {start['model_job_imports_s']:.2f} s, + a table or figure job's "
+                      f"{start['light_job_imports_s']:.2f} s", ""])
         if run := overhead.get("run"):
             table("   multi-method jobs of the run: wall time and the part not spent in any method (start-up, "
                   "loading, shared forwards)", ["stage", "job", "wall s", "shared s"],

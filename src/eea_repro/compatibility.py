@@ -29,7 +29,8 @@ def check_models(config: dict) -> None:
     from .methods import METHODS
     from .models import ModelSpec, create_network
     from .plan import EEA_METHODS
-    from .sanity import layer_kinds, randomization_layers
+    from .randomization_runs import layer_kinds
+    from .sanity import randomization_layers
 
     for name, entry in config["models"].items():
         key = f"models.{name}"

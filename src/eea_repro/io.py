@@ -36,6 +36,11 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+def read_classes(path: str | Path) -> list[str]:
+    """The class names of a classes file, one per non-empty line."""
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def write_json(path: str | Path, payload) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

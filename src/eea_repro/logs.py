@@ -39,12 +39,16 @@ def log_to(path: str | Path):
 @contextlib.contextmanager
 def job_context(job):
     """What every rule's script does first: log to the rule's ``log:`` file, use only the job's threads, and bind
-    the job to its own free GPU(s) before anything touches CUDA (Snakemake only counts ``resources: gpu``)."""
-    import torch
+    the job to its own free GPU(s) before anything touches CUDA (Snakemake only counts ``resources: gpu``).
 
+    The thread count reaches torch through OpenMP's variable when the job imports torch later, so that table and
+    figure jobs that never use it do not pay its import."""
     from .gpu_slots import bound_gpus
 
-    torch.set_num_threads(max(1, int(job.threads)))
+    threads = max(1, int(job.threads))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     with log_to(job.log[0]):
         if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this rule job: the key to sacct/scontrol records
             print(f"Slurm job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}")

@@ -40,12 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .metric_names import METRICS
 from .pixel_order import TIE_RULE_TEXT, pixel_ranks
 
 FRACTIONS_POS_NEG: np.ndarray = np.arange(10) / 10
 FRACTIONS_DEL_INS: np.ndarray = np.arange(11) / 10
-METRICS = ("ADP", "PIC", "POS", "NEG", "DEL", "INS")
-HIGHER_IS_BETTER = {"ADP": False, "PIC": True, "POS": False, "NEG": True, "DEL": False, "INS": True}
 VARIANTS = ("target", "predicted")
 PRECISIONS = ("fp32", "bf16")
 

@@ -36,7 +36,7 @@ def make_mixed_table(pairs: list[dict], variant: str, tables_cfg: dict, seed: in
                      out_html, out_per_image) -> None:
     """One row per pair (``{"label", "method", "per_image": [csv, ...]}``): the EEA metrics of ``variant`` with
     bootstrap CIs."""
-    from .stages import read_per_image
+    from .tables import read_per_image
     from .tables import summarize, write_table
 
     frames = []

@@ -20,26 +20,26 @@ parameters change; the original model is never modified.
 from __future__ import annotations
 
 import copy
-import re
+import hashlib
+import json
+import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import nn
 
 from .data.loading import read_label_file, subset_by_count
 from .io import atomic_path, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .models import ModelSpec, resolve_device
+from .randomization_runs import ORIGINAL, layer_kinds, parse_setting
 from .similarity import MapStack, stack_hog_similarity, stack_spearman, stack_ssim
 
-MODES = ("cascading", "independent")
 LAYER_CHOICES = {"vit": ("attention", "block"), "cnn": ("stage", "block")}
 REINIT_CHOICES = ("module", "normal")
-ORIGINAL = "original"
-SIMILARITIES = ("spearman", "spearman_abs", "ssim", "hog")
 
 
 # --- images ------------------------------------------------------------------------------------------------------
@@ -165,60 +165,6 @@ def count_layers(model_cfg: dict, which: str) -> int:
     return len(randomization_layers(net, model_cfg["family"], which))
 
 
-# --- settings (file-name tokens) ---------------------------------------------------------------------------------
-
-
-def layer_kinds(sanity_cfg: dict, family: str) -> list[str]:
-    """``sanity.layers.<family>``: one layer granularity or a list of them, each a run of every mode."""
-    which = sanity_cfg["layers"][family]
-    return [which] if isinstance(which, str) else list(which)
-
-
-def sanity_runs(sanity_cfg: dict, family: str) -> list[str]:
-    """The run names of a family's models: each mode once per layer granularity. The first granularity keeps the
-    plain mode name ("cascading"); another is named after it ("cascading-block"), in file names and the report."""
-    kinds = layer_kinds(sanity_cfg, family)
-    return [mode if which == kinds[0] else f"{mode}-{which}" for which in kinds for mode in sanity_cfg["modes"]]
-
-
-RUN_PATTERN = r"(cascading|independent)(?:-(attention|block|stage))?"
-
-
-def parse_run(run: str) -> tuple[str, str | None]:
-    """A run name -> (mode, its layer granularity; None = the family's first one)."""
-    match = re.fullmatch(RUN_PATTERN, run)
-    if not match:
-        raise ValueError(f"sanity run {run!r} is not '<mode>' or '<mode>-<layers>'")
-    return match.group(1), match.group(2)
-
-
-def run_label(run: str) -> str:
-    """How figures and the report name a run: "cascading randomization", "cascading randomization of block layers"."""
-    mode, which = parse_run(run)
-    return f"{mode} randomization" + (f" of {which} layers" if which else "")
-
-
-def setting_name(run: str, level: int) -> str:
-    """The token naming one randomized model in file names. Level 1 of any run is the original model, and level 2
-    is the same model in both modes of one granularity (only the top layer re-initialised, with the same seed), so
-    it is made once, as ``cascading-2`` (``cascading-block-2``)."""
-    if level == 1:
-        return ORIGINAL
-    mode, which = parse_run(run)
-    suffix = f"-{which}" if which else ""
-    return f"cascading{suffix}-{level}" if level == 2 else f"{mode}{suffix}-{level}"
-
-
-def parse_setting(setting: str) -> tuple[str | None, str | None, int]:
-    """A setting token -> (mode, layer granularity or None for the first one, level); the original is (None, None, 1)."""
-    if setting == ORIGINAL:
-        return None, None, 1
-    match = re.fullmatch(rf"{RUN_PATTERN}-(\d+)", setting)
-    if not match:
-        raise ValueError(f"sanity setting {setting!r} is neither {ORIGINAL!r} nor '<mode>[-<layers>]-<level>'")
-    return match.group(1), match.group(2), int(match.group(3))
-
-
 def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sanity_cfg: dict, seed: int) -> nn.Module:
     mode, _, level = parse_setting(setting)
     if mode is None:
@@ -309,28 +255,81 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
     return torch.cat(chunks)
 
 
-def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
+def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                      checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
-                     classes_file, out_maps: dict, out_predictions, *, seed, device, precision, batch_size) -> None:
-    """Maps of every method in ``methods`` on the sanity images, for the model randomized as ``setting`` says, and
-    that model's predicted class of each image (``out_predictions``).
+                     classes_file, out_maps: dict, out_predictions: dict, resume_dirs: dict, *, seed, device,
+                     precision, batch_size) -> None:
+    """Maps of every method in ``methods`` on the sanity images for each randomized model in ``settings``, and that
+    model's predicted class of each image: ``out_maps[setting][method]``, ``out_predictions[setting]``.
 
     Class explained: the ground truth ('target' variant) for every method. EEA is re-fitted against the randomized
     model (``sanity.eea_refit``); pEEA is the explainer EEA starts from (the original one under ``finetune``: no
     re-fit, so it cannot react to the randomization).
-    """
-    from .explainer import load_explainer
-    from .stages import finetune_settings, load_model, read_classes, scoring_ties, seed_everything
 
-    seed_everything(seed)
+    Several settings share one job (``sanity.settings_per_job``) so that imports, the model and the images are loaded
+    once; each setting starts from the same seeded state, so its files are the same bits whichever job makes them. A
+    finished setting is kept in ``resume_dirs[setting]`` (with a fingerprint of this call) until the whole job is done:
+    a killed job skips the settings it finished.
+    """
+    from .stages import load_model, seed_everything
+
     device = resolve_device(device)
-    num_classes = len(read_classes(classes_file))
-    original = load_model(model_cfg, checkpoint, classes_file, device)
+    fingerprint = _job_fingerprint(
+        [methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring, seed, str(device), precision, batch_size],
+        [checkpoint, explainer_file, split_file, explainer_train_file, explainer_val_file, classes_file])
+    shared = None
+    for setting in progress()(settings, desc="randomized models"):
+        resume = Path(resume_dirs[setting])
+        if _finished(resume, fingerprint):
+            print(f"{setting}: finished by an earlier, interrupted job; taken from {resume}")
+        else:
+            seed_everything(seed)
+            if shared is None:
+                original = load_model(model_cfg, checkpoint, classes_file, device)
+                images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file,
+                                                         sanity_cfg["n_images"], seed, device)
+                shared = original, images, labels, ids
+                seed_everything(seed)
+            shutil.rmtree(resume, ignore_errors=True)
+            _setting_maps(setting, methods, *shared, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
+                          explainer_file, image_root, explainer_train_file, explainer_val_file, classes_file,
+                          {method: resume / Path(path).name for method, path in out_maps[setting].items()},
+                          resume / Path(out_predictions[setting]).name, seed=seed, precision=precision,
+                          batch_size=batch_size)
+            write_json(resume / FINGERPRINT, {"fingerprint": fingerprint})
+        for path in [*out_maps[setting].values(), out_predictions[setting]]:
+            with atomic_path(path) as tmp:
+                shutil.copyfile(resume / Path(path).name, tmp)
+    for setting in settings:
+        shutil.rmtree(resume_dirs[setting], ignore_errors=True)
+
+
+FINGERPRINT = "fingerprint.json"
+
+
+def _job_fingerprint(arguments: list, files: list) -> str:
+    """A digest of a sanity job's settings and of its input files' names, sizes and times: a resume folder written
+    under any other is not reused."""
+    stamp = [(str(f), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    text = json.dumps([arguments, stamp], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _finished(resume: Path, fingerprint: str) -> bool:
+    marker = resume / FINGERPRINT
+    return marker.is_file() and json.loads(marker.read_text())["fingerprint"] == fingerprint
+
+
+def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sanity_cfg, explainer_cfg,
+                  finetune_cfg, scoring, explainer_file, image_root, explainer_train_file, explainer_val_file,
+                  classes_file, out_maps: dict, out_predictions, *, seed, precision, batch_size) -> None:
+    """One randomized model's predictions and every method's maps (see :func:`make_sanity_maps`)."""
+    from .explainer import load_explainer
+    from .stages import finetune_settings, read_classes, scoring_ties
+
     which = parse_setting(setting)[1] or layer_kinds(sanity_cfg, model_cfg["family"])[0]
     layers = randomization_layers(original, model_cfg["family"], which)
     model = settings_model(original, setting, layers, sanity_cfg, seed)
-    images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file, sanity_cfg["n_images"],
-                                             seed, device)
     print(f"{setting}: {len(layers)} {which} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
     save_predictions(model, images, labels, ids, out_predictions, batch_size)
 
@@ -339,13 +338,14 @@ def make_sanity_maps(setting, methods, model_cfg, sanity_cfg, explainer_cfg, fin
         if sanity_cfg["eea_refit"] == "pretrain" and setting != ORIGINAL:
             refit_cfg = {**explainer_cfg, "epochs": sanity_cfg["refit_epochs"] or explainer_cfg["epochs"]}
             explainer = _refit_explainer(model_cfg, refit_cfg, scoring, model, image_root,
-                                         explainer_train_file, explainer_val_file, classes_file, seed, device)
+                                         explainer_train_file, explainer_val_file, classes_file, seed, images.device)
         else:
-            explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(device)
+            num_classes = len(read_classes(classes_file))
+            explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(images.device)
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
                      eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
-                     ties=scoring_ties(scoring, ids, images.shape[-1], device), seed=seed, precision=precision,
-                     batch_size=batch_size)
+                     ties=scoring_ties(scoring, ids, images.shape[-1], images.device), seed=seed,
+                     precision=precision, batch_size=batch_size)
 
 
 # --- stage: similarity of randomized maps to the original ones -------------------------------------------------
@@ -410,50 +410,6 @@ def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[in
         frame.to_csv(tmp, index=False)
 
 
-def level_summary(frame: pd.DataFrame, confidence: float = 0.95, measure: str = "spearman") -> pd.DataFrame:
-    """Mean of ``measure`` per method and level with a t-interval over images (NaN rows of invalid maps dropped)."""
-    rows = []
-    for (method, level), group in frame.groupby(["method", "level"], sort=True):
-        values = group[measure].dropna().to_numpy(dtype=float)
-        mean = float(values.mean()) if len(values) else float("nan")
-        half = 0.0
-        if len(values) > 1 and values.std(ddof=1) > 0:
-            half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-        rows.append({"method": method, "level": int(level), "mean": mean, "low": mean - half, "high": mean + half,
-                     "n": len(values)})
-    return pd.DataFrame(rows)
-
-
-def _axis_label(run: str) -> str:
-    if parse_run(run)[0] == "cascading":
-        return "x = k: the last k − 1 layers randomized"
-    return "x = i: only layer i − 1 from the top randomized"
-
-
-def make_eea_curve(similarity_csv, model_label: str, confidence: float, out_paths) -> None:
-    """Fig. 2 (cascading) / Fig. 4 (independent): EEA's mean Spearman ρ per level with its CI over images."""
-    from .sanity_figures import spearman_curve
-
-    frame = pd.read_csv(similarity_csv)
-    run = str(frame["mode"].iloc[0])
-    summary = level_summary(frame[frame["method"] == "eea"], confidence)
-    spearman_curve(summary, out_paths, title=f"{model_label}: {run_label(run)}, EEA", xlabel=_axis_label(run),
-                   confidence=confidence)
-
-
-def make_methods_curves(similarity_csv, model_label: str, confidence: float, out_paths) -> None:
-    """Every method's Spearman, SSIM and HOG curves in one figure (beyond the paper)."""
-    from .sanity_figures import method_curves
-    from .stages import method_label
-
-    frame = pd.read_csv(similarity_csv)
-    run = str(frame["mode"].iloc[0])
-    summaries = {measure: level_summary(frame, confidence, measure) for measure in ("spearman", "ssim", "hog")}
-    labels = {name: method_label(name) for name in frame["method"].unique()}
-    method_curves(summaries, labels, out_paths, title=f"{model_label}: {run_label(run)}, every method",
-                  xlabel=_axis_label(run), confidence=confidence)
-
-
 def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sanity_cfg, image_root, split_file,
                      classes_file, out_paths, *, title, seed) -> None:
     """Fig. 3 / 5: rows = images (map and overlay), columns = randomization level, for one method."""
@@ -467,38 +423,3 @@ def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sa
     class_names = read_classes(classes_file)
     randomization_grid(images.numpy(), columns, [class_names[item["label"]] for item in picked], out_paths,
                        title=title)
-
-
-def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, dict], model_labels: dict[str, str],
-                         layer_counts: dict[str, int], sanity_cfg: dict, confidence: float, n_classes: int,
-                         out_json) -> None:
-    """Report input: per model x run (a mode on one layer granularity), the figure paths, the per-level mean Spearman ρ with its CI per method, EEA's
-    mask range and the randomized model's accuracy on the sanity images (chance: 1 / ``n_classes``)."""
-    from .stages import method_label
-
-    entries = []
-    for key, path in similarity_files.items():
-        frame = pd.read_csv(path)
-        model, run = key.split("/")
-        summary = level_summary(frame, confidence)
-        order = sorted(summary["method"].unique(), key=lambda m: (m not in ("eea", "peea"), m != "eea", m))
-        curves = [
-            {"method": method, "label": method_label(method),
-             "levels": [{key: (round(value, 4) if isinstance(value, float) else value)
-                         for key, value in row.items() if key != "method"}
-                        for row in summary[summary["method"] == method].sort_values("level").to_dict("records")]}
-            for method in order
-        ]
-        # EEA's maps are sigmoid masks in [0, 1], so their range is comparable across levels (baselines' scales
-        # are arbitrary): it shows whether a re-fitted explainer still separates regions at all.
-        eea = frame[frame["method"] == "eea"]
-        eea_range = [{"level": int(level), "mean": round(float(values.mean()), 4)}
-                     for level, values in eea.groupby("level")["map_range"]]
-        per_image = frame.drop_duplicates(["level", "image_id"])
-        accuracy = [{"level": int(level), "accuracy": round(float(values.mean()), 4)}
-                    for level, values in per_image.groupby("level")["model_correct"]]
-        entries.append({"model": model, "label": model_labels[model], "mode": parse_run(run)[0], "run": run,
-                        "title": run_label(run), "figures": dict(figures[key]), "layers": layer_counts[key], "eea_range": eea_range, "model_accuracy": accuracy,
-                        "n_images": int(frame["image_id"].nunique()), "curves": curves})
-    write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "chance_accuracy": 1 / n_classes,
-                          "entries": entries})

@@ -1,4 +1,5 @@
-"""Figures of the parameter-randomization sanity checks: similarity curves (Figs. 2 and 4) and grids (Figs. 3 and 5).
+"""Figures of the parameter-randomization sanity checks: similarity curves (Figs. 2 and 4) and grids (Figs. 3 and 5),
+and the report's summary of the similarity tables (torch-free: these jobs only read CSVs).
 
 Same conventions as :mod:`eea_repro.figures`: fixed sizes in inches, the shared overlay colormap, and
 :func:`eea_repro.figures.save_figure` (atomic, timestamp-free PNG and PDF).
@@ -14,9 +15,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from scipy import stats
 
 from .figures import (CELL_INCHES, DPI, FONT_SIZE, GAP_INCHES, LEFT_INCHES, MARGIN_INCHES, ROW_TITLE_WRAP, overlay,
                       save_figure)
+from .io import write_json
+from .randomization_runs import parse_run, run_label
 
 MEASURE_TITLES = {"spearman": "Spearman ρ", "ssim": "SSIM", "hog": "HOG similarity"}
 PAPER_BLUE = "#1f77b4"
@@ -121,3 +125,79 @@ def randomization_grid(images: np.ndarray, maps_by_level: dict[int, np.ndarray],
                         ax.imshow(overlay(image, level_map), interpolation="nearest")
                 ax.set_axis_off()
     save_figure(fig, out_paths)
+
+
+# --- stage: curves and the report's summary from the similarity tables -------------------------------------------
+
+
+def level_summary(frame: pd.DataFrame, confidence: float = 0.95, measure: str = "spearman") -> pd.DataFrame:
+    """Mean of ``measure`` per method and level with a t-interval over images (NaN rows of invalid maps dropped)."""
+    rows = []
+    for (method, level), group in frame.groupby(["method", "level"], sort=True):
+        values = group[measure].dropna().to_numpy(dtype=float)
+        mean = float(values.mean()) if len(values) else float("nan")
+        half = 0.0
+        if len(values) > 1 and values.std(ddof=1) > 0:
+            half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+        rows.append({"method": method, "level": int(level), "mean": mean, "low": mean - half, "high": mean + half,
+                     "n": len(values)})
+    return pd.DataFrame(rows)
+
+
+def _axis_label(run: str) -> str:
+    if parse_run(run)[0] == "cascading":
+        return "x = k: the last k − 1 layers randomized"
+    return "x = i: only layer i − 1 from the top randomized"
+
+
+def make_eea_curve(similarity_csv, model_label: str, confidence: float, out_paths) -> None:
+    """Fig. 2 (cascading) / Fig. 4 (independent): EEA's mean Spearman ρ per level with its CI over images."""
+    frame = pd.read_csv(similarity_csv)
+    run = str(frame["mode"].iloc[0])
+    summary = level_summary(frame[frame["method"] == "eea"], confidence)
+    spearman_curve(summary, out_paths, title=f"{model_label}: {run_label(run)}, EEA", xlabel=_axis_label(run),
+                   confidence=confidence)
+
+
+def make_methods_curves(similarity_csv, model_label: str, confidence: float, method_labels: dict[str, str],
+                        out_paths) -> None:
+    """Every method's Spearman, SSIM and HOG curves in one figure (beyond the paper)."""
+    frame = pd.read_csv(similarity_csv)
+    run = str(frame["mode"].iloc[0])
+    summaries = {measure: level_summary(frame, confidence, measure) for measure in ("spearman", "ssim", "hog")}
+    labels = {name: method_labels[name] for name in frame["method"].unique()}
+    method_curves(summaries, labels, out_paths, title=f"{model_label}: {run_label(run)}, every method",
+                  xlabel=_axis_label(run), confidence=confidence)
+
+
+def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, dict], model_labels: dict[str, str],
+                         method_labels: dict[str, str], layer_counts: dict[str, int], sanity_cfg: dict,
+                         confidence: float, n_classes: int, out_json) -> None:
+    """Report input: per model x run (a mode on one layer granularity), the figure paths, the per-level mean Spearman ρ with its CI per method, EEA's
+    mask range and the randomized model's accuracy on the sanity images (chance: 1 / ``n_classes``)."""
+    entries = []
+    for key, path in similarity_files.items():
+        frame = pd.read_csv(path)
+        model, run = key.split("/")
+        summary = level_summary(frame, confidence)
+        order = sorted(summary["method"].unique(), key=lambda m: (m not in ("eea", "peea"), m != "eea", m))
+        curves = [
+            {"method": method, "label": method_labels[method],
+             "levels": [{key: (round(value, 4) if isinstance(value, float) else value)
+                         for key, value in row.items() if key != "method"}
+                        for row in summary[summary["method"] == method].sort_values("level").to_dict("records")]}
+            for method in order
+        ]
+        # EEA's maps are sigmoid masks in [0, 1], so their range is comparable across levels (baselines' scales
+        # are arbitrary): it shows whether a re-fitted explainer still separates regions at all.
+        eea = frame[frame["method"] == "eea"]
+        eea_range = [{"level": int(level), "mean": round(float(values.mean()), 4)}
+                     for level, values in eea.groupby("level")["map_range"]]
+        per_image = frame.drop_duplicates(["level", "image_id"])
+        accuracy = [{"level": int(level), "accuracy": round(float(values.mean()), 4)}
+                    for level, values in per_image.groupby("level")["model_correct"]]
+        entries.append({"model": model, "label": model_labels[model], "mode": parse_run(run)[0], "run": run,
+                        "title": run_label(run), "figures": dict(figures[key]), "layers": layer_counts[key], "eea_range": eea_range, "model_accuracy": accuracy,
+                        "n_images": int(frame["image_id"].nunique()), "curves": curves})
+    write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "chance_accuracy": 1 / n_classes,
+                          "entries": entries})

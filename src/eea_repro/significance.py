@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from .metrics import HIGHER_IS_BETTER, METRICS
+from .metric_names import HIGHER_IS_BETTER, METRICS
 
 EEA = "eea"
 NOT_BASELINES = ("eea", "peea")  # EEA and its own pretrained explainer

@@ -17,7 +17,7 @@ import torch
 from . import checkpoints
 from .data.checks import BadImage, first_usable, scan_label_file, unlabeled_images
 from .data.loading import LabeledImageFolder, make_loader, read_label_file, subset_by_count
-from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
+from .io import atomic_path, gather_maps, load_map_shard, read_classes, save_map_shard, write_json
 from .logs import progress
 from .metrics import classes_for_variant, normalize_maps
 from .models import (ModelSpec, build_explained_model, compile_model, download_pretrained, for_inference,
@@ -33,10 +33,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def read_classes(path: str | Path) -> list[str]:
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def method_label(name: str) -> str:
@@ -489,32 +485,6 @@ def evaluate_shard(model_cfg, metrics_cfg, checkpoint, map_files: list[tuple[str
     if timing_csv is not None:
         with atomic_path(timing_csv) as tmp:
             pd.DataFrame(timings).to_csv(tmp, index=False)
-
-
-def read_per_image(metric_files, variant: str, methods: list[str] | None = None) -> pd.DataFrame:
-    """The per-image rows of one variant (and of ``methods``, in that order; default all, in file order) from metric
-    shard files, method by method, without the variant column: the rows a table summarises."""
-    frame = pd.concat([pd.read_csv(path, dtype={"image_id": str}) for path in metric_files], ignore_index=True)
-    frame = frame[frame["variant"] == variant].drop(columns="variant")
-    order = list(dict.fromkeys(frame["method"])) if methods is None else methods
-    missing = [method for method in order if method not in set(frame["method"])]
-    if missing:
-        raise ValueError(f"no '{variant}' rows of method {missing[0]!r} in {', '.join(map(str, metric_files))}")
-    rank = {method: index for index, method in enumerate(order)}
-    frame = frame[frame["method"].isin(rank)]
-    return frame.sort_values("method", key=lambda column: column.map(rank), kind="stable").reset_index(drop=True)
-
-
-def make_table(per_image_files, variant, methods, tables_cfg, seed, caption, out_csv, out_tex, out_html,
-               out_per_image) -> None:
-    from .tables import summarize, write_table
-
-    per_image = read_per_image(per_image_files, variant, methods)
-    with atomic_path(out_per_image) as tmp:
-        per_image.to_csv(tmp, index=False)
-    summary = summarize(per_image, n_boot=tables_cfg["bootstrap"], level=tables_cfg["confidence"], seed=seed)
-    labels = {name: method_label(name) for name in per_image["method"].unique()}
-    write_table(summary, out_csv, out_tex, out_html, caption=caption, method_labels=labels)
 
 
 # --- figures -----------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path
-from .metrics import HIGHER_IS_BETTER, METRICS
+from .metric_names import HIGHER_IS_BETTER, METRICS
 
 CI_STYLES = ("pm", "interval")
 _BOOTSTRAP_ELEMENTS_PER_BLOCK = 4_000_000  # bounds the memory of the resampling index matrix
@@ -183,3 +183,30 @@ def _html(summary, labels, metrics, best, caption, ci_style, decimals) -> str:
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines += ["</tbody>", "</table>", ""]
     return "\n".join(lines)
+
+
+# --- stage: one metric table from the per-image metric shards -----------------------------------------------------
+
+
+def read_per_image(metric_files, variant: str, methods: list[str] | None = None) -> pd.DataFrame:
+    """The per-image rows of one variant (and of ``methods``, in that order; default all, in file order) from metric
+    shard files, method by method, without the variant column: the rows a table summarises."""
+    frame = pd.concat([pd.read_csv(path, dtype={"image_id": str}) for path in metric_files], ignore_index=True)
+    frame = frame[frame["variant"] == variant].drop(columns="variant")
+    order = list(dict.fromkeys(frame["method"])) if methods is None else methods
+    missing = [method for method in order if method not in set(frame["method"])]
+    if missing:
+        raise ValueError(f"no '{variant}' rows of method {missing[0]!r} in {', '.join(map(str, metric_files))}")
+    rank = {method: index for index, method in enumerate(order)}
+    frame = frame[frame["method"].isin(rank)]
+    return frame.sort_values("method", key=lambda column: column.map(rank), kind="stable").reset_index(drop=True)
+
+
+def make_table(per_image_files, variant, methods, tables_cfg, seed, caption, method_labels: dict[str, str], out_csv,
+               out_tex, out_html, out_per_image) -> None:
+    """One metric table (CSV, LaTeX, HTML) of ``methods`` for one variant, with bootstrap CIs, and its per-image rows."""
+    per_image = read_per_image(per_image_files, variant, methods)
+    with atomic_path(out_per_image) as tmp:
+        per_image.to_csv(tmp, index=False)
+    summary = summarize(per_image, n_boot=tables_cfg["bootstrap"], level=tables_cfg["confidence"], seed=seed)
+    write_table(summary, out_csv, out_tex, out_html, caption=caption, method_labels=method_labels)

@@ -1,0 +1,49 @@
+"""What every job's script starts with (eea_repro.logs.job_context): its thread count reaches torch whether the script
+imported torch before the job started or imports it later, and a job that never uses torch does not import it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import sys
+from types import SimpleNamespace
+{before}
+from eea_repro.logs import job_context
+
+job = SimpleNamespace(threads=1, log=[sys.argv[1]], resources=SimpleNamespace(gpu=0))
+with job_context(job):
+    imported_by_the_job = "torch" in sys.modules
+    import torch
+    threads = torch.get_num_threads()
+print(imported_by_the_job, threads)
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: torch's default is already one thread")
+@pytest.mark.parametrize("before", ["", "import torch"])
+def test_the_jobs_threads_reach_torch_imported_before_or_after(before, tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", SCRIPT.format(before=before), str(tmp_path / "job.log")],
+                            capture_output=True, text=True, check=True, env=environment)
+    imported, threads = result.stdout.split()
+    assert imported == str(bool(before)) and int(threads) == 1
+
+
+# The table, figure and summary jobs that only read CSV / JSON files (their scripts' imports must not pull in torch)
+LIGHT_SCRIPTS = ["make_table", "make_mixed_table", "localisation_table", "localisation_summary", "make_sanity_eea_curve",
+                 "make_sanity_methods_curves", "sanity_summary", "make_data_randomization_boxplot",
+                 "data_randomization_summary", "make_paper_figures_summary"]
+
+
+def test_table_and_figure_jobs_do_not_import_torch(repo):
+    imports = [line for name in LIGHT_SCRIPTS for line in (repo / "scripts" / f"{name}.py").read_text().splitlines()
+               if line.startswith("from eea_repro")]
+    assert len(imports) >= 2 * len(LIGHT_SCRIPTS)  # job_context and the job's own function, in every script
+    code = "\n".join(imports + ["import sys", "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
