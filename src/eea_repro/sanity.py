@@ -283,13 +283,12 @@ def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, fi
         if _finished(resume, fingerprint):
             print(f"{setting}: finished by an earlier, interrupted job; taken from {resume}")
         else:
-            seed_everything(seed)
             if shared is None:
                 original = load_model(model_cfg, checkpoint, classes_file, device)
                 images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file,
                                                          sanity_cfg["n_images"], seed, device)
                 shared = original, images, labels, ids
-                seed_everything(seed)
+            seed_everything(seed)
             shutil.rmtree(resume, ignore_errors=True)
             _setting_maps(setting, methods, *shared, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                           explainer_file, image_root, explainer_train_file, explainer_val_file, classes_file,
