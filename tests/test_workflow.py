@@ -88,6 +88,19 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     print(f"paper preset dry run: {counts['total']} jobs in {seconds:.1f} s")
 
 
+@pytest.mark.parametrize("per_job", [None, 5, 2])
+def test_sanity_settings_per_job_sets_the_number_of_sanity_map_jobs(repo, tmp_path, per_job):
+    """The default config's 9 randomized models per model (original, cascading x = 2..6, independent x = 3..5) in
+    jobs of sanity.settings_per_job (null: one job), each rule one job."""
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config["sanity"]["settings_per_job"] = per_job
+    result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "c.yaml", config)))
+    counts = job_counts(result.stdout)
+    for model in config["models"]:
+        rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_")]
+        assert sum(counts[rule] for rule in rules) == len(rules) == -(-9 // (per_job or 9))
+
+
 def test_tiny_run_produces_every_artifact(repo, tiny_run):
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
     report = (tiny_run / "results/report/index.html").read_text()
