@@ -12,6 +12,7 @@ from eea_repro.config import ConfigError, validate_config
 from eea_repro.methods import METHODS
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
 from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
+from eea_repro.stages import method_label
 
 try:
     validate_config(config, {name: method.families for name, method in METHODS.items()} | EEA_METHODS)
@@ -31,7 +32,7 @@ VARIANTS = config["variants"]
 REFERENCE_VARIANT = "target" if "target" in VARIANTS else VARIANTS[0]  # the one variant of paper Figs. 9 and 10
 ALL_VARIANTS = "+".join(VARIANTS)  # names the logs and benchmarks of jobs that serve every variant at once
 # What tables, figures and summaries call each method (their jobs need not import the methods to know it).
-METHOD_LABELS = {name: method.label for name, method in METHODS.items()} | EEA_LABELS
+METHOD_LABELS = {name: method_label(name) for name in [*METHODS, *EEA_LABELS]}
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
 SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
            "seed": config["seed"]}
@@ -387,9 +388,8 @@ def sanity_jobs(model):
     return [settings[start : start + size] for start in range(0, len(settings), size)]
 
 
-def sanity_job_label(model, index):
+def sanity_job_label(jobs, index):
     """Names a sanity-map job's log and benchmark: its setting when alone, else its place among the model's jobs."""
-    jobs = sanity_jobs(model)
     return jobs[index][0] if len(jobs[index]) == 1 else f"{index + 1}of{len(jobs)}"
 
 

@@ -50,7 +50,7 @@ rule metric_table:
         tables=config["tables"],
         seed=config["seed"],
         caption=table_caption,
-        labels=METHOD_LABELS,
+        method_labels=METHOD_LABELS,
     log:
         "logs/tables/{model}_{variant}.log",
     script:

@@ -111,7 +111,9 @@ rule sanity_summary:
 # model per job, so that a job's imports, model and images serve several of them.
 for sanity_model in MODELS:
     sanity_family = config["models"][sanity_model]["family"]
-    for sanity_index, sanity_job in enumerate(sanity_jobs(sanity_model)):
+    sanity_model_jobs = sanity_jobs(sanity_model)
+    for sanity_index, sanity_job in enumerate(sanity_model_jobs):
+        sanity_label = sanity_job_label(sanity_model_jobs, sanity_index)
 
         rule:
             name:
@@ -143,8 +145,8 @@ for sanity_model in MODELS:
             resources:
                 gpu=gpu_request,
             log:
-                f"logs/sanity/maps_{sanity_model}_{sanity_job_label(sanity_model, sanity_index)}.log",
+                f"logs/sanity/maps_{sanity_model}_{sanity_label}.log",
             benchmark:
-                f"benchmarks/sanity/maps_{sanity_model}_{sanity_job_label(sanity_model, sanity_index)}.tsv"
+                f"benchmarks/sanity/maps_{sanity_model}_{sanity_label}.tsv"
             script:
                 "../scripts/make_sanity_maps.py"

@@ -5,5 +5,5 @@ from eea_repro.tables import make_table
 with job_context(snakemake):
     o = snakemake.output
     p = snakemake.params
-    make_table(snakemake.input.per_image, snakemake.wildcards.variant, p.methods, p.tables, p.seed, p.caption, p.labels,
+    make_table(snakemake.input.per_image, snakemake.wildcards.variant, p.methods, p.tables, p.seed, p.caption, p.method_labels,
                o.csv, o.tex, o.html, o.per_image)

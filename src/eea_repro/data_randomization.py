@@ -23,7 +23,6 @@ from .io import atomic_path, gather_maps, load_map_shard
 from .logs import progress
 
 
-
 # --- the permuted-label model ------------------------------------------------------------------------------------
 
 

@@ -30,7 +30,6 @@ from .io import atomic_path, load_map_shard
 from .metrics import normalize_maps
 
 
-
 def pointing_game(maps01: Tensor, masks: Tensor) -> Tensor:
     """(B,) fraction of each map's maximal pixels that lie inside its mask (1 = hit); NaN for empty masks / NaN maps."""
     maps01, masks = _check_shapes(maps01, masks)
