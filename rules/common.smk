@@ -31,6 +31,19 @@ FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]
 VARIANTS = config["variants"]
 REFERENCE_VARIANT = "target" if "target" in VARIANTS else VARIANTS[0]  # the one variant of paper Figs. 9 and 10
 ALL_VARIANTS = "+".join(VARIANTS)  # names the logs and benchmarks of jobs that serve every variant at once
+# explainer.variants_together: one pretraining job per model for every variant, else one per variant ({variant})
+EXPLAINER_JOB_VARIANTS = ALL_VARIANTS if config["explainer"]["variants_together"] else "{variant}"
+
+
+def explainer_job_files(pattern):
+    """A pretraining job's files of ``pattern`` (with {model} and {variant}): one per variant that the job trains."""
+    if EXPLAINER_JOB_VARIANTS == "{variant}":
+        return [pattern]
+    return [pattern.replace("{variant}", variant) for variant in VARIANTS]
+
+
+def explainer_job_variants(wildcards):
+    return VARIANTS if EXPLAINER_JOB_VARIANTS != "{variant}" else [wildcards.variant]
 # What tables, figures and summaries call each method (their jobs need not import the methods to know it).
 METHOD_LABELS = {name: method_label(name) for name in [*METHODS, *EEA_LABELS]}
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.

@@ -1,4 +1,5 @@
 # EEA explainer pretraining (pEEA): one explainer per (explained model, variant), best epoch by validation POS AUC.
+# explainer.variants_together: one job per model trains every variant's explainer (once, when both would train alike).
 
 
 rule pretrain_explainer:
@@ -11,22 +12,22 @@ rule pretrain_explainer:
         val=PLAN.split_label_file("explainer_val"),
         classes=PLAN.classes_file,
     output:
-        explainer=protected("results/explainers/{model}/{variant}.safetensors"),
-        history="results/explainers/{model}/{variant}.json",
+        explainers=protected(explainer_job_files("results/explainers/{model}/{variant}.safetensors")),
+        histories=explainer_job_files("results/explainers/{model}/{variant}.json"),
     params:
+        variants=explainer_job_variants,
         model=model_settings,
         explainer=config["explainer"],
         scoring=SCORING,
         image_root=image_root,
         seed=config["seed"],
         device=config["device"],
-        resume_dir="results/explainers/{model}/{variant}.resume",
     threads: 2
     resources:
         gpu=gpu_request,
     log:
-        "logs/explainer/{model}_{variant}.log",
+        f"logs/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.log",
     benchmark:
-        "benchmarks/explainer/{model}_{variant}.tsv"
+        f"benchmarks/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.tsv"
     script:
         "../scripts/pretrain_explainer.py"

@@ -1,6 +1,6 @@
 # Explanation maps, one shard of evaluated images per job, stored at native resolution (float16) with the image ids
 # and the classes they explain, one file per (variant, method). One job makes every baseline of a model for a shard
-# and every variant (a map two variants share is made once); one job per variant makes EEA and pEEA (its start).
+# and every variant (a map two variants share is made once); so does one job for EEA and pEEA (its start).
 
 for maps_family in FAMILIES:
     if not family_baselines(maps_family):
@@ -52,16 +52,18 @@ rule eea_maps:
         "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
-        explainer="results/explainers/{model}/{variant}.safetensors",
+        explainers=expand("results/explainers/{{model}}/{variant}.safetensors", variant=VARIANTS),
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        eea="results/maps/{model}/{variant}/eea/shard-{shard}.npz",
-        peea="results/maps/{model}/{variant}/peea/shard-{shard}.npz",
-        selection="results/maps/{model}/{variant}/eea/shard-{shard}.steps.csv",
+        maps=[f"results/maps/{{model}}/{variant}/{method}/shard-{{shard}}.npz"
+              for method in ("eea", "peea") for variant in VARIANTS],
+        selection=expand("results/maps/{{model}}/{variant}/eea/shard-{{shard}}.steps.csv", variant=VARIANTS),
     wildcard_constraints:
         model=one_of([m for m in MODELS if "eea" in methods_of(m)]),
     params:
+        methods=["eea", "peea"],
+        variants=VARIANTS,
         model=model_settings,
         explainer=config["explainer"],
         finetune=config["finetune"],
@@ -69,14 +71,14 @@ rule eea_maps:
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],
-        timing="benchmarks/maps/{model}_{variant}_eea_{shard}.methods.csv",
+        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.methods.csv",
     threads: 1
     resources:
         gpu=gpu_request,
     log:
-        "logs/maps/{model}_{variant}_eea_{shard}.log",
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.log",
     benchmark:
-        "benchmarks/maps/{model}_{variant}_eea_{shard}.tsv"
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.tsv"
     script:
         "../scripts/make_eea_maps.py"
 
@@ -86,14 +88,16 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
         "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
-        explainer="results/explainers/{model}/{variant}.safetensors",
+        explainers=expand("results/explainers/{{model}}/{variant}.safetensors", variant=VARIANTS),
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        peea="results/maps/{model}/{variant}/peea/shard-{shard}.npz",
+        maps=expand("results/maps/{{model}}/{variant}/peea/shard-{{shard}}.npz", variant=VARIANTS),
     wildcard_constraints:
         model=one_of([m for m in MODELS if "peea" in methods_of(m) and "eea" not in methods_of(m)]),
     params:
+        methods=["peea"],
+        variants=VARIANTS,
         model=model_settings,
         explainer=config["explainer"],
         finetune=config["finetune"],
@@ -101,13 +105,13 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
         image_root=image_root,
         shard_range=shard_range,
         device=config["device"],
-        timing="benchmarks/maps/{model}_{variant}_peea_{shard}.methods.csv",
+        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.methods.csv",
     threads: 1
     resources:
         gpu=gpu_request,
     log:
-        "logs/maps/{model}_{variant}_peea_{shard}.log",
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.log",
     benchmark:
-        "benchmarks/maps/{model}_{variant}_peea_{shard}.tsv"
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.tsv"
     script:
         "../scripts/make_eea_maps.py"

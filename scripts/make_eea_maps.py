@@ -1,10 +1,12 @@
-"""Snakemake wrapper: EEA (per-image fine-tuned) and / or pEEA maps for one shard of evaluated images."""
+"""Snakemake wrapper: EEA (per-image fine-tuned) and / or pEEA maps of one shard of evaluated images, every variant."""
 from eea_repro.logs import job_context
 from eea_repro.stages import make_eea_maps
 
 with job_context(snakemake):
     p, i, o, w = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards
-    out_maps = {method: getattr(o, method) for method in ("eea", "peea") if hasattr(o, method)}
-    make_eea_maps(p.model, p.explainer, p.finetune, p.scoring, i.checkpoint, i.explainer, p.image_root, i.images,
-                  i.classes, out_maps, getattr(o, "selection", None), variant=w.variant, shard_range=p.shard_range,
+    maps = iter(o.maps)
+    out_maps = {method: {variant: next(maps) for variant in p.variants} for method in p.methods}
+    out_selection = dict(zip(p.variants, o.selection)) if hasattr(o, "selection") else None
+    make_eea_maps(p.model, p.explainer, p.finetune, p.scoring, i.checkpoint, dict(zip(p.variants, i.explainers)),
+                  p.image_root, i.images, i.classes, out_maps, out_selection, shard_range=p.shard_range,
                   device=p.device, model_key=w.model, timing_csv=p.timing)

@@ -4,7 +4,7 @@ from eea_repro.stages import make_eea_maps
 
 with job_context(snakemake):
     p, i, o, w = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards
-    make_eea_maps(p.model, p.explainer, p.finetune, p.scoring, i.checkpoint, i.explainer, p.image_root, i.images,
-                  i.classes, {"eea": o.maps}, o.selection, variant=w.variant, shard_range=p.shard_range,
-                  device=p.device, explainer_model_cfg=p.explainer_model, stored_method=p.method, model_key=w.model,
-                  timing_csv=p.timing)
+    make_eea_maps(p.model, p.explainer, p.finetune, p.scoring, i.checkpoint, {w.variant: i.explainer}, p.image_root,
+                  i.images, i.classes, {"eea": {w.variant: o.maps}}, {w.variant: o.selection},
+                  shard_range=p.shard_range, device=p.device, explainer_model_cfg=p.explainer_model,
+                  stored_method=p.method, model_key=w.model, timing_csv=p.timing)

@@ -223,9 +223,11 @@ def test_a_crashing_eea_shard_names_its_images(tiny_shard, tmp_path, monkeypatch
 
     monkeypatch.setattr(explainer, "explain", explain_fails)
     monkeypatch.setattr(explainer, "load_explainer", lambda *args, **kwargs: torch.nn.Identity())
+    unused = tmp_path / "explainer.safetensors"  # read for its digest only: load_explainer is replaced
+    unused.write_bytes(b"")
     with pytest.raises(RuntimeError, match=r"'peea' failed on images 0\.\.1 of the evaluated split "
                                            r"\(ILSVRC2012_val_00000001, ILSVRC2012_val_00000002\): RuntimeError: CUDA"):
         scoring = {"batch_size": 8, "tie_break": "random", "seed": 0}
-        make_eea_maps(tiny_shard["model_cfg"], {}, {}, scoring, tiny_shard["checkpoint"], "unused",
-                      tiny_shard["folder"], tiny_shard["split"], tiny_shard["classes"], {"peea": tmp_path / "m.npz"},
-                      variant="target", shard_range=(0, 2), device="cpu")
+        make_eea_maps(tiny_shard["model_cfg"], {}, {}, scoring, tiny_shard["checkpoint"], {"target": unused},
+                      tiny_shard["folder"], tiny_shard["split"], tiny_shard["classes"],
+                      {"peea": {"target": tmp_path / "m.npz"}}, shard_range=(0, 2), device="cpu")

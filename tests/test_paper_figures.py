@@ -127,9 +127,9 @@ def test_mixed_pair_explainer_maps_on_its_own_grid_and_scores_on_the_explained_m
     assert json.loads((tmp_path / "mixed.json").read_text())["history"]["best_epoch"] == 1
 
     maps_file, selection = tmp_path / "shard.npz", tmp_path / "shard.steps.csv"
-    make_eea_maps(VIT, EXPLAINER, FINETUNE, SCORING, d["checkpoints"]["vit"], explainer_file, d["image_root"],
-                  splits / "test.txt", d["classes"], {"eea": maps_file}, selection, variant="target",
-                  shard_range=(0, 6), device="cpu", explainer_model_cfg=RESNET, stored_method="eea_by_resnet")
+    make_eea_maps(VIT, EXPLAINER, FINETUNE, SCORING, d["checkpoints"]["vit"], {"target": explainer_file},
+                  d["image_root"], splits / "test.txt", d["classes"], {"eea": {"target": maps_file}},
+                  {"target": selection}, shard_range=(0, 6), device="cpu", explainer_model_cfg=RESNET, stored_method="eea_by_resnet")
     with np.load(maps_file) as shard:
         resnet_grid = MaskExplainer(ModelSpec.from_config(RESNET), None, N_CLASSES)(torch.zeros(1, 3, 48, 48)).shape
         vit_grid = (48 // 6, 48 // 6)

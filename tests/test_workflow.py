@@ -69,7 +69,7 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     shards = -(-config["dataset"]["imagenet"]["eval_count"] // config["dataset"]["shard_size"])
     assert counts["fetch_checkpoint"] == 2
     assert counts["pretrain_explainer"] == 2 * 2
-    assert counts["eea_maps"] == shards * 2 * 2  # EEA and pEEA of one model, variant and shard per job
+    assert counts["eea_maps"] == shards * 2  # EEA and pEEA of one model and shard, every variant, per job
     assert counts["baseline_maps_vit"] == counts["baseline_maps_cnn"] == shards  # every baseline and variant per job
     assert counts["evaluate_maps"] == shards * 2  # every method and variant of one model and shard per job
     cross_pairs = 2  # Fig. 9: the ViT explainer on the ResNet and back, 'target' variant only
@@ -99,6 +99,23 @@ def test_sanity_settings_per_job_sets_the_number_of_sanity_map_jobs(repo, tmp_pa
     for model in config["models"]:
         rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_")]
         assert sum(counts[rule] for rule in rules) == len(rules) == -(-9 // (per_job or 9))
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_variants_together_sets_the_pretraining_jobs_and_their_logs(repo, tmp_path, together):
+    """explainer.variants_together: one pretraining job per model writing both variants' explainers, or one per
+    (model, variant); either way every variant's explainer file is made once."""
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config["explainer"]["variants_together"] = together
+    result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "c.yaml", config)))
+    assert job_counts(result.stdout)["pretrain_explainer"] == 2 * (1 if together else 2)
+    logs = {line.split("log: ")[1] for line in result.stdout.splitlines() if "log: logs/explainer/" in line}
+    expected = ["vit_target+predicted", "resnet_target+predicted"] if together else [
+        f"{m}_{v}" for m in ("vit", "resnet") for v in ("target", "predicted")]
+    assert {f"logs/explainer/{name}.log" for name in expected} <= logs
+    for model in ("vit", "resnet"):
+        for variant in ("target", "predicted"):
+            assert result.stdout.count(f"results/explainers/{model}/{variant}.safetensors") >= 1
 
 
 def test_tiny_run_produces_every_artifact(repo, tiny_run):

@@ -294,6 +294,24 @@ def pretrain(
     return {"epochs": history, "best_epoch": best["epoch"], "best_val_pos": best["val_pos"]}
 
 
+# A logit lead below this could flip between batch compositions (float rounding), so such an image does not count
+# as surely predicted as labelled.
+SURE_MARGIN = 0.05
+
+
+@torch.no_grad()
+def predicted_as_labelled(explained: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """Whether the explained model's top-1 is every image's label with a clear lead: then 'predicted' pretraining
+    explains the ground truth at every step, exactly as 'target' does, and trains the same explainer."""
+    _freeze(explained)
+    for images01, labels in batches:
+        top = explained(images01).topk(2, dim=1)
+        lead = top.values[:, 0] - top.values[:, 1]
+        if not bool(((top.indices[:, 0] == labels.to(top.indices.device)) & (lead > SURE_MARGIN)).all()):
+            return False
+    return True
+
+
 def _validation_pos(explainer, explained, images01, labels, batch_size: int, metric_batch_size: int,
                     ties: torch.Tensor | None = None) -> float:
     """Mean per-image POS AUC of the explainer's maps on the validation split (batched, on the explainer's device)."""

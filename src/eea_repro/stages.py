@@ -6,6 +6,7 @@ Keeping the stage logic here (not in the scripts) makes every stage importable a
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,6 +261,40 @@ def pretrain_explainer(model_cfg, explainer_cfg, scoring, image_root, train_file
     write_json(out_history, {"variant": variant, "sha256": sha, **record})
 
 
+def pretrain_variant_explainers(model_cfg, explainer_cfg, scoring, image_root, train_file, val_file, classes_file,
+                                checkpoint, out_explainers: dict[str, str], out_histories: dict[str, str],
+                                resume_dirs: dict[str, str], *, seed, device) -> None:
+    """Pretrain the explainer of each variant in ``out_explainers`` (variant -> file) in one job. When the explained
+    model predicts every explainer-training image's label (:func:`explainer.predicted_as_labelled`), 'predicted'
+    pretraining would repeat 'target' step for step, so the explainer is trained once and its file serves both (the
+    history says which variant trained it)."""
+    import shutil
+
+    from .explainer import predicted_as_labelled
+
+    variants = list(out_explainers)
+    alike = False
+    if {"target", "predicted"} <= set(variants):
+        explained = load_model(model_cfg, checkpoint, classes_file, resolve_device(device))
+        batches = ((batch["image"].to(resolve_device(device)), torch.as_tensor(batch["label"]))
+                   for batch in make_loader(open_split(image_root, train_file, model_cfg, classes_file),
+                                            explainer_cfg["batch_size"]))
+        alike = predicted_as_labelled(explained, batches)
+        print("the model predicts every explainer-training image's label: one explainer serves 'target' and "
+              "'predicted'" if alike else "the model misses some explainer-training labels: one explainer per variant")
+        variants = ["target", *(v for v in variants if v != "target")]
+    for variant in variants:
+        if alike and variant == "predicted":
+            with atomic_path(out_explainers[variant]) as tmp:
+                shutil.copyfile(out_explainers["target"], tmp)
+            record = json.loads(Path(out_histories["target"]).read_text())
+            write_json(out_histories[variant], {**record, "variant": variant, "trained_as": "target"})
+            continue
+        pretrain_explainer(model_cfg, explainer_cfg, scoring, image_root, train_file, val_file, classes_file,
+                           checkpoint, out_explainers[variant], out_histories[variant], variant=variant,
+                           resume_dir=resume_dirs[variant], seed=seed, device=device)
+
+
 def fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image_root, train_file, val_file,
                   classes_file, *, variant, resume_dir, seed, device, validate: bool = True) -> dict:
     """Pretrain ``explainer`` in place against ``explained`` on the explainer splits (best epoch by val POS;
@@ -385,50 +420,99 @@ def make_baseline_maps(methods, model_cfg, checkpoint, image_root, split_file, c
             pd.DataFrame(timings).to_csv(tmp, index=False)
 
 
-def make_eea_maps(model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, explainer_file, image_root, split_file,
-                  classes_file, out_maps: dict[str, str], out_selection=None, *, variant, shard_range, device,
-                  explainer_model_cfg=None, stored_method=None, model_key="", timing_csv=None) -> None:
+def make_eea_maps(model_cfg, explainer_cfg, finetune_cfg, scoring, checkpoint, explainer_files: dict[str, str],
+                  image_root, split_file, classes_file, out_maps: dict[str, dict[str, str]],
+                  out_selection: dict[str, str] | None = None, *, shard_range, device, explainer_model_cfg=None,
+                  stored_method=None, model_key="", timing_csv=None) -> None:
     """pEEA = the pretrained explainer's maps; EEA = per-image fine-tuning from it, batched across images. One job
-    makes both (``out_maps``: "eea" and / or "peea" -> file), loading the model, explainer and images once; EEA's
-    selected step per image goes to ``out_selection``, the seconds per method to ``timing_csv``.
+    makes both for every variant (``explainer_files``: variant -> explainer; ``out_maps[method][variant]`` -> file,
+    method "eea" and / or "peea"), loading the model and the images once; EEA's selected step per image goes to
+    ``out_selection[variant]``, the seconds per method to ``timing_csv``.
+
+    Variants whose explainer files hold the same bytes (a model that classifies every explainer-training image
+    correctly trains one explainer for both) share its work: pEEA is made once, and EEA is fine-tuned once per
+    (image, class), so only the images the model misclassifies are fine-tuned again. Fine-tuning is per image, so a
+    map does not depend on the other images of its chunk: a shared map is the one a job per variant would make.
 
     An explainer of another architecture (``explainer_model_cfg``, paper Fig. 9) stores its EEA maps as
     ``stored_method``.
     """
     import time
 
-    from .explainer import explain, finetune_maps, load_explainer
+    from .checkpoints import sha256_of
+    from .explainer import load_explainer
 
     device = resolve_device(device)
     model = load_model(model_cfg, checkpoint, classes_file, device)
     num_classes = len(read_classes(classes_file))
-    explainer = load_explainer(ModelSpec.from_config(explainer_model_cfg or model_cfg), explainer_file,
-                               num_classes).to(device)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     images, labels = images.to(device), labels.to(device)
-    classes = classes_for_variant(model, images, labels, variant).clone()
+    classes = {variant: classes_for_variant(model, images, labels, variant).clone() for variant in explainer_files}
+    alike: dict[str, list[str]] = {}  # explainer file digest -> the variants it serves
+    for variant, path in explainer_files.items():
+        alike.setdefault(sha256_of(path), []).append(variant)
+    explainers = [(load_explainer(ModelSpec.from_config(explainer_model_cfg or model_cfg), explainer_files[served[0]],
+                                  num_classes).to(device), served) for served in alike.values()]
+    settings = None
+    if "eea" in out_maps:
+        settings = {**finetune_settings(explainer_cfg, finetune_cfg, scoring),
+                    "ties": scoring_ties(scoring, ids, images.shape[-1], device),
+                    "selection_labels": labels if finetune_cfg["select_with"] == "label" else None}
     timings = []
-    for method, path in out_maps.items():
-        started = time.perf_counter()
+    for method, paths in out_maps.items():
+        started, computed = time.perf_counter(), 0
         stored = stored_method if method == "eea" and stored_method else method
         with naming_shard_images(method, shard_range, ids):
-            if method == "peea":
-                maps = explain(explainer, images)
-            else:
-                maps, info = finetune_maps(
-                    explainer, model, images, classes, **finetune_settings(explainer_cfg, finetune_cfg, scoring),
-                    selection_labels=labels if finetune_cfg["select_with"] == "label" else None,
-                    ties=scoring_ties(scoring, ids, images.shape[-1], device),
-                )
-                with atomic_path(out_selection) as tmp:
-                    pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}}).to_csv(
-                        tmp, index=False)
-        save_map_shard(path, maps.cpu().numpy(), ids, classes.cpu().numpy(), labels.cpu().numpy(), stored)
+            for explainer, served in explainers:
+                made = _shared_eea_maps(method, explainer, model, images,
+                                        [(variant, classes[variant]) for variant in served if variant in paths],
+                                        settings)
+                for variant, (maps, info, fine_tuned) in made.items():
+                    computed += fine_tuned
+                    if info is not None:
+                        with atomic_path(out_selection[variant]) as tmp:
+                            pd.DataFrame({"image_id": ids, **{k: v.cpu().numpy() for k, v in info.items()}}).to_csv(
+                                tmp, index=False)
+                    save_map_shard(paths[variant], maps.cpu().numpy(), ids, classes[variant].cpu().numpy(),
+                                   labels.cpu().numpy(), stored)
         timings.append({"model": model_key, "method": stored, "seconds": time.perf_counter() - started,
-                        "images": len(ids), "computed": len(ids)})
+                        "images": len(ids) * len(paths), "computed": computed})
     if timing_csv is not None:
         with atomic_path(timing_csv) as tmp:
             pd.DataFrame(timings).to_csv(tmp, index=False)
+
+
+def _shared_eea_maps(method, explainer, model, images, variant_classes, settings) -> dict:
+    """One explainer's maps for the variants it serves: variant -> (maps, EEA's selection per image or None, images
+    computed for it). pEEA is class-agnostic, so one pass serves every variant; EEA fine-tunes the first variant's
+    (image, class) pairs and, for the others, only the images whose class differs."""
+    from .explainer import explain, finetune_maps
+
+    if method == "peea":
+        maps = explain(explainer, images)
+        return {variant: (maps, None, 0 if k else len(images)) for k, (variant, _) in enumerate(variant_classes)}
+
+    def finetune(rows, classes):
+        part = {k: v if v is None or k not in ("ties", "selection_labels") else v[rows] for k, v in settings.items()}
+        return finetune_maps(explainer, model, images[rows], classes[rows], **part)
+
+    made, reference = {}, None
+    for variant, classes in variant_classes:
+        if reference is None:
+            maps, info = finetune(torch.arange(len(images), device=classes.device), classes)
+            reference = classes, maps, info
+            made[variant] = maps, info, len(images)
+            continue
+        first_classes, maps, info = reference
+        rows = (classes != first_classes).nonzero().flatten()
+        maps, info = maps.clone(), {k: v.clone() for k, v in info.items()}
+        if len(rows):
+            part_maps, part_info = finetune(rows, classes)
+            maps[rows.to(maps.device)] = part_maps.to(maps.device)
+            for k, v in part_info.items():
+                info[k][rows.to(info[k].device)] = v.to(info[k].device)
+        made[variant] = maps, info, len(rows)
+    return made
 
 
 # --- metrics and tables ------------------------------------------------------------------------------------------
