@@ -79,6 +79,7 @@ def one_of(names):
     return "|".join(names) if names else "(?!)"
 
 
+MAP_SHARDS = "results/maps/{model}/{variant}/{method}/shard-{shard}.npz"
 METRIC_SHARDS = "results/metrics/{model}/shard-{shard}.csv"  # every configured method and variant of a model
 MIXED_METRIC_SHARDS = "results/metrics/{model}/{method}/shard-{shard}.csv"  # one cross pair's EEA (rules/mixed.smk)
 
@@ -399,6 +400,16 @@ def sanity_jobs(model):
     settings = sanity_settings(model)
     size = SANITY["settings_per_job"] or len(settings)
     return [settings[start : start + size] for start in range(0, len(settings), size)]
+
+
+def sanity_reference_maps(model, settings):
+    """Method -> the evaluated 'target' map shards of ``model`` that a sanity job's original setting takes instead of
+    remaking them (the same computation on the same images and classes); empty without the original setting or a
+    'target' variant. Seeded methods (a map depends on its place in the job's batches) are remade."""
+    if ORIGINAL not in settings or "target" not in VARIANTS:
+        return {}
+    return {method: shard_files(MAP_SHARDS, model, "target", method) for method in sanity_methods_of(model)
+            if method in methods_of(model) and not (method in METHODS and METHODS[method].seeded)}
 
 
 def sanity_job_label(jobs, index):

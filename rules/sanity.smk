@@ -127,6 +127,7 @@ for sanity_model in MODELS:
                 explainer_train=PLAN.split_label_file("explainer_train"),
                 explainer_val=PLAN.split_label_file("explainer_val"),
                 classes=PLAN.classes_file,
+                reference=[path for paths in sanity_reference_maps(sanity_model, sanity_job).values() for path in paths],
             output:
                 # setting by setting, each with every method's maps in sanity_methods order
                 maps=[
@@ -139,6 +140,7 @@ for sanity_model in MODELS:
                 **{**explain_images_params(sanity_family, sanity_methods(sanity_family)),
                    "model": config["models"][sanity_model]},
                 settings=sanity_job,
+                reference_maps=sanity_reference_maps(sanity_model, sanity_job),
                 # a finished setting waits here until its whole job is done (a killed job resumes from it)
                 resume=[f"results/sanity/{sanity_model}/{setting}.resume" for setting in sanity_job],
             threads: 1

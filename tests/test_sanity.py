@@ -469,3 +469,20 @@ def test_a_resume_folder_of_other_settings_is_not_reused(tiny_run, repo, tmp_pat
     monkeypatch.setattr(sanity, "_setting_maps", lambda setting, *a, **k: computed.append(setting) or real(setting, *a, **k))
     _sanity_job(tiny_run, repo, tmp_path, JOB_SETTINGS[:2], monkeypatch, batch_size=16)
     assert computed == JOB_SETTINGS[:2]
+
+
+def test_the_original_models_maps_are_read_from_the_evaluated_ones_with_the_bytes_of_remaking_them(
+        tiny_run, repo, tmp_path, monkeypatch):
+    """The original setting explains the sanity images' labels with the evaluated model and explainer: the same
+    computation as the 'target' map jobs, so its maps are read from them; only the seeded random control (its maps
+    depend on their place in a job's batches) is made again."""
+    import eea_repro.sanity as sanity
+
+    made = _sanity_job(tiny_run, repo, tmp_path / "made", ["original"], monkeypatch)["original"]
+    reference = {method: sorted(str(path) for path in (tiny_run / "results/maps/vit/target" / method).glob("*.npz"))
+                 for method in JOB_METHODS if method != "random"}
+    computed, real = [], sanity.method_maps
+    monkeypatch.setattr(sanity, "method_maps", lambda method, *a, **k: computed.append(method) or real(method, *a, **k))
+    read = _sanity_job(tiny_run, repo, tmp_path / "read", ["original"], monkeypatch, reference_maps=reference)
+    assert computed == ["random"]
+    assert [open(f, "rb").read() for f in read["original"]] == [open(f, "rb").read() for f in made]

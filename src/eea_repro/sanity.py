@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .data.loading import read_label_file, subset_by_count
-from .io import atomic_path, load_map_shard, save_map_shard, write_json
+from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .models import ModelSpec, resolve_device
 from .randomization_runs import ORIGINAL, layer_kinds, parse_setting
@@ -219,18 +219,30 @@ def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> No
 
 
 def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, ties, seed,
-                     precision, batch_size) -> None:
+                     precision, batch_size, reference_maps: dict | None = None) -> None:
     """Every method's maps of the sanity images for their ground-truth class, one map file per method (the map
-    methods on the model's inference layout, EEA fine-tuned against the model as it is)."""
+    methods on the model's inference layout, EEA fine-tuned against the model as it is). A method in
+    ``reference_maps`` (method -> map shards of this model for the ground truth) is read from them instead."""
     from .models import for_inference
     from .plan import EEA_METHODS
 
     inference = for_inference(model)
     for method in progress()(methods, desc="methods"):
-        maps = method_maps(method, model if method in EEA_METHODS else inference, images, labels,
-                           explainer=explainer, eea_settings=eea_settings, ties=ties, seed=seed, precision=precision,
-                           batch_size=batch_size)
-        save_map_shard(out_maps[method], maps.cpu().numpy(), ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
+        if method in (reference_maps or {}):
+            maps = _reference_maps(reference_maps[method], ids, labels, method)
+        else:
+            maps = method_maps(method, model if method in EEA_METHODS else inference, images, labels,
+                               explainer=explainer, eea_settings=eea_settings, ties=ties, seed=seed,
+                               precision=precision, batch_size=batch_size).cpu().numpy()
+        save_map_shard(out_maps[method], maps, ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
+
+
+def _reference_maps(map_files, ids, labels, method: str) -> np.ndarray:
+    """The evaluated maps of the sanity images, checked to explain their ground truth."""
+    gathered = gather_maps(map_files, ids, method)
+    if not np.array_equal(gathered["classes"], labels.cpu().numpy()):
+        raise ValueError(f"{method}: the maps in {map_files[0]} ... do not explain the sanity images' labels")
+    return gathered["maps"]
 
 
 def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *, explainer=None,
@@ -258,7 +270,7 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
 def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                      checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
                      classes_file, out_maps: dict, out_predictions: dict, resume_dirs: dict, *, seed, device,
-                     precision, batch_size) -> None:
+                     precision, batch_size, reference_maps: dict | None = None) -> None:
     """Maps of every method in ``methods`` on the sanity images for each randomized model in ``settings``, and that
     model's predicted class of each image: ``out_maps[setting][method]``, ``out_predictions[setting]``.
 
@@ -270,13 +282,17 @@ def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, fi
     once; each setting starts from the same seeded state, so its files are the same bits whichever job makes them. A
     finished setting is kept in ``resume_dirs[setting]`` (with a fingerprint of this call) until the whole job is done:
     a killed job skips the settings it finished.
+
+    The original model's maps are the evaluated 'target' maps of the sanity images (the same computation): methods in
+    ``reference_maps`` (method -> those map shards) are read from them, not made again.
     """
     from .stages import load_model, seed_everything
 
     device = resolve_device(device)
     fingerprint = _job_fingerprint(
         [methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring, seed, str(device), precision, batch_size],
-        [checkpoint, explainer_file, split_file, explainer_train_file, explainer_val_file, classes_file])
+        [checkpoint, explainer_file, split_file, explainer_train_file, explainer_val_file, classes_file,
+         *(path for paths in (reference_maps or {}).values() for path in paths)])
     shared = None
     for setting in progress()(settings, desc="randomized models"):
         resume = Path(resume_dirs[setting])
@@ -294,7 +310,7 @@ def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, fi
                           explainer_file, image_root, explainer_train_file, explainer_val_file, classes_file,
                           {method: resume / Path(path).name for method, path in out_maps[setting].items()},
                           resume / Path(out_predictions[setting]).name, seed=seed, precision=precision,
-                          batch_size=batch_size)
+                          batch_size=batch_size, reference_maps=reference_maps if setting == ORIGINAL else None)
             write_json(resume / FINGERPRINT, {"fingerprint": fingerprint})
         for path in [*out_maps[setting].values(), out_predictions[setting]]:
             with atomic_path(path) as tmp:
@@ -321,7 +337,8 @@ def _finished(resume: Path, fingerprint: str) -> bool:
 
 def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sanity_cfg, explainer_cfg,
                   finetune_cfg, scoring, explainer_file, image_root, explainer_train_file, explainer_val_file,
-                  classes_file, out_maps: dict, out_predictions, *, seed, precision, batch_size) -> None:
+                  classes_file, out_maps: dict, out_predictions, *, seed, precision, batch_size,
+                  reference_maps=None) -> None:
     """One randomized model's predictions and every method's maps (see :func:`make_sanity_maps`)."""
     from .explainer import load_explainer
     from .stages import finetune_settings, read_classes, scoring_ties
@@ -344,7 +361,7 @@ def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sa
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
                      eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
                      ties=scoring_ties(scoring, ids, images.shape[-1], images.device), seed=seed,
-                     precision=precision, batch_size=batch_size)
+                     precision=precision, batch_size=batch_size, reference_maps=reference_maps)
 
 
 # --- stage: similarity of randomized maps to the original ones -------------------------------------------------

@@ -27,7 +27,7 @@ def grid_network(net, spec) -> None:
         feature_map_network(net, spec)
 
 
-@register("random", "Random", ("vit", "cnn"), class_specific=False, control=True, requires=grid_network)
+@register("random", "Random", ("vit", "cnn"), class_specific=False, control=True, requires=grid_network, seeded=True)
 def random_map(model, images01, classes, generator=None):
     """Uniform noise in [0, 1) on the native grid, drawn from ``generator`` so that a seed reproduces it."""
     grid_h, grid_w = native_grid(model, images01)

@@ -31,13 +31,14 @@ class Method:
     fn: Callable
     control: bool = False  # a floor map (noise, constant), not an explanation: never "best", no cost worth measuring
     requires: Callable | None = None  # requires(net, spec) raises ValueError if the method cannot read the network
+    seeded: bool = False  # draws from the job's seed: an image's map depends on its place in the job's batches
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register(name: str, label: str, families: tuple[str, ...], class_specific: bool, control: bool = False,
-             requires: Callable | None = None) -> Callable:
+             requires: Callable | None = None, seeded: bool = False) -> Callable:
     """Decorator adding ``fn`` to :data:`METHODS` under ``name``; the function itself is returned unchanged."""
     unknown = [family for family in families if family not in FAMILIES]
     if unknown:
@@ -46,7 +47,7 @@ def register(name: str, label: str, families: tuple[str, ...], class_specific: b
     def add(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = Method(name, label, tuple(families), class_specific, fn, control, requires)
+        METHODS[name] = Method(name, label, tuple(families), class_specific, fn, control, requires, seeded)
         return fn
 
     return add
