@@ -7,16 +7,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from eea_repro.allocator import export_allocator_settings
-from eea_repro.compatibility import check_models
 from eea_repro.config import ConfigError, validate_config
-from eea_repro.methods import METHODS
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
 from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
-from eea_repro.stages import method_label
+from eea_repro.workflow_facts import WorkflowFacts
 
+# The method registry's entries and the model checks, kept in .snakemake/ between invocations (torch and timm are
+# imported only when the package, their versions or the config's models / methods / sanity sections changed).
+FACTS = WorkflowFacts(Path(".snakemake") / "eea_repro")
+REGISTERED_METHODS = FACTS.methods()
 try:
-    validate_config(config, {name: method.families for name, method in METHODS.items()} | EEA_METHODS)
-    check_models(config)
+    validate_config(config, {name: entry["families"] for name, entry in REGISTERED_METHODS.items()} | EEA_METHODS)
+    SANITY_LAYERS = FACTS.models(config)  # L per model and sanity layer granularity, from its architecture
 except ConfigError as error:
     sys.exit(f"Config error: {error}")
 
@@ -45,7 +47,7 @@ def explainer_job_files(pattern):
 def explainer_job_variants(wildcards):
     return VARIANTS if EXPLAINER_JOB_VARIANTS != "{variant}" else [wildcards.variant]
 # What tables, figures and summaries call each method (their jobs need not import the methods to know it).
-METHOD_LABELS = {name: method_label(name) for name in [*METHODS, *EEA_LABELS]}
+METHOD_LABELS = {name: entry["label"] for name, entry in REGISTERED_METHODS.items()} | EEA_LABELS
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
 SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
            "seed": config["seed"]}
@@ -343,23 +345,12 @@ def two_object_explainer(wildcards):
 
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
 from eea_repro.randomization_runs import ORIGINAL, RUN_PATTERN, layer_kinds, parse_run, run_label, sanity_runs, setting_name
-from eea_repro.sanity import count_layers
 
 SANITY = config["sanity"]
 SANITY_MODES = SANITY["modes"]
 SANITY_SUMMARY = "results/sanity/summary.json"
 # Each model's runs: every mode once per layer granularity of its family (sanity.layers.<family>)
 SANITY_RUNS = {m: sanity_runs(SANITY, config["models"][m]["family"]) for m in MODELS}
-# L per model and layer granularity, from its architecture (built on the meta device: no weights, no memory); only
-# when the checks run
-SANITY_LAYERS = (
-    {
-        m: {which: count_layers(config["models"][m], which) for which in layer_kinds(SANITY, config["models"][m]["family"])}
-        for m in MODELS
-    }
-    if SANITY_MODES
-    else {}
-)
 
 
 def run_layer_count(model, run):
@@ -408,8 +399,9 @@ def sanity_reference_maps(model, settings):
     'target' variant. Seeded methods (a map depends on its place in the job's batches) are remade."""
     if ORIGINAL not in settings or "target" not in VARIANTS:
         return {}
+    seeded = {name for name, entry in REGISTERED_METHODS.items() if entry["seeded"]}
     return {method: shard_files(MAP_SHARDS, model, "target", method) for method in sanity_methods_of(model)
-            if method in methods_of(model) and not (method in METHODS and METHODS[method].seeded)}
+            if method in methods_of(model) and method not in seeded}
 
 
 def sanity_job_label(jobs, index):

@@ -14,7 +14,8 @@ import yaml
 from PIL import Image
 
 from eea_repro import checkpoints
-from eea_repro.data.loading import LabeledImageFolder, read_label_file
+from eea_repro.data.files import read_label_file
+from eea_repro.data.loading import LabeledImageFolder
 from eea_repro.logs import log_to
 from eea_repro.methods import METHODS
 from eea_repro.methods.registry import Method

@@ -61,6 +61,7 @@ def test_bench_cli_prints_every_ratio(repo, tmp_path):
         assert entry["engine"]["eager"]["inputs"] == 6 * 20
         assert "random" not in entry["maps"] and "eea" not in entry["maps"] and len(entry["maps"]) >= 5
     assert figures["dry_run"]["jobs"] > 100
+    assert figures["dry_run"]["seconds_again"] > 0
     stages = {row["stage"] for row in figures["cost_estimate"]}
     assert stages == {"maps", "EEA fine-tuning", "metrics", "explainer pretraining", "total"}
 

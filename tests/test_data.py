@@ -7,16 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from eea_repro.data import (
-    LabeledImageFolder,
-    class_names,
-    collate,
-    generate_dataset,
-    generate_split,
-    make_loader,
-    read_label_file,
-    subset_by_count,
-)
+from eea_repro.data.files import read_label_file
+from eea_repro.data.loading import LabeledImageFolder, collate, make_loader, subset_by_count
+from eea_repro.data.synthetic import class_names, generate_dataset, generate_split
 
 N_CLASSES = 8
 

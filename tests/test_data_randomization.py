@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from eea_repro.config import ConfigError, validate_config
-from eea_repro.data.loading import read_label_file
+from eea_repro.data.files import read_label_file
 from eea_repro.data.synthetic import generate_dataset
 from eea_repro.data_randomization import data_randomization_similarity, permuted_labels, train_permuted_label_model
 from eea_repro.data_randomization_figures import make_spearman_boxplot, spearman_by_method

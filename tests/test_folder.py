@@ -18,7 +18,8 @@ from eea_repro.data.folder import (
     make_folder_split_lists,
     write_folder_labels,
 )
-from eea_repro.data.loading import LabeledImageFolder, read_label_file
+from eea_repro.data.files import read_label_file
+from eea_repro.data.loading import LabeledImageFolder
 
 FOLDER = {"csv": None, "class_map": {"cat": 3, "dog": 5}, "n_classes": 8, "eval_count": None,
           "explainer_train_count": 1, "explainer_val_count": 1, "augment": None, "boxes": None}

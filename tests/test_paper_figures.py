@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from eea_repro.checkpoints import save_state_dict
-from eea_repro.data.loading import read_label_file
+from eea_repro.data.files import read_label_file
 from eea_repro.explainer import MaskExplainer, finetune_maps, load_explainer
 from eea_repro.figures import DPI, MAX_COLUMNS, column_bands, qualitative_grid_figure
 from eea_repro.methods import METHODS, compute_maps

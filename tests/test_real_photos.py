@@ -15,7 +15,8 @@ import yaml
 
 from eea_repro import checkpoints
 from eea_repro.data.folder import IMAGES, box_masks, write_folder_labels
-from eea_repro.data.loading import LabeledImageFolder, read_label_file
+from eea_repro.data.files import read_label_file
+from eea_repro.data.loading import LabeledImageFolder
 from eea_repro.localisation import load_masks, pointing_game
 from eea_repro.methods import METHODS, compute_maps, methods_for_family
 from eea_repro.metrics import normalize_maps

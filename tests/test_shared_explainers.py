@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from eea_repro.checkpoints import save_state_dict
-from eea_repro.data.loading import read_label_file
+from eea_repro.data.files import read_label_file
 from eea_repro.explainer import SURE_MARGIN, predicted_as_labelled
 from eea_repro.models import ModelSpec, create_network
 from eea_repro.stages import (load_model, load_tensors, make_eea_maps, make_embedded_dataset,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eea_repro.data.loading import read_label_file
+from eea_repro.data.files import read_label_file
 from eea_repro.stages import make_imagenet_split_lists, unique_explanations
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import difflib
 
-import torch
-
 from .config import ConfigError
 
 
@@ -20,10 +18,12 @@ def _reason(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def check_models(config: dict) -> None:
+def check_models(config: dict) -> dict[str, dict[str, int]]:
     """Raise :class:`ConfigError` for the first configured model that timm does not know, or that a configured method
-    (or the sanity checks) cannot read."""
+    (or the sanity checks) cannot read; else return each model's number of sanity-check layers per granularity run
+    ({} without sanity modes), which the workflow's levels are counted from."""
     import timm
+    import torch
 
     from .explainer import explainer_network
     from .methods import METHODS
@@ -32,6 +32,7 @@ def check_models(config: dict) -> None:
     from .randomization_runs import layer_kinds
     from .sanity import randomization_layers
 
+    layer_counts: dict[str, dict[str, int]] = {}
     for name, entry in config["models"].items():
         key = f"models.{name}"
         if not timm.is_model(entry["timm_name"]):
@@ -58,7 +59,8 @@ def check_models(config: dict) -> None:
                                   f"{spec.timm_name!r}: {_reason(error)}") from None
         for which in layer_kinds(config["sanity"], spec.family) if config["sanity"]["modes"] else []:
             try:
-                randomization_layers(net, spec.family, which)
+                layer_counts.setdefault(name, {})[which] = len(randomization_layers(net, spec.family, which))
             except Exception as error:
                 raise ConfigError(f"config key '{key}': the sanity checks (sanity.layers.{spec.family}: {which}) "
                                   f"cannot find its layers: {_reason(error)}") from None
+    return layer_counts

@@ -96,7 +96,8 @@ def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: di
     ``checkpoint`` (the paper preset fine-tunes the pretrained model); ``scratch`` starts from timm's random init.
     """
     from . import checkpoints
-    from .data.loading import read_label_file, subset_by_count
+    from .data.files import read_label_file
+    from .data.loading import subset_by_count
     from .models import ExplainedModel, ModelSpec, build_explained_model, create_network, resolve_device
     from .stages import load_model, load_tensors, open_split, read_classes, seed_everything
     from .training import accuracy

@@ -137,7 +137,8 @@ def two_object_scores(map_files: Sequence[str | Path], mask_dir: str | Path, lab
     classes. Object k of an image is the one whose label (``<id>_a.png``, ``<id>_b.png`` in label order) is the class
     its map explains; ``other_pointing`` is how often that map points inside the *other* object instead.
     """
-    from .data.loading import MASK_SUFFIXES_TWO_OBJECTS, read_label_file
+    from .data.files import read_label_file
+    from .data.loading import MASK_SUFFIXES_TWO_OBJECTS
     from .two_object import load_two_object_maps
 
     mask_dir = Path(mask_dir)

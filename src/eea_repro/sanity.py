@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data.loading import read_label_file, subset_by_count
+from .data.files import read_label_file
+from .data.loading import subset_by_count
 from .io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
 from .logs import progress
 from .models import ModelSpec, resolve_device
@@ -154,15 +155,6 @@ def independent(model: nn.Module, i: int, layers: list[list[str]], **reinit) -> 
     if not 1 <= i <= len(layers) + 1:
         raise ValueError(f"independent level {i} is outside 1..{len(layers) + 1}")
     return randomized_model(model, layers, [len(layers) - (i - 1)] if i > 1 else [], **reinit)
-
-
-def count_layers(model_cfg: dict, which: str) -> int:
-    """L for a configured model, from its architecture alone (built on the meta device: no memory, no weights)."""
-    from .models import create_network
-
-    with torch.device("meta"):
-        net = create_network(ModelSpec.from_config(model_cfg), num_classes=2)
-    return len(randomization_layers(net, model_cfg["family"], which))
 
 
 def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sanity_cfg: dict, seed: int) -> nn.Module:

@@ -17,7 +17,8 @@ import torch
 
 from . import checkpoints
 from .data.checks import BadImage, first_usable, scan_label_file, unlabeled_images
-from .data.loading import LabeledImageFolder, make_loader, read_label_file, subset_by_count
+from .data.files import read_label_file
+from .data.loading import LabeledImageFolder, make_loader, subset_by_count
 from .io import atomic_path, gather_maps, load_map_shard, read_classes, save_map_shard, write_json
 from .logs import progress
 from .metrics import classes_for_variant, normalize_maps

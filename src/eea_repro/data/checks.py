@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .loading import _first_line, _open_rgb
+from .files import first_line, open_rgb
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())  # what an image with no label line is recognised by
 
@@ -85,13 +85,13 @@ def unlabeled_images(image_dir, label_file) -> list[BadImage]:
 
 def _decode_problem(path: Path) -> str | None:
     try:
-        _open_rgb(path)
+        open_rgb(path)
     except FileNotFoundError:
         return "file not found"
     except ValueError as error:
         if isinstance(error.__cause__, UnidentifiedImageError):
             return "not an image file PIL can read"
-        return _first_line(error.__cause__ or error)
+        return first_line(error.__cause__ or error)
     return None
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 from ..io import atomic_path
 from ..paths import resolve
 from .checks import IMAGE_SUFFIXES
-from .loading import _open_rgb, read_label_file
+from .files import open_rgb, read_label_file
 
 FOLDER_ROOT = "results/data/folder"
 IMAGES = f"{FOLDER_ROOT}/images"  # the image root every split file is relative to
@@ -137,7 +137,7 @@ def augmented_split(split_file, crops_per_image: int, seed: int) -> None:
     out_dir = Path(IMAGES) / AUGMENTED
     lines = []
     for name, labels in read_label_file(split_file):
-        image = _open_rgb(Path(IMAGES) / name)
+        image = open_rgb(Path(IMAGES) / name)
         width, height = image.size
         for k in range(crops_per_image):
             scale = rng.uniform(0.5, 1.0)

@@ -15,46 +15,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from .files import first_line, open_rgb, read_label_file
+
 MASK_SUFFIXES_TWO_OBJECTS = ("_a", "_b")
-
-
-def read_label_file(path: str | Path) -> list[tuple[str, list[int]]]:
-    """Parse "<file name> <label> [<label> ...]" lines; blank lines are skipped, anything malformed is an error."""
-    path = Path(path)
-    entries = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 2:
-            raise ValueError(f"{path}, line {line_number}: expected '<file name> <label> ...', got {line.strip()!r}")
-        try:
-            labels = [int(field) for field in fields[1:]]
-        except ValueError:
-            raise ValueError(f"{path}, line {line_number}: labels must be integers, got {line.strip()!r}") from None
-        if min(labels) < 0:
-            raise ValueError(f"{path}, line {line_number}: labels must be >= 0, got {line.strip()!r}")
-        entries.append((fields[0], labels))
-    return entries
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _open_rgb(path: Path) -> Image.Image:
-    """Decode fully (so truncated files fail here) and convert grayscale / palette / RGBA / CMYK to RGB."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("P", "PA", "LA") or "transparency" in image.info:
-                image = image.convert("RGBA")
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read image {path}: {_first_line(error)}") from error
 
 
 def _open_mask(path: Path, size: int) -> torch.Tensor:
@@ -64,7 +27,7 @@ def _open_mask(path: Path, size: int) -> torch.Tensor:
         with Image.open(path) as mask:
             mask = mask.convert("L").resize((size, size), Image.Resampling.NEAREST)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read mask {path}: {_first_line(error)}") from error
+        raise ValueError(f"cannot read mask {path}: {first_line(error)}") from error
     return torch.from_numpy(np.asarray(mask) > 127).float()
 
 
@@ -118,7 +81,7 @@ class LabeledImageFolder(Dataset):
         return [self.mask_dir / f"{image_id}{suffix}.png" for suffix in suffixes]
 
     def __getitem__(self, index: int) -> dict:
-        image = _open_rgb(self.image_dir / self.file_names[index])
+        image = open_rgb(self.image_dir / self.file_names[index])
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         item = {
             "image": torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous(),

@@ -1,0 +1,101 @@
+"""The registry and model-check answers kept between workflow reads: reused only under the same key, never hiding a
+config error, and a warm read of the workflow imports neither torch nor timm."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from eea_repro import workflow_facts
+from eea_repro.compatibility import check_models
+from eea_repro.config import ConfigError
+from eea_repro.methods import METHODS
+from eea_repro.workflow_facts import WorkflowFacts, kept
+from workflow_helpers import job_counts, write_config
+
+
+def test_a_kept_value_is_read_back_under_its_key_and_computed_again_under_another(tmp_path):
+    calls = []
+
+    def compute(value):
+        def run():
+            calls.append(value)
+            return {"value": value}
+        return run
+
+    assert kept(tmp_path, "facts", {"a": 1}, compute(1)) == {"value": 1}
+    assert kept(tmp_path, "facts", {"a": 1}, compute(2)) == {"value": 1}  # read back, not computed
+    assert kept(tmp_path, "facts", {"a": 2}, compute(3)) == {"value": 3}
+    assert calls == [1, 3]
+    assert len(list(tmp_path.glob("facts-*.json"))) == 1  # the answer under the old key is dropped
+    assert kept(tmp_path, "facts", {"a": 1}, compute(4)) == {"value": 4}
+
+
+def test_an_unwritable_cache_only_costs_computing_again(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert kept(blocked, "facts", {}, lambda: [1, 2]) == [1, 2]
+    assert kept(blocked, "facts", {}, lambda: [3]) == [3]
+
+
+def test_the_package_digest_follows_the_source_files(tmp_path, monkeypatch):
+    (tmp_path / "module.py").write_text("A = 1\n")
+    monkeypatch.setattr(workflow_facts, "PACKAGE_DIR", tmp_path)
+    before = workflow_facts.package_digest()
+    assert workflow_facts.package_digest() == before
+    (tmp_path / "module.py").write_text("A = 2\n")
+    assert workflow_facts.package_digest() != before
+
+
+def test_method_entries_are_the_registry_s(tmp_path):
+    entries = WorkflowFacts(tmp_path).methods()
+    assert entries == {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded}
+                       for name, method in METHODS.items()}
+    assert WorkflowFacts(tmp_path).methods() == entries  # read back from the file
+
+
+def test_check_models_counts_the_sanity_layers(repo):
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config["sanity"]["layers"] = {"vit": "attention", "cnn": "block"}
+    counts = check_models(config)
+    depth = config["models"]["vit"]["timm_kwargs"]["depth"]
+    assert counts == {"vit": {"attention": depth}, "resnet": {"block": 8}}  # resnet18: 2 blocks in each of 4 stages
+    config["sanity"]["modes"] = []
+    assert check_models(config) == {}
+
+
+def test_a_model_the_kept_answer_did_not_check_is_checked(repo, tmp_path):
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    facts = WorkflowFacts(tmp_path)
+    counts = facts.models(config)
+    assert facts.models(config) == counts
+    broken = copy.deepcopy(config)
+    broken["models"]["vit"]["timm_name"] = "vit_no_such_model"
+    with pytest.raises(ConfigError, match=r"models\.vit\.timm_name"):
+        facts.models(broken)
+
+
+def _imported(stderr: str) -> set[str]:
+    """Top-level packages in ``python -X importtime``'s report."""
+    return {match.group(1) for match in re.finditer(r"^import time:.*\|\s+(\w+)$", stderr, re.MULTILINE)}
+
+
+def test_a_second_read_of_the_workflow_imports_neither_torch_nor_timm_and_plans_the_same_jobs(repo, tmp_path):
+    config_file = repo / "config/ci.yaml"
+    command = [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(repo / "Snakefile"),
+               "--directory", str(tmp_path / "run"), "--cores", "2", "-n", "--configfile", str(config_file)]
+    first, second = (subprocess.run(command, capture_output=True, text=True, check=True) for _ in range(2))
+    assert {"torch", "timm"} <= _imported(first.stderr)
+    assert not {"torch", "timm"} & _imported(second.stderr)
+    assert job_counts(second.stdout) == job_counts(first.stdout)
+    broken = yaml.safe_load(config_file.read_text())
+    broken["models"]["vit"]["timm_name"] = "vit_no_such_model"
+    command[-1] = str(write_config(tmp_path / "broken.yaml", broken))
+    third = subprocess.run(command, capture_output=True, text=True)
+    assert third.returncode != 0
+    assert "Config error: config key 'models.vit.timm_name'" in third.stderr + third.stdout
