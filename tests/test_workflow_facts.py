@@ -36,6 +36,15 @@ def test_a_kept_value_is_read_back_under_its_key_and_computed_again_under_anothe
     assert kept(tmp_path, "facts", {"a": 1}, compute(4)) == {"value": 4}
 
 
+def test_a_kept_value_keeps_its_key_order(tmp_path):
+    """Rules take registry answers as params, and Snakemake reruns a job whose params changed, dict order included."""
+    value = {"zeta": 1, "alpha": {"y": 2, "b": 3}}
+    kept(tmp_path, "facts", {}, lambda: value)
+    read_back = kept(tmp_path, "facts", {}, dict)
+    assert read_back == value
+    assert list(read_back) == ["zeta", "alpha"] and list(read_back["alpha"]) == ["y", "b"]
+
+
 def test_an_unwritable_cache_only_costs_computing_again(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

@@ -53,7 +53,7 @@ def kept(cache_dir: str | Path, name: str, key: object, compute: Callable[[], ob
         for old in Path(cache_dir).glob(f"{name}-*.json"):
             old.unlink(missing_ok=True)
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(value, sort_keys=True))
+            tmp.write_text(json.dumps(value))  # the value's key order is kept: rules' params compare it
     except OSError:
         pass
     return value
