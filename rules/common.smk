@@ -48,6 +48,8 @@ def explainer_job_variants(wildcards):
     return VARIANTS if EXPLAINER_JOB_VARIANTS != "{variant}" else [wildcards.variant]
 # What tables, figures and summaries call each method (their jobs need not import the methods to know it).
 METHOD_LABELS = {name: entry["label"] for name, entry in REGISTERED_METHODS.items()} | EEA_LABELS
+# Methods whose maps depend on their place in a job's batches (drawn from the job's seed): never read from another job.
+SEEDED_METHODS = {name for name, entry in REGISTERED_METHODS.items() if entry["seeded"]}
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
 SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
            "seed": config["seed"]}
@@ -399,9 +401,8 @@ def sanity_reference_maps(model, settings):
     'target' variant. Seeded methods (a map depends on its place in the job's batches) are remade."""
     if ORIGINAL not in settings or "target" not in VARIANTS:
         return {}
-    seeded = {name for name, entry in REGISTERED_METHODS.items() if entry["seeded"]}
     return {method: shard_files(MAP_SHARDS, model, "target", method) for method in sanity_methods_of(model)
-            if method in methods_of(model) and method not in seeded}
+            if method in methods_of(model) and method not in SEEDED_METHODS}
 
 
 def sanity_job_label(jobs, index):
