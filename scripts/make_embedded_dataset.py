@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from eea_repro.logs import job_context
-from eea_repro.stages import make_embedded_dataset
+from eea_repro.data.synthetic import make_embedded_dataset
 
 with job_context(snakemake):
     make_embedded_dataset(Path(snakemake.output.classes).parent, snakemake.params.settings, snakemake.params.seed,

@@ -2,7 +2,7 @@
 from eea_repro.data.folder import make_folder_split_lists
 from eea_repro.logs import job_context
 from eea_repro.plan import EMBEDDED_ROOT, SPLITS_DIR
-from eea_repro.stages import make_embedded_split_lists, make_imagenet_split_lists
+from eea_repro.data.splits import make_embedded_split_lists, make_imagenet_split_lists
 
 with job_context(snakemake):
     p, o = snakemake.params, snakemake.output

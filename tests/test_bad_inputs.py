@@ -16,12 +16,13 @@ from PIL import Image
 from eea_repro import checkpoints
 from eea_repro.data.files import read_label_file
 from eea_repro.data.loading import LabeledImageFolder
+from eea_repro.data.splits import make_imagenet_split_lists
 from eea_repro.logs import log_to
 from eea_repro.methods import METHODS
 from eea_repro.methods.registry import Method
 from eea_repro.models import ModelSpec, create_network
 from eea_repro.report import build_report
-from eea_repro.stages import make_baseline_maps, make_imagenet_split_lists, make_eea_maps
+from eea_repro.stages import make_baseline_maps, make_eea_maps
 
 N_CLASSES = 10
 

@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from eea_repro.data.files import read_label_file
-from eea_repro.stages import make_imagenet_split_lists, unique_explanations
+from eea_repro.data.splits import make_imagenet_split_lists
+from eea_repro.stages import unique_explanations
 
 
 def _labels(tmp_path, count):

@@ -22,6 +22,7 @@ from ..io import atomic_path
 from ..paths import resolve
 from .checks import IMAGE_SUFFIXES
 from .files import open_rgb, read_label_file
+from .splits import imagenet_class_names, make_imagenet_split_lists
 
 FOLDER_ROOT = "results/data/folder"
 IMAGES = f"{FOLDER_ROOT}/images"  # the image root every split file is relative to
@@ -85,8 +86,6 @@ def label_indices(labels, class_map, n_classes: int, source) -> dict[str, int]:
 
 def class_names(class_map, n_classes: int) -> list[str]:
     if class_map == "imagenet":
-        from ..stages import imagenet_class_names
-
         return imagenet_class_names(n_classes)
     names = [f"class {index}" for index in range(n_classes)]
     for label, index in class_map.items():
@@ -182,8 +181,6 @@ def make_folder_split_lists(folder_cfg: dict, explainer_cfg: dict, out_dir, clas
                             skipped_summary, *, masks_dir=None, on_bad_image: str, seed: int, threads: int = 1) -> None:
     """The split lists of a plain folder: its label file, then the ImageNet path's checks and draws; the explainer
     splits become augmented crops (``augment``), and boxes become masks of the evaluated images (``boxes``)."""
-    from ..stages import make_imagenet_split_lists
-
     names = write_folder_labels(folder_cfg, LABELS)
     total = len(read_label_file(LABELS))
     explainer = folder_cfg["explainer_train_count"] + folder_cfg["explainer_val_count"]

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import atomic_path
+from ..logs import progress
 
 TWO_OBJECT_SPLIT = "two_object"
 
@@ -493,3 +494,17 @@ def generate_dataset(
             progress=progress,
             workers=workers,
         )
+
+
+def make_embedded_dataset(root, settings: dict, seed: int, workers: int = 1) -> None:
+    """The dataset job: the config's ``dataset.embedded`` settings, with a progress bar in the job's log."""
+    generate_dataset(
+        root,
+        image_size=settings["image_size"],
+        n_classes=settings["n_classes"],
+        counts=dict(settings["counts"]),
+        n_two_object=settings["n_two_object"],
+        seed=seed,
+        progress=progress(),
+        workers=workers,
+    )
