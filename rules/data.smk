@@ -49,7 +49,7 @@ elif PLAN.kind == "folder":
 
     rule split_lists:
         conda:
-            "../envs/torch.yaml"
+            "../envs/report.yaml"
         output:
             lists=expand(
                 "results/data/splits/{split}.txt",
