@@ -11,10 +11,10 @@ import torch
 
 from eea_repro.checkpoints import save_state_dict
 from eea_repro.data.files import read_label_file
-from eea_repro.explainer import SURE_MARGIN, predicted_as_labelled
-from eea_repro.models import ModelSpec, create_network
 from eea_repro.data.splits import make_embedded_split_lists
 from eea_repro.data.synthetic import make_embedded_dataset
+from eea_repro.explainer import SURE_MARGIN, predicted_as_labelled
+from eea_repro.models import ModelSpec, create_network
 from eea_repro.stages import load_model, load_tensors, make_eea_maps, open_split, pretrain_variant_explainers
 
 VIT = {"family": "vit", "label": "ViT (tiny)", "timm_name": "vit_tiny_patch16_224", "input_size": 48,

@@ -27,6 +27,7 @@ from .paths import resolve
 from .pixel_order import TieBreak
 from .plan import EEA_LABELS
 
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -72,9 +73,6 @@ def load_model(model_cfg: dict, checkpoint, classes_file, device):
     return build_explained_model(
         ModelSpec.from_config(model_cfg), len(read_classes(classes_file)), checkpoint, device=device
     )
-
-
-# --- data --------------------------------------------------------------------------------------------------------
 
 
 # --- checkpoints -------------------------------------------------------------------------------------------------

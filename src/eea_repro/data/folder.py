@@ -22,7 +22,7 @@ from ..io import atomic_path
 from ..paths import resolve
 from .checks import IMAGE_SUFFIXES
 from .files import open_rgb, read_label_file
-from .splits import imagenet_class_names, make_imagenet_split_lists
+from .splits import imagenet_class_names, make_imagenet_split_lists, write_label_lines
 
 FOLDER_ROOT = "results/data/folder"
 IMAGES = f"{FOLDER_ROOT}/images"  # the image root every split file is relative to
@@ -123,8 +123,7 @@ def write_folder_labels(folder_cfg: dict, out_labels) -> list[str]:
     indices = label_indices([label for _, label in entries], folder_cfg["class_map"], folder_cfg["n_classes"],
                             csv_file or root)
     link_source(root)
-    with atomic_path(out_labels) as tmp:
-        tmp.write_text("".join(f"{SOURCE}/{path} {indices[label]}\n" for path, label in entries))
+    write_label_lines(out_labels, [(f"{SOURCE}/{path}", [indices[label]]) for path, label in entries])
     return class_names(folder_cfg["class_map"], folder_cfg["n_classes"])
 
 
@@ -134,7 +133,7 @@ def augmented_split(split_file, crops_per_image: int, seed: int) -> None:
     gives the explainer enough different images to train on. The report says so."""
     rng = np.random.default_rng(seed)
     out_dir = Path(IMAGES) / AUGMENTED
-    lines = []
+    rows = []
     for name, labels in read_label_file(split_file):
         image = open_rgb(Path(IMAGES) / name)
         width, height = image.size
@@ -148,9 +147,8 @@ def augmented_split(split_file, crops_per_image: int, seed: int) -> None:
             target = out_dir / f"{Path(name).stem}_crop{k:03d}.png"
             with atomic_path(target) as tmp:
                 crop.save(tmp, format="PNG")
-            lines.append(f"{AUGMENTED}/{target.name} {' '.join(map(str, labels))}\n")
-    with atomic_path(split_file) as tmp:
-        tmp.write_text("".join(lines))
+            rows.append((f"{AUGMENTED}/{target.name}", labels))
+    write_label_lines(split_file, rows)
 
 
 def box_masks(boxes_file, split_file, out_dir) -> int:
