@@ -26,7 +26,7 @@ PLAN = plan_from_config(config)
 FOLDER_AUGMENTED = f"{IMAGES}/{AUGMENTED}"
 
 export_package_path(Path(workflow.basedir) / "src")
-export_allocator_settings()  # huge pages and a heap that keeps freed memory: jobs fault far fewer pages
+export_allocator_settings()  # a heap that keeps and reuses freed memory: jobs fault far fewer pages
 MODELS = list(config["models"])
 TRAINED_MODELS = [m for m in MODELS if config["models"][m]["checkpoint"]["source"] == "train"]
 FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]
@@ -48,6 +48,8 @@ def explainer_job_variants(wildcards):
     return VARIANTS if EXPLAINER_JOB_VARIANTS != "{variant}" else [wildcards.variant]
 # What tables, figures and summaries call each method (their jobs need not import the methods to know it).
 METHOD_LABELS = {name: entry["label"] for name, entry in REGISTERED_METHODS.items()} | EEA_LABELS
+# The control maps (noise, constant): never "best", no cost worth estimating.
+CONTROL_METHODS = sorted(name for name, entry in REGISTERED_METHODS.items() if entry["control"])
 # Methods whose maps depend on their place in a job's batches (drawn from the job's seed): never read from another job.
 SEEDED_METHODS = {name for name, entry in REGISTERED_METHODS.items() if entry["seeded"]}
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.

@@ -19,6 +19,8 @@ rule report:
         "results/report/index.html",
     params:
         config=config,
+        method_labels=METHOD_LABELS,
+        controls=CONTROL_METHODS,
         tables=report_tables(),
         figures=report_figures(),
         checkpoints=report_checkpoints(),

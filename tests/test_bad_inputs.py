@@ -170,9 +170,10 @@ def test_report_counts_and_lists_skipped_images(repo, tmp_path):
                                    "first": first}))
     (tmp_path / "benchmarks").mkdir()
     config = yaml.safe_load((repo / "config/paper.yaml").read_text())
-    build_report(template=repo / "report/template.html.j2", style=repo / "report/style.css", config=config, tables=[],
-                 figures=[], checkpoints=[], explainers=[], benchmarks_dir=tmp_path / "benchmarks",
-                 output=tmp_path / "index.html", sections={"skipped_images": str(summary)})
+    build_report(template=repo / "report/template.html.j2", style=repo / "report/style.css", config=config,
+                 method_labels={}, controls=[], tables=[], figures=[], checkpoints=[], explainers=[],
+                 benchmarks_dir=tmp_path / "benchmarks", output=tmp_path / "index.html",
+                 sections={"skipped_images": str(summary)})
     html = (tmp_path / "index.html").read_text()
     paragraph = html[html.index('id="skipped-images"') :]
     assert "<strong>23</strong>" in paragraph and "… and 21 more." in paragraph

@@ -109,7 +109,7 @@ def test_throughputs_from_run_invert_seconds_per_image():
                           "metrics_s_per_image": [0.1, 0.3, 0.2, 0.2]})
     config = {"finetune": {"steps": 5}, "explainer": {"train_count": 100, "epochs": 3},
               "models": {"vit": {"label": "ViT", "family": "vit"}}, "methods": {"vit": methods}}
-    rates = throughputs_from_run(costs, {"vit": 60.0}, config)["ViT"]
+    rates = throughputs_from_run(costs, {"vit": 60.0}, config, {"random", "all_ones"})["ViT"]
     assert rates["maps"] == pytest.approx({"gae": 50.0})  # pEEA and the controls are not timed, as in the bench
     assert rates["finetune"] == pytest.approx(10.0)  # 5 steps per image in 0.5 s
     assert rates["metrics"] == pytest.approx(0.2 ** -1) and rates["pretrain"] == pytest.approx(5.0)
@@ -167,7 +167,7 @@ def test_report_estimate_from_a_runs_benchmark_files(repo, tmp_path):
         (bench / f"{name}.methods.csv").write_text("model,method,seconds,images\n" + "".join(
             f"vit,{method},{value},{shard_images}\n" for method, value in rows))
     runtimes = rule_runtimes(bench)
-    estimate = run_cost_estimate(method_costs(runtimes, bench), runtimes, config)
+    estimate = run_cost_estimate(method_costs(runtimes, bench), runtimes, config, {"random", "all_ones"})
     hours = estimate.set_index(["stage", "method"])["gpu_hours"]
     per_image = {"eea": 8.0 / shard_images, "gae": 2.0 / shard_images, "metrics": 4.0 / shard_images}
     assert hours[("maps", "gae")] == pytest.approx(50_000 * 2 * per_image["gae"] / 3600)

@@ -35,8 +35,9 @@ def test_the_jobs_threads_reach_torch_imported_before_or_after(before, tmp_path)
 
 
 # Scripts whose imports must not pull in torch: the table, curve and summary jobs that only read CSV / JSON files, the
-# embedded dataset and split-list jobs that every model job waits for, and the claims, report and mixed-grid jobs (these
-# three still import torch later, inside the functions they call)
+# embedded dataset and split-list jobs that every model job waits for, the report job (which never does:
+# tests/test_report_template.py), and the claims and mixed-grid jobs (these two still import torch later, inside the
+# functions they call, to upsample maps and load images)
 LIGHT_SCRIPTS = ["make_table", "make_mixed_table", "localisation_table", "localisation_summary", "make_sanity_eea_curve",
                  "make_sanity_methods_curves", "sanity_summary", "make_data_randomization_boxplot",
                  "data_randomization_summary", "make_paper_figures_summary", "make_mixed_grid", "check_claims",

@@ -11,15 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eea_repro.metrics import (
+from eea_repro.metric_names import (
     FRACTIONS_DEL_INS,
     FRACTIONS_POS_NEG,
-    METRICS,
     REMOVED_COUNT_TEXT,
     REVEALED_COUNT_TEXT,
+    TIE_RULE_TEXT,
+    conventions,
+)
+from eea_repro.metrics import (
+    METRICS,
     PER_IMAGE_COLUMNS,
     classes_for_variant,
-    conventions,
     evaluate_batch,
     normalize_maps,
     per_image_frame,
@@ -29,7 +32,7 @@ from eea_repro.metrics import (
     removed_pixel_count,
     revealed_pixel_count,
 )
-from eea_repro.pixel_order import TIE_RULE_TEXT, TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
+from eea_repro.pixel_order import TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
 
 

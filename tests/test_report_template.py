@@ -1,14 +1,15 @@
 """The report template: contents list only the sections that render, in the paper's appendix order."""
 
 import re
+import subprocess
+import sys
 from html import unescape
 
 from markupsafe import escape
 
 import yaml
 
-from eea_repro.metrics import conventions
-from eea_repro.pixel_order import TIE_RULE_TEXT
+from eea_repro.metric_names import TIE_RULE_TEXT, conventions
 from eea_repro.report import report_environment
 
 
@@ -63,3 +64,31 @@ def test_readme_states_the_default_conventions(repo):
     config = yaml.safe_load((repo / "config.yaml").read_text())
     for term, definition in conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]):
         assert f"{term}: {definition}" in readme, term
+
+
+def test_building_the_report_imports_no_torch(repo, tmp_path):
+    """The report job renders the tables' sentences and the cost estimate from the labels and controls the workflow
+    passes it: it never loads the method registry or the metric engine (torch), as it once did for both."""
+    per_image = tmp_path / "vit_target.per_image.csv"
+    rows = [f"{method},img{i},{10 + i + shift},50,{20 + shift},60,30,70"
+            for method, shift in (("eea", 0), ("gae", 5), ("random", 9)) for i in range(6)]
+    per_image.write_text("method,image_id,ADP,PIC,POS,NEG,DEL,INS\n" + "\n".join(rows) + "\n")
+    (tmp_path / "table.html").write_text("<table></table>")
+    (tmp_path / "benchmarks").mkdir()
+    code = f"""
+import sys, yaml
+from eea_repro.report import build_report
+config = yaml.safe_load(open({str(repo / "config/ci.yaml")!r}))
+table = {{"model": "vit", "variant": "target", "html": {str(tmp_path / "table.html")!r},
+          "per_image": {str(per_image)!r}, "caption": "ViT"}}
+build_report(template={str(repo / "report/template.html.j2")!r}, style={str(repo / "report/style.css")!r},
+             config=config, method_labels={{"eea": "EEA", "gae": "GAE", "random": "Random"}}, controls=["random"],
+             tables=[table], figures=[], checkpoints=[], explainers=[], benchmarks_dir={str(tmp_path / "benchmarks")!r},
+             output={str(tmp_path / "index.html")!r})
+print(sorted(m for m in ("torch", "timm") if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+    html = (tmp_path / "index.html").read_text()
+    assert "GAE" in html and "EEA" in html  # the sentence names methods by their labels; the control is never best

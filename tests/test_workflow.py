@@ -20,7 +20,7 @@ from PIL import Image
 
 from eea_repro.bench import paper_dry_run_config
 from eea_repro.data.synthetic import generate_split
-from eea_repro.metrics import conventions
+from eea_repro.metric_names import conventions
 from eea_repro.models import ModelSpec, create_network
 
 from workflow_helpers import job_counts, snakemake, write_config

@@ -86,16 +86,16 @@ def _row(model: str, stage: str, method: str, rate: float, unit: str, work: int)
             "work": int(work), "gpu_hours": work / float(rate) / 3600}
 
 
-def throughputs_from_run(method_costs: pd.DataFrame, pretrain_seconds: dict[str, float], config: dict) -> dict:
+def throughputs_from_run(method_costs: pd.DataFrame, pretrain_seconds: dict[str, float], config: dict,
+                         controls: set[str]) -> dict:
     """Throughputs implied by a finished run's benchmark files (job start-up included), per model label.
 
     ``method_costs`` is :func:`eea_repro.report.method_costs` (seconds per image per model and method);
-    ``pretrain_seconds`` maps a model key to the mean wall time of one explainer pretraining job.
+    ``pretrain_seconds`` maps a model key to the mean wall time of one explainer pretraining job; ``controls`` are the
+    control methods.
     """
-    from .methods import control_methods  # lazily: the registry imports torch
-
     steps = max(1, int(config["finetune"]["steps"]))
-    not_timed = control_methods() | set(EEA_METHODS)  # as in the bench: EEA has its own rows, controls cost nothing
+    not_timed = set(controls) | set(EEA_METHODS)  # as in the bench: EEA has its own rows, controls cost nothing
     explainer = config["explainer"]
     throughputs = {}
     for model, costs in method_costs.groupby("model", sort=False):
@@ -116,7 +116,7 @@ def throughputs_from_run(method_costs: pd.DataFrame, pretrain_seconds: dict[str,
     return throughputs
 
 
-def run_cost_estimate(method_costs: pd.DataFrame, runtimes: pd.DataFrame, config: dict,
+def run_cost_estimate(method_costs: pd.DataFrame, runtimes: pd.DataFrame, config: dict, controls: set[str],
                       n_images: int = 50_000) -> pd.DataFrame:
     """:func:`paper_cost_estimate` from a finished run's own benchmark files (``runtimes`` as
     :func:`eea_repro.report.rule_runtimes` reads them): this run's models on this machine, scaled to ``n_images``."""
@@ -126,7 +126,7 @@ def run_cost_estimate(method_costs: pd.DataFrame, runtimes: pd.DataFrame, config
         names = [f"{model}_{variant}" for variant in config["variants"] if f"{model}_{variant}" in jobs.index]
         if names:
             pretrain_seconds[model] = float(jobs[names].mean())
-    return paper_cost_estimate(throughputs_from_run(method_costs, pretrain_seconds, config), n_images)
+    return paper_cost_estimate(throughputs_from_run(method_costs, pretrain_seconds, config, controls), n_images)
 
 
 def markdown_table(estimate: pd.DataFrame) -> str:

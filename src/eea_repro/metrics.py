@@ -3,7 +3,7 @@
 One implementation serves every method (EEA, pEEA and all baselines) so their numbers are comparable.
 
 Conventions (pinned; see the appendix, section 1, and the released evaluation code). The report and the README print
-:func:`conventions`, which is built from the same constants as the engine below.
+:func:`eea_repro.metric_names.conventions`, built from the fractions the engine below uses.
 
 * A map (B, h, w) is upsampled bilinearly (``align_corners=False``) to the input size S and min-max normalised per
   image. A map holding any NaN / inf is *invalid*: its image gets ``valid=False`` and NaN metrics, it is never
@@ -40,18 +40,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .metric_names import METRICS
-from .pixel_order import TIE_RULE_TEXT, pixel_ranks
+from .metric_names import FRACTION_STEPS, METRICS
+from .pixel_order import pixel_ranks
 
-FRACTIONS_POS_NEG: np.ndarray = np.arange(10) / 10
-FRACTIONS_DEL_INS: np.ndarray = np.arange(11) / 10
 VARIANTS = ("target", "predicted")
 PRECISIONS = ("fp32", "bf16")
 
-_FRACTION_STEP = 0.1
-_N_STEPS = 10  # fractions are j / _N_STEPS
-REMOVED_COUNT_TEXT = "k(f) = floor(N·f)"
-REVEALED_COUNT_TEXT = "N − k(1 − f)"
+_N_STEPS = FRACTION_STEPS  # fractions are j / _N_STEPS
+_FRACTION_STEP = 1 / _N_STEPS
 MAP_STEPS = 1 + 2 * (_N_STEPS - 1)  # model inputs per map: soft-masked, POS and NEG 0.1..0.9
 # plus one per image (clean) and one per job (the black image), shared by every map of that image
 _MOST_RELEVANT_FIRST = 0  # removes a prefix of the map's pixel order
@@ -80,38 +76,6 @@ def removed_pixel_count(num_pixels: int, step: int) -> int:
 def revealed_pixel_count(num_pixels: int, step: int) -> int:
     """Pixels INS reveals at fraction f = step/10: N - k(1 - f), what NEG's removal at 1 - f leaves."""
     return num_pixels - removed_pixel_count(num_pixels, _N_STEPS - step)
-
-
-def _fractions(values: np.ndarray) -> str:
-    return f"{values[0]:g}, {values[1]:g} … {values[-1]:g}"
-
-
-def conventions(ltx_code: bool, tie_rule: str) -> list[tuple[str, str]]:
-    """(term, definition) pairs of the conventions in force, from the engine's own constants: the report and the
-    README print these, so they cannot drift from the code."""
-    order = (f"Pixels are ordered by normalised map value, most relevant first; {TIE_RULE_TEXT[tie_rule]}. "
-             f"At fraction f of N pixels, {REMOVED_COUNT_TEXT}.")
-    rows = [
-        ("Pixel order", order),
-        ("ADP ↓", "100 · mean(max(0, Y − O) / Y): Y = softmax probability of class c on the image, O = the same on "
-                  "x ⊙ map."),
-        ("PIC ↑", "100 · mean(1[Y < O])."),
-        ("POS ↓ / NEG ↑", "100 · trapezoid AUC of top-1 accuracy (argmax = c) over removal fractions "
-                          f"{_fractions(FRACTIONS_POS_NEG)}: POS removes the first k(f) pixels of the order, NEG the "
-                          "last k(f)."),
-    ]
-    if ltx_code:
-        rows.append(("DEL ↓ / INS ↑", "Released-code convention: probability of the ground-truth class along the POS "
-                                      f"/ NEG removals over {_fractions(FRACTIONS_POS_NEG)}."))
-    else:
-        rows += [
-            ("DEL ↓", f"100 · trapezoid AUC of p_c over removal fractions {_fractions(FRACTIONS_DEL_INS)}: the first "
-                      "k(f) pixels of the order removed (f = 1 is the black image)."),
-            ("INS ↑", f"100 · trapezoid AUC of p_c over revealed fractions {_fractions(FRACTIONS_DEL_INS)} on a black "
-                      f"image: the first {REVEALED_COUNT_TEXT} pixels of the order revealed, i.e. exactly what NEG "
-                      "leaves at 1 − f."),
-        ]
-    return rows
 
 
 def normalize_maps(maps: Tensor | np.ndarray, size: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -21,13 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-TIE_RULES = ("random", "raster")
-TIE_RULE_TEXT = {
-    "random": "ties are broken by a seeded random permutation of the pixels, one per image (seeded by the run's seed "
-    "and the image id), the same for every method",
-    "raster": "ties are broken by the lower row-major pixel index (the released code's stable sort), so a plateau is "
-    "removed top rows first",
-}
+from .metric_names import TIE_RULE_TEXT
+
+TIE_RULES = tuple(TIE_RULE_TEXT)
 
 
 def image_tie_permutation(seed: int, image_id: str, num_pixels: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from .costs import run_cost_estimate
 from .io import atomic_path
+from .metric_names import conventions
 
 PACKAGES = ("torch", "timm", "snakemake", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "jinja2", "safetensors")
 
@@ -114,40 +115,41 @@ def report_environment(template_dir: str | Path) -> Environment:
     return environment
 
 
-def table_sentence_of(per_image_csv: str | Path) -> str:
+def table_sentence_of(per_image_csv: str | Path, method_labels: dict[str, str], controls: set[str]) -> str:
     """The sentence under a results table: best method per metric, EEA against the best baseline (paired test)."""
     from .significance import compare_to_best_baseline, table_sentence
-    from .stages import method_label
 
-    return table_sentence(compare_to_best_baseline(pd.read_csv(per_image_csv)), method_label)
+    return table_sentence(compare_to_best_baseline(pd.read_csv(per_image_csv), controls), method_labels.__getitem__)
 
 
-def build_report(*, template, style, config: dict, tables: list[dict], figures: list[dict], checkpoints: list[dict],
-                 explainers: list[dict], benchmarks_dir, output, sections: dict[str, str] | None = None) -> None:
-    """Render the report. ``tables``/``figures`` are dicts with the model key, variant and file paths.
+def build_report(*, template, style, config: dict, method_labels: dict[str, str], controls: list[str],
+                 tables: list[dict], figures: list[dict], checkpoints: list[dict], explainers: list[dict],
+                 benchmarks_dir, output, sections: dict[str, str] | None = None) -> None:
+    """Render the report. ``tables``/``figures`` are dicts with the model key, variant and file paths;
+    ``method_labels`` names each method and ``controls`` are the control methods (the workflow reads both from the
+    method registry, so this job needs no torch).
 
     ``sections`` maps a name to a JSON file written by a stage (sanity checks, localisation, ...): its content is
     available to the templates under that name, so a stage adds a report section without touching this function.
     PNG paths inside are embedded with the ``embed`` filter, keeping the page self-contained.
     """
     environment = report_environment(Path(template).parent)
+    controls = set(controls)
     runtimes = rule_runtimes(benchmarks_dir)
     costs = method_costs(runtimes, benchmarks_dir)
-    from .metrics import conventions
-
     context = {
         "style": Path(style).read_text(),
         "metric_conventions": conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]),
         "config": config,
         "config_yaml": yaml.safe_dump(config, sort_keys=False),
-        "tables": [{**t, "html": Path(t["html"]).read_text(), "sentence": table_sentence_of(t["per_image"])}
-                   for t in tables],
+        "tables": [{**t, "html": Path(t["html"]).read_text(),
+                    "sentence": table_sentence_of(t["per_image"], method_labels, controls)} for t in tables],
         "figures": [{**f, "src": embed_png(f["png"])} for f in figures],
         "checkpoints": [{**c, **json.loads(Path(c["record"]).read_text())} for c in checkpoints],
         "explainers": [{**e, **json.loads(Path(e["history"]).read_text())} for e in explainers],
         "runtimes": runtimes.to_dict("records"),
         "method_costs": costs.to_dict("records"),
-        "cost_estimate": run_cost_estimate(costs, runtimes, config).to_dict("records"),
+        "cost_estimate": run_cost_estimate(costs, runtimes, config, controls).to_dict("records"),
         "runtime_total": float(runtimes["seconds"].sum()) if len(runtimes) else 0.0,
         "versions": package_versions(),
         "commit": git_commit(),

@@ -28,15 +28,12 @@ def paired_wilcoxon(first: np.ndarray, second: np.ndarray) -> float:
     return float(wilcoxon(differences, alternative="two-sided").pvalue)
 
 
-def compare_to_best_baseline(per_image: pd.DataFrame, exclude: set[str] | None = None) -> list[dict]:
+def compare_to_best_baseline(per_image: pd.DataFrame, exclude: set[str]) -> list[dict]:
     """Per metric: the best method's mean, the best baseline and EEA's mean, and the paired test of EEA against it.
 
-    ``per_image`` has one row per (method, image_id) and a column per metric; methods in ``exclude`` (by default the
-    controls) are never best. Images are paired by id; images with an invalid map in either method are dropped.
+    ``per_image`` has one row per (method, image_id) and a column per metric; methods in ``exclude`` (the controls)
+    are never best. Images are paired by id; images with an invalid map in either method are dropped.
     """
-    from .methods import control_methods
-
-    exclude = control_methods() if exclude is None else exclude
     candidates = per_image[~per_image["method"].isin(exclude)]
     rows = []
     for metric in (m for m in METRICS if m in per_image.columns):

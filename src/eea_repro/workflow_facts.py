@@ -62,7 +62,8 @@ def kept(cache_dir: str | Path, name: str, key: object, compute: Callable[[], ob
 def _method_entries() -> dict[str, dict]:
     from .methods import METHODS
 
-    return {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded}
+    return {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded,
+                   "control": method.control}
             for name, method in METHODS.items()}
 
 
@@ -81,7 +82,8 @@ class WorkflowFacts:
         self.versions = {name: _installed_version(name) for name in ("torch", "timm")}
 
     def methods(self) -> dict[str, dict]:
-        """Every registered map method: name -> {"families", "label", "seeded"} (see ``methods.registry.Method``)."""
+        """Every registered map method: name -> {"families", "label", "seeded", "control"} (see
+        ``methods.registry.Method``)."""
         return kept(self.cache_dir, "methods", {"package": self.package}, _method_entries)
 
     def models(self, config: dict) -> dict[str, dict[str, int]]:
