@@ -63,8 +63,9 @@ def test_the_package_digest_follows_the_source_files(tmp_path, monkeypatch):
 
 def test_method_entries_are_the_registry_s(tmp_path):
     entries = WorkflowFacts(tmp_path).methods()
-    assert entries == {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded}
-                       for name, method in METHODS.items()}
+    assert entries == {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded,
+                              "control": method.control} for name, method in METHODS.items()}
+    assert {name for name, entry in entries.items() if entry["control"]} == {"random", "all_ones"}
     assert WorkflowFacts(tmp_path).methods() == entries  # read back from the file
 
 
