@@ -91,4 +91,4 @@ print(sorted(m for m in ("torch", "timm") if m in sys.modules))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
     html = (tmp_path / "index.html").read_text()
-    assert "GAE" in html and "EEA" in html  # the sentence names methods by their labels; the control is never best
+    assert "GAE" in html and "EEA" in html  # the sentence names methods by the labels passed in

@@ -9,7 +9,7 @@ a batch reuses the previous batch's pages. This moves memory, not arithmetic: no
 Raising glibc's mmap threshold instead is not enough, as glibc caps it at 32 MiB: a Score-CAM chunk's first activation
 (37.7 MB on the embedded ResNet) was still mapped and zeroed anew on every chunk. Transparent huge pages, which made
 those faults cheaper, are not needed once nothing is faulted in again (side by side on single jobs, heap-only without
-huge pages was as fast or faster, and used no more memory).
+huge pages was as fast or faster, within the jobs' spread, at about the same peak memory).
 
 The variable must be in a process's environment when it starts, so the Snakefile exports it for the jobs it launches
 (locally and, as Slurm passes the submitting environment on, on a cluster). A value the user has set is kept.
