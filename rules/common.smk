@@ -106,21 +106,22 @@ def map_files_of_shard(wildcards):
     ]
 
 
+def map_shard_files(model, variant):
+    """Every configured method's map shards of one model and variant."""
+    return [f for method in methods_of(model) for f in shard_files(MAP_SHARDS, model, variant, method)]
+
+
 def figure_inputs(wildcards):
     return {
-        "maps": [
-            f
-            for method in methods_of(wildcards.model)
-            for f in shard_files(
-                "results/maps/{model}/{variant}/{method}/shard-{shard}.npz",
-                wildcards.model,
-                wildcards.variant,
-                method,
-            )
-        ],
+        "maps": map_shard_files(wildcards.model, wildcards.variant),
         "labels": PLAN.split_label_file("test"),
         "classes": PLAN.classes_file,
     }
+
+
+def map_files_per_variant(wildcards):
+    """Named inputs, one per variant: every configured method's map shards of one model."""
+    return {variant: map_shard_files(wildcards.model, variant) for variant in VARIANTS}
 
 
 def all_tables():

@@ -12,11 +12,12 @@ rule localisation_scores:
     conda:
         "../envs/torch.yaml"
     input:
-        maps=lambda wildcards: figure_inputs(wildcards)["maps"],
+        unpack(map_files_per_variant),  # one job per model scores every variant: one start, masks read once
         split=PLAN.split_label_file("test"),  # written after the embedded images and masks
     output:
-        "results/localisation/{model}/{variant}.per_image.csv",
+        expand("results/localisation/{{model}}/{variant}.per_image.csv", variant=VARIANTS),
     params:
+        variants=VARIANTS,
         mask_dir=LOCALISATION_MASKS,
         size=lambda wildcards: config["models"][wildcards.model]["input_size"],
         device=config["device"],
@@ -24,9 +25,9 @@ rule localisation_scores:
     resources:
         gpu=gpu_request,
     log:
-        "logs/localisation/{model}_{variant}.log",
+        "logs/localisation/{model}_scores.log",
     benchmark:
-        "benchmarks/localisation/{model}_{variant}.tsv"
+        "benchmarks/localisation/{model}_scores.tsv"
     script:
         "../scripts/localisation_scores.py"
 

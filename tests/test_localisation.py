@@ -120,11 +120,34 @@ def test_stage_scores_native_maps_upsampled_to_the_mask_size(tmp_path):
     maps = np.stack([hot_top_left, hot_top_left[::-1, ::-1]])
     save_map_shard(tmp_path / "good.npz", maps, ["img0", "img1"], [0, 0], [0, 0], "good")
     out = tmp_path / "scores.csv"
-    localisation_scores([tmp_path / "good.npz"], tmp_path / "masks", size, out)
+    localisation_scores({"target": [tmp_path / "good.npz"]}, tmp_path / "masks", size, {"target": out})
     frame = pd.read_csv(out)
     assert frame["pointing"].tolist() == [1.0, 0.0]
     assert frame["area"].tolist() == [0.25, 0.25]
     assert frame["ap"].iloc[0] == pytest.approx(1.0)
+
+
+def test_one_call_writes_each_variants_scores_as_if_scored_alone(tmp_path):
+    """The per-model job scores every variant: each CSV holds its own variant's shards, as a call for it alone."""
+    size = 16
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[:8, :8] = True
+    for image_id in ("img0", "img1"):
+        _write_mask(tmp_path / f"masks/{image_id}.png", mask)
+    hot = np.zeros((4, 4), np.float32)
+    hot[:2, :2] = 1.0
+    shards = {"target": np.stack([hot, hot]), "predicted": np.stack([hot, hot[::-1, ::-1]])}
+    for variant, maps in shards.items():
+        save_map_shard(tmp_path / f"{variant}.npz", maps, ["img0", "img1"], [0, 0], [0, 1], "gradcam")
+    together = {variant: tmp_path / f"{variant}_together.csv" for variant in shards}
+    localisation_scores({variant: [tmp_path / f"{variant}.npz"] for variant in shards}, tmp_path / "masks", size,
+                        together)
+    for variant in shards:
+        alone = tmp_path / f"{variant}_alone.csv"
+        localisation_scores({variant: [tmp_path / f"{variant}.npz"]}, tmp_path / "masks", size, {variant: alone})
+        assert together[variant].read_bytes() == alone.read_bytes()
+    assert pd.read_csv(together["target"])["pointing"].tolist() == [1.0, 1.0]
+    assert pd.read_csv(together["predicted"])["pointing"].tolist() == [1.0, 0.0]
 
 
 def test_two_object_pointing_uses_the_mask_of_the_explained_class(tmp_path):

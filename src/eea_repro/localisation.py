@@ -18,7 +18,7 @@ square-resized.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,35 +98,39 @@ def score_maps(maps: np.ndarray | Tensor, masks: Tensor) -> dict[str, Tensor]:
 # --- stage functions (called by scripts/localisation_*.py) -------------------------------------------------------
 
 
-def localisation_scores(map_files: Sequence[str | Path], mask_dir: str | Path, size: int, out_csv: str | Path,
-                        *, device: str = "cpu") -> None:
-    """Per-image pointing game and AP of every map shard of one model and variant.
+def localisation_scores(map_files: Mapping[str, Sequence[str | Path]], mask_dir: str | Path, size: int,
+                        out_csvs: Mapping[str, str | Path], *, device: str = "cpu") -> None:
+    """Per-image pointing game and AP of every map shard of one model, one CSV per variant.
 
-    Images without a mask file (a user's ImageNet masks may cover a subset) are skipped and counted in the log.
+    ``map_files`` and ``out_csvs`` are keyed by variant: one job scores all of a model's variants, so it starts,
+    imports and reads each shard's masks once. Images without a mask file (a user's ImageNet masks may cover a subset)
+    are skipped and counted in the log.
     """
     from .models import resolve_device
 
     device, mask_dir = resolve_device(device), Path(mask_dir)
-    frames, mask_cache = [], {}
-    for path in map_files:
-        shard = load_map_shard(path)
-        have = [i for i, image_id in enumerate(shard["image_ids"]) if (mask_dir / f"{image_id}.png").is_file()]
-        if len(have) < len(shard["image_ids"]):
-            print(f"{path}: {len(shard['image_ids']) - len(have)} of {len(shard['image_ids'])} images have no mask")
-        ids = [shard["image_ids"][i] for i in have]
-        key = tuple(ids)
-        if key not in mask_cache:  # every method's shards cover the same images: each shard's masks load once
-            mask_cache[key] = load_masks([mask_dir / f"{image_id}.png" for image_id in ids], size).to(device)
-        scores = score_maps(shard["maps"][have], mask_cache[key])
-        frame = pd.DataFrame({name: values.cpu().numpy() for name, values in scores.items()})
-        frame.insert(0, "image_id", ids)
-        frame.insert(0, "method", shard["method"])
-        frames.append(frame)
-    per_image = pd.concat(frames, ignore_index=True)
-    if per_image.empty:
-        raise ValueError(f"no evaluated image has a mask in {mask_dir} (expected <image id>.png files)")
-    with atomic_path(out_csv) as tmp:
-        per_image.to_csv(tmp, index=False)
+    mask_cache: dict[tuple[str, ...], Tensor] = {}  # every method's and variant's shards cover the same images
+    for variant, files in map_files.items():
+        frames = []
+        for path in files:
+            shard = load_map_shard(path)
+            have = [i for i, image_id in enumerate(shard["image_ids"]) if (mask_dir / f"{image_id}.png").is_file()]
+            if len(have) < len(shard["image_ids"]):
+                print(f"{path}: {len(shard['image_ids']) - len(have)} of {len(shard['image_ids'])} images have no mask")
+            ids = [shard["image_ids"][i] for i in have]
+            key = tuple(ids)
+            if key not in mask_cache:
+                mask_cache[key] = load_masks([mask_dir / f"{image_id}.png" for image_id in ids], size).to(device)
+            scores = score_maps(shard["maps"][have], mask_cache[key])
+            frame = pd.DataFrame({name: values.cpu().numpy() for name, values in scores.items()})
+            frame.insert(0, "image_id", ids)
+            frame.insert(0, "method", shard["method"])
+            frames.append(frame)
+        per_image = pd.concat(frames, ignore_index=True)
+        if per_image.empty:
+            raise ValueError(f"no evaluated image has a mask in {mask_dir} (expected <image id>.png files)")
+        with atomic_path(out_csvs[variant]) as tmp:
+            per_image.to_csv(tmp, index=False)
 
 
 def two_object_scores(map_files: Sequence[str | Path], mask_dir: str | Path, label_file: str | Path, size: int,
