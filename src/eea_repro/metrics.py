@@ -46,16 +46,15 @@ from .pixel_order import pixel_ranks
 VARIANTS = ("target", "predicted")
 PRECISIONS = ("fp32", "bf16")
 
-_N_STEPS = FRACTION_STEPS  # fractions are j / _N_STEPS
-_FRACTION_STEP = 1 / _N_STEPS
-MAP_STEPS = 1 + 2 * (_N_STEPS - 1)  # model inputs per map: soft-masked, POS and NEG 0.1..0.9
+_FRACTION_STEP = 1 / FRACTION_STEPS  # fractions are j / FRACTION_STEPS
+MAP_STEPS = 1 + 2 * (FRACTION_STEPS - 1)  # model inputs per map: soft-masked, POS and NEG 0.1..0.9
 # plus one per image (clean) and one per job (the black image), shared by every map of that image
 _MOST_RELEVANT_FIRST = 0  # removes a prefix of the map's pixel order
 _LEAST_RELEVANT_FIRST = 1  # removes a suffix of it
 # Column layout of the per-map score table built from _evaluation_steps.
 _SOFT = 0
-_POS_STEPS = slice(1, _N_STEPS)
-_NEG_STEPS = slice(_N_STEPS, 2 * _N_STEPS - 1)
+_POS_STEPS = slice(1, FRACTION_STEPS)
+_NEG_STEPS = slice(FRACTION_STEPS, 2 * FRACTION_STEPS - 1)
 
 
 @dataclass(frozen=True)
@@ -70,12 +69,12 @@ class _Perturbation:
 
 def removed_pixel_count(num_pixels: int, step: int) -> int:
     """k(f), the pixels removed at fraction f = step/10: floor(num_pixels * step / 10), exact in integers."""
-    return num_pixels * step // _N_STEPS
+    return num_pixels * step // FRACTION_STEPS
 
 
 def revealed_pixel_count(num_pixels: int, step: int) -> int:
     """Pixels INS reveals at fraction f = step/10: N - k(1 - f), what NEG's removal at 1 - f leaves."""
-    return num_pixels - removed_pixel_count(num_pixels, _N_STEPS - step)
+    return num_pixels - removed_pixel_count(num_pixels, FRACTION_STEPS - step)
 
 
 def normalize_maps(maps: Tensor | np.ndarray, size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -309,7 +308,7 @@ def pos_auc_per_image(
         num_pixels = size * size
         first = 0 if clean_hits is None else 1
         steps = [_Perturbation(_MOST_RELEVANT_FIRST, removed_pixel_count(num_pixels, j))
-                 for j in range(first, _N_STEPS)]
+                 for j in range(first, FRACTION_STEPS)]
         _, hits, _ = _score_perturbations(
             model, images01[valid], maps[valid], classes[valid], steps, batch_size, precision,
             None if ties is None else ties[valid.to(ties.device)],
@@ -344,7 +343,7 @@ def _evaluation_steps(num_pixels: int) -> list[_Perturbation]:
     POS and DEL share the POS images, NEG and INS the NEG images; the clean and the all-black image come from the
     shard (:func:`prepare_shard`), once per image and once per job.
     """
-    removals = [removed_pixel_count(num_pixels, j) for j in range(1, _N_STEPS)]
+    removals = [removed_pixel_count(num_pixels, j) for j in range(1, FRACTION_STEPS)]
     return [
         _Perturbation(soft_mask=True),
         *(_Perturbation(_MOST_RELEVANT_FIRST, k) for k in removals),
