@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from eea_repro.allocator import export_allocator_settings
+from eea_repro.numerics import export_numerics_settings
 from eea_repro.config import ConfigError, validate_config
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
 from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
@@ -27,6 +28,7 @@ FOLDER_AUGMENTED = f"{IMAGES}/{AUGMENTED}"
 
 export_package_path(Path(workflow.basedir) / "src")
 export_allocator_settings()  # a heap that keeps and reuses freed memory: jobs fault far fewer pages
+export_numerics_settings(config["numerics"])  # pinned CPU kernels (portable) before any job loads torch
 MODELS = list(config["models"])
 TRAINED_MODELS = [m for m in MODELS if config["models"][m]["checkpoint"]["source"] == "train"]
 FETCHED_MODELS = [m for m in MODELS if m not in TRAINED_MODELS]

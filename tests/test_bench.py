@@ -40,7 +40,7 @@ def tiny_inputs(count, size, num_classes=5, grid=4, seed=1):
 def test_bench_cli_prints_every_ratio(repo, tmp_path):
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "eea_repro.bench", "--preset", "ci", "--device", "cpu", "--threads", "1",
-               "--benchmarks", "engine,naive,finetune,dry_run,maps", "--images", "6", "--naive-images", "3",
+               "--benchmarks", "engine,naive,finetune,dry_run,maps,numerics", "--images", "6", "--naive-images", "3",
                "--finetune-images", "4", "--finetune-loop-images", "2", "--finetune-steps", "2", "--chunk-size", "4",
                "--map-images", "2", "--batch-size", "32", "--repeats", "1", "--dry-run-images", "2000",
                "--workflow-dir", str(repo), "--json", str(out)]
@@ -48,7 +48,8 @@ def test_bench_cli_prints_every_ratio(repo, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout
     for heading in ("1. metric engine vs bare forward", "2. metric engine vs naive", "3. batched EEA fine-tuning",
-                    "4. snakemake -n, paper preset, 2,000 images", "5. map throughput", "Cost estimate"):
+                    "4. snakemake -n, paper preset, 2,000 images", "5. map throughput", "8. numerics",
+                    "Cost estimate"):
         assert heading in text
     figures = json.loads(out.read_text())
     assert set(figures["models"]) == {"vit", "resnet"}
@@ -60,6 +61,9 @@ def test_bench_cli_prints_every_ratio(repo, tmp_path):
         assert entry["finetune"]["max_abs_map_difference"] < 1e-4  # the batched maps are the loop's maps
         assert entry["engine"]["eager"]["inputs"] == 6 * 20
         assert "random" not in entry["maps"] and "eea" not in entry["maps"] and len(entry["maps"]) >= 5
+    for mode in ("portable", "native"):  # each model's step and forward timed in both modes' worker processes
+        assert set(figures["numerics"]["seconds"][mode]) == {"vit", "resnet"}
+        assert all(0 < t < 60 for times in figures["numerics"]["seconds"][mode].values() for t in times.values())
     assert figures["dry_run"]["jobs"] > 100
     assert figures["dry_run"]["seconds_again"] > 0
     stages = {row["stage"] for row in figures["cost_estimate"]}

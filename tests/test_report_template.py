@@ -10,13 +10,14 @@ from markupsafe import escape
 import yaml
 
 from eea_repro.metric_names import TIE_RULE_TEXT, conventions
-from eea_repro.report import report_environment
+from eea_repro.report import numerics_provenance, report_environment
 
 
 def _render(repo, **extra):
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
     context = dict(style="", config=config, config_yaml="", checkpoints=[], explainers=[], runtimes=[],
                    method_costs=[], runtime_total=0.0, versions={}, commit="abc",
+                   numerics=numerics_provenance(config["numerics"]),
                    tables=[{"model": m, "variant": "target", "html": "<table></table>", "caption": m,
                             "sentence": f"sentence {m}"} for m in config["models"]],
                    figures=[{"model": m, "variant": "target", "src": "data:image/png;base64,", "caption": m}

@@ -16,7 +16,9 @@
 7. overhead: what starting a model job costs before any work (interpreter, imports), and, with ``--run-dir``, the
    measured shared work of a finished run's multi-method jobs and the share of map and metric work that variant
    sharing skipped there;
-8. tie_rules (with ``--run-dir``, not in the default list): a finished run's maps scored again under the other tie
+8. numerics: a training step and a forward of each model under ``numerics: portable`` against ``native``, each
+   in fresh processes (the kernel selectors are read when torch loads), alternating, best of the rounds kept;
+9. tie_rules (with ``--run-dir``, not in the default list): a finished run's maps scored again under the other tie
    rule, and per method how far NEG and INS move, next to the table's CI half-width.
 
 Models have random weights (``embedded`` = the models of config.yaml, ``ci`` = the tiny ones of config/ci.yaml,
@@ -53,7 +55,7 @@ from .pixel_order import TieBreak
 from .models import ExplainedModel, ModelSpec, build_explained_model, compile_model, resolve_device
 from .plan import EEA_METHODS
 
-BENCHMARKS = ("engine", "naive", "finetune", "dry_run", "maps", "kernels", "overhead")
+BENCHMARKS = ("engine", "naive", "finetune", "dry_run", "maps", "kernels", "overhead", "numerics")
 PRESET_FILES = {"embedded": "config.yaml", "ci": "config/ci.yaml", "paper": "config/paper.yaml"}
 _AGREEMENT_TOLERANCE = {"fp32": 0.01, "bf16": 1.0}  # on the x100 metric scale
 # Forwards per image of :func:`naive_metrics`: ADP and PIC (clean + masked each), POS and NEG (10 fractions each),
@@ -510,7 +512,7 @@ def run_sharing_and_overhead(benchmarks_dir: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# 8. NEG and INS under the other tie rule, on a finished run
+# 9. NEG and INS under the other tie rule, on a finished run
 
 
 def tie_rule_shift(run_dir: str | Path, config: dict) -> list[dict]:
@@ -555,6 +557,64 @@ def tie_rule_shift(run_dir: str | Path, config: dict) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------------------------
 # the whole run
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 8. portable against native numerics
+
+
+def numerics_step_times(models: dict[str, dict], num_classes: int, *, images: int, repeats: int) -> dict:
+    """Best seconds of one AdamW training step and of one forward per model, at this process's numerics (the worker
+    of :func:`bench_numerics`)."""
+    from .models import create_network
+
+    device = torch.device("cpu")
+    times = {}
+    for name, model_cfg in models.items():
+        torch.manual_seed(0)
+        net = create_network(ModelSpec.from_config(model_cfg), num_classes)
+        size = model_cfg["input_size"]
+        inputs = torch.rand(images, 3, size, size, generator=torch.Generator().manual_seed(3))
+        labels = torch.randint(0, num_classes, (images,), generator=torch.Generator().manual_seed(4))
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+        def step():
+            optimizer.zero_grad()
+            F.cross_entropy(net(inputs), labels).backward()
+            optimizer.step()
+
+        def forward():
+            with torch.inference_mode():
+                net(inputs)
+
+        step(), forward()  # warm-up: oneDNN generates its kernels on first use
+        times[name] = {"train_step_s": best_time(step, device, repeats),
+                       "forward_s": best_time(forward, device, repeats)}
+    return times
+
+
+def bench_numerics(models: dict[str, dict], num_classes: int, *, images: int, repeats: int, rounds: int = 2,
+                   threads: int = 2) -> dict:
+    """Each model's training step and forward under both numerics modes, in fresh processes side by side."""
+    from . import numerics
+
+    code = ("import json, sys, torch; from eea_repro import bench; job = json.load(sys.stdin); "
+            "torch.set_num_threads(job['threads']); "
+            "print(json.dumps(bench.numerics_step_times(job['models'], job['num_classes'], images=job['images'], "
+            "repeats=job['repeats'])))")
+    job = json.dumps({"models": models, "num_classes": num_classes, "images": images, "repeats": repeats,
+                      "threads": threads})
+    best: dict[str, dict] = {mode: {} for mode in numerics.MODES}
+    for _ in range(rounds):
+        for mode in numerics.MODES:
+            env = {k: v for k, v in os.environ.items() if k not in numerics.SHOWN_VARIABLES}
+            numerics.export_numerics_settings(mode, env)
+            out = subprocess.run([sys.executable, "-c", code], input=job, env=env, check=True, capture_output=True,
+                                 text=True)
+            for model, figures in json.loads(out.stdout).items():
+                kept = best[mode].setdefault(model, figures)
+                best[mode][model] = {k: min(v, kept[k]) for k, v in figures.items()}
+    return {"images": images, "threads": threads, "seconds": best}
 
 
 def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "auto", precision: str = "fp32",
@@ -616,6 +676,9 @@ def run_benchmarks(models: dict[str, dict], num_classes: int, *, device: str = "
             entry["kernels"] = bench_kernels(model_cfg, num_classes, images=images, batch_size=batch_size,
                                              repeats=repeats)
         del model
+    if "numerics" in benchmarks and device.type == "cpu":
+        log("portable against native numerics")
+        results["numerics"] = bench_numerics(models, num_classes, images=images, repeats=repeats)
     if "dry_run" in benchmarks:
         log(f"snakemake -n of the paper preset with {dry_run_images} images")
         results["dry_run"] = bench_dry_run(workflow_dir or default_workflow_dir(), dry_run_images)
@@ -718,6 +781,14 @@ def format_results(results: dict) -> str:
             kernel_rows.append([e["label"], "torch.compile: the compile itself", f"{r['compile_seconds']:.1f} s", ""])
     table("6. CPU kernel options, fp32 forwards (inputs/s; ratio to inference_mode on 1 thread)",
           ["model", "option", "inputs/s", "ratio"], kernel_rows)
+    if result := results.get("numerics"):
+        rows = []
+        for model, portable in result["seconds"]["portable"].items():
+            native = result["seconds"]["native"][model]
+            rows += [[model, what.removesuffix("_s").replace("_", " "), f"{1000 * native[what]:.0f}",
+                      f"{1000 * portable[what]:.0f}", f"{portable[what] / native[what]:.2f}x"] for what in native]
+        table(f"8. numerics, {result['images']} images, {result['threads']} threads (ms; ratio portable / native)",
+              ["model", "work", "native ms", "portable ms", "ratio"], rows)
     if overhead := results.get("overhead"):
         start = overhead["start"]
         lines.extend([f"7. job start-up: bare interpreter {start['python_s']:.2f} s, interpreter + a model job's "
@@ -740,7 +811,7 @@ def format_results(results: dict) -> str:
         columns = ["model", "variant", "method"] + [c for m in ("NEG", "INS") for c in
                                                     (f"{m}_{ran}", f"{m}_{other}", f"{m} shift", f"{m}_ci_half",
                                                      f"{m} > CI")]
-        lines.extend([f"8. NEG and INS under the {other} tie rule against the run's {ran} one (CI half-width: the "
+        lines.extend([f"9. NEG and INS under the {other} tie rule against the run's {ran} one (CI half-width: the "
                       "run's table)", frame[columns].round(2).to_string(index=False), ""])
     if results.get("cost_estimate"):
         frame = pd.DataFrame(results["cost_estimate"])

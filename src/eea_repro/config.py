@@ -56,6 +56,9 @@ def _exists(value: str) -> bool:
 
 
 def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | None) -> None:
+    if config["numerics"] == "portable" and config["device"] == "cpu" and config["metrics"]["compile"]:
+        raise ConfigError("config key 'metrics.compile': true builds code for this CPU, which numerics: portable "
+                          "rules out on device: cpu; set metrics.compile: false or numerics: native")
     dataset = config["dataset"]
     kind = dataset["kind"]
     if kind not in dataset:

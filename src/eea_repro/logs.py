@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from . import numerics
+
 GPU_LOCK_DIR = ".snakemake/gpu_locks"  # under the working directory: shared by all jobs of one run
 
 
@@ -24,6 +26,8 @@ def log_to(path: str | Path):
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = stream
         print(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        for line in numerics.header_lines():
+            print(line)
         try:
             yield
         except BaseException:

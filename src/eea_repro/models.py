@@ -7,11 +7,13 @@ pixels by setting them to 0 *before* normalisation. Normalisation therefore live
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import numerics
 from .checkpoints import load_state_dict, save_state_dict
 
 FAMILIES = ("vit", "cnn")
@@ -88,9 +90,13 @@ def for_inference(model: ExplainedModel) -> ExplainedModel:
     return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
-def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
+def compile_model(model: nn.Module, enabled: bool, device: str | torch.device = "cpu") -> nn.Module:
     """``torch.compile`` a model for plain forward passes (the metric engine's many same-shape batches); off = the
-    model itself. Not for map methods: they hook into blocks and take gradients through them."""
+    model itself. Not for map methods: they hook into blocks and take gradients through them. Never in a portable
+    run on a CPU, where the generated code is built for the host CPU (:mod:`eea_repro.numerics`)."""
+    if enabled and not numerics.compiles_for_host(numerics.run_mode(), torch.device(device)):
+        print("metrics.compile ignored: numerics is portable and torch.compile builds code for this CPU")
+        return model
     return torch.compile(model) if enabled else model
 
 
@@ -128,12 +134,23 @@ def _classifier_rows(net: nn.Module, state: dict) -> int | None:
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; an explicit ``cuda`` without a GPU is an error, not a fallback."""
+    """``auto`` picks CUDA when present, else CPU; an explicit ``cuda`` without a GPU is an error, not a fallback.
+
+    The first call of a job also puts torch in the run's deterministic mode and logs the kernels it selected."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif requested.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("config device is 'cuda' but no CUDA device is visible; set device: auto or cpu")
-    return torch.device(requested)
+    else:
+        device = torch.device(requested)
+    _configure_numerics(device.type)
+    return device
+
+
+@cache
+def _configure_numerics(device_type: str) -> None:
+    for line in numerics.configure_torch(torch.device(device_type)):
+        print(line)
 
 
 def download_pretrained(spec: ModelSpec, pretrained_tag: str, num_classes: int, destination: str | Path) -> str:

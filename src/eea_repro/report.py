@@ -15,6 +15,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
+from . import numerics
 from .costs import run_cost_estimate
 from .io import atomic_path
 from .metric_names import conventions
@@ -22,9 +23,9 @@ from .metric_names import conventions
 PACKAGES = ("torch", "timm", "snakemake", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "jinja2", "safetensors")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names=PACKAGES) -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -122,6 +123,11 @@ def table_sentence_of(per_image_csv: str | Path, method_labels: dict[str, str], 
     return table_sentence(compare_to_best_baseline(pd.read_csv(per_image_csv), controls), method_labels.__getitem__)
 
 
+def numerics_provenance(mode: str) -> dict:
+    """The provenance section's numerics: the mode, what it exports to every job, and the report's own CPU."""
+    return {"mode": mode, "settings": numerics.job_environment(mode), "report_machine": numerics.cpu_model()}
+
+
 def build_report(*, template, style, config: dict, method_labels: dict[str, str], controls: list[str],
                  tables: list[dict], figures: list[dict], checkpoints: list[dict], explainers: list[dict],
                  benchmarks_dir, output, sections: dict[str, str] | None = None) -> None:
@@ -153,6 +159,7 @@ def build_report(*, template, style, config: dict, method_labels: dict[str, str]
         "runtime_total": float(runtimes["seconds"].sum()) if len(runtimes) else 0.0,
         "versions": package_versions(),
         "commit": git_commit(),
+        "numerics": numerics_provenance(config["numerics"]),
     }
     for name, path in (sections or {}).items():
         context[name] = json.loads(Path(path).read_text())

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import checkpoints
+from . import checkpoints, numerics
 from .data.files import read_label_file
 from .data.loading import LabeledImageFolder, make_loader, subset_by_count
 from .io import atomic_path, gather_maps, load_map_shard, read_classes, save_map_shard, write_json
@@ -98,7 +98,8 @@ def train_explained_model(model_cfg, image_root, train_file, val_file, test_file
     test = load_tensors(open_split(image_root, test_file, model_cfg, classes_file), desc="test images")[:2]
     scores = {"val_accuracy": accuracy(model, *val), "test_accuracy": accuracy(model, *test)}
     checkpoints.write_checkpoint_record(out_record, out_checkpoint, "trained on the embedded train split",
-                                        timm_name=spec.timm_name, history=history, **scores)
+                                        timm_name=spec.timm_name, history=history, numerics=numerics.run_mode(),
+                                        machine=numerics.machine_record(device), **scores)
     Path(resume).unlink(missing_ok=True)
     print(f"saved {out_checkpoint} (val accuracy {scores['val_accuracy']:.3f}, test accuracy {scores['test_accuracy']:.3f})")
 
@@ -123,7 +124,8 @@ def fetch_checkpoint(model_cfg, classes_file, out_checkpoint, out_record) -> Non
     except Exception:
         Path(out_checkpoint).unlink(missing_ok=True)
         raise
-    checkpoints.write_checkpoint_record(out_record, out_checkpoint, origin, timm_name=model_cfg["timm_name"])
+    checkpoints.write_checkpoint_record(out_record, out_checkpoint, origin, timm_name=model_cfg["timm_name"],
+                                        numerics=numerics.run_mode(), machine=numerics.machine_record("cpu"))
     print(f"saved {out_checkpoint} from {origin}")
 
 
@@ -425,7 +427,7 @@ def evaluate_shard(model_cfg, metrics_cfg, checkpoint, map_files: list[tuple[str
 
     device = resolve_device(device)
     model = compile_model(for_inference(load_model(model_cfg, checkpoint, classes_file, device)),
-                          metrics_cfg["compile"])
+                          metrics_cfg["compile"], device)
     images, labels, ids = _shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range)
     batch_size = metrics_cfg["batch_size"]
     ties = TieBreak(metrics_cfg["tie_break"], seed).permutations(ids, images.shape[-1] ** 2)
