@@ -228,3 +228,46 @@ def test_ci_run_verdicts_and_the_report_table_equal_the_csv(tiny_run):
     expected = [(row.claim, html.escape(row.subject), row.verdict) for row in table.itertuples()]
     assert rows == expected
     assert report.index('id="claims"') < report.index('id="metrics"')  # the report's first section
+
+
+def test_a_departing_protocol_makes_the_eea_rows_inconclusive_and_names_the_departure(tmp_path, repo):
+    """The cascading claim assumes EEA re-fitted against each randomized model: under sanity.eea_refit: finetune a
+    curve that would reproduce it gives EEA 'inconclusive' with the departure named, while a method that does not
+    rest on EEA's maps keeps its verdict; with the paper's refit EEA keeps 'reproduced'."""
+    import yaml
+
+    from eea_repro.claims import protocol_departures
+
+    curve = {1: 1, 2: 0.7, 3: 0.4, 4: 0.2, 5: 0.05}
+    evidence = _sanity_evidence(_similarity(tmp_path, "cascading", curve, methods=("eea", "gradcam")), "cascading")
+    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    for refit, eea_verdict in (("finetune", "inconclusive"), ("pretrain", "reproduced")):
+        config["sanity"]["eea_refit"] = refit
+        settings = Settings(bootstrap=200, departures=protocol_departures(config))
+        table = check_claims(evidence, settings).set_index(["claim", "subject"])
+        eea, gradcam = (table.loc[("cascading_decreases", f"Model, {label}")] for label in ("EEA", "GC"))
+        assert (eea["verdict"], gradcam["verdict"]) == (eea_verdict, "reproduced")
+        assert gradcam["protocol"] == "as the paper"
+        if refit == "finetune":
+            assert eea["protocol"].startswith("departs: sanity.eea_refit: finetune")
+            assert "its numbers alone say reproduced" in eea["note"]
+        else:
+            assert eea["protocol"] == "as the paper"
+
+
+def test_the_paper_values_each_claim_assumes_are_departures_when_changed(repo):
+    """λ and the fine-tuning steps other than the paper's (the embedded default's 10 and 5) are named; the claims that
+    compare EEA's maps with other methods' assume them, the sanity claims the refit."""
+    import yaml
+
+    from eea_repro.claims import protocol_departures
+
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    departures = protocol_departures(config)
+    assert departures["size_penalty"].startswith("explainer.lambda_size: 10 (paper: 50")
+    assert departures["finetune_steps"].startswith("finetune.steps: 5 (paper: 25")
+    config["explainer"]["lambda_size"], config["finetune"]["steps"] = 50, 25
+    assert "size_penalty" not in protocol_departures(config) and "finetune_steps" not in protocol_departures(config)
+    assert CLAIMS["gradcam_larger_maps"].assumes == ("size_penalty", "finetune_steps")
+    assert CLAIMS["independent_low"].assumes == ("explainer_refit",)
+    assert CLAIMS["data_randomization_differs"].assumes == ()  # its explainer is always trained against the twin

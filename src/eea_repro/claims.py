@@ -9,6 +9,10 @@ come from the config (``claims:``, printed with every row). A verdict is what th
 * ``inconclusive``: it straddles the threshold, or a precondition of the paper's setting did not hold here;
 * ``not run``: the run's configuration does not produce the evidence (the reason names the config key).
 
+A verdict never comes from a shortcut the paper did not take: each claim declares the parts of the paper's protocol
+its statement assumes (``assumes``, keys of :data:`PROTOCOL`), and a row that rests on EEA's maps in a run that departs
+from one of them is ``inconclusive``, the departure named in its ``protocol`` column.
+
 The same rules serve every method where they apply (beyond the paper), so a reader sees which methods pass.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +31,42 @@ from .tables import bootstrap_ci
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run")
 EEA = "eea"
+EEA_METHODS = (EEA, "peea")
 GRADCAM = "gradcam"
 ALL_ONES = "all_ones"
 
 
+def _refit_departure(config: dict) -> str | None:
+    refit = config["sanity"]["eea_refit"]
+    return None if refit == "pretrain" else (
+        f"sanity.eea_refit: {refit} (the paper's EEA is an explainer trained against the model it explains; here the "
+        "randomized models' maps come from the original explainer, fine-tuned per image)")
+
+
+def _paper_value_departure(section: str, key: str, paper: int, why: str) -> Callable[[dict], str | None]:
+    def departure(config: dict) -> str | None:
+        value = config[section][key]
+        return None if value == paper else f"{section}.{key}: {value} (paper: {paper}; {why})"
+    return departure
+
+
+# The parts of the paper's protocol a claim may assume: name -> config -> the run's departure from it, or None.
+PROTOCOL: dict[str, Callable[[dict], str | None]] = {
+    "explainer_refit": _refit_departure,
+    "size_penalty": _paper_value_departure("explainer", "lambda_size", 50, "λ sets EEA's mask size"),
+    "finetune_steps": _paper_value_departure("finetune", "steps", 25, "EEA's per-image fine-tuning"),
+}
+
+
+def protocol_departures(config: dict) -> dict[str, str]:
+    """The run's departures from the paper's protocol, by :data:`PROTOCOL` name."""
+    return {name: text for name, departure in PROTOCOL.items() if (text := departure(config))}
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The verdict rules' thresholds (config ``claims:``) and the CIs' settings (config ``tables:``)."""
+    """The verdict rules' thresholds (config ``claims:``), the CIs' settings (config ``tables:``) and the run's
+    departures from the paper's protocol."""
 
     low_correlation: float = 0.3
     cascading_trend: float = -0.5
@@ -43,11 +76,13 @@ class Settings:
     confidence: float = 0.95
     bootstrap: int = 1000
     seed: int = 0
+    departures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict) -> "Settings":
         return cls(**config["claims"], confidence=config["tables"]["confidence"],
-                   bootstrap=config["tables"]["bootstrap"], seed=config["seed"])
+                   bootstrap=config["tables"]["bootstrap"], seed=config["seed"],
+                   departures=protocol_departures(config))
 
     def ci(self, values, statistic=np.mean) -> tuple[float, float, float]:
         return bootstrap_ci(np.asarray(values, dtype=np.float64), self.bootstrap, self.confidence, self.seed,
@@ -68,6 +103,8 @@ class Finding:
     rule: str = ""
     evidence: tuple[str, ...] = ()
     note: str = ""
+    rests_on_eea: bool = False  # the row's statistic reads EEA's or pEEA's maps (the claim's protocol applies)
+    protocol: str = "as the paper"
 
 
 @dataclass(frozen=True)
@@ -77,19 +114,37 @@ class Claim:
     quote: str
     figure: str  # the report section that shows the evidence
     check: Callable[[dict, Settings], list[Finding]] = field(repr=False)
+    assumes: tuple[str, ...] = ()  # names in PROTOCOL
 
 
 CLAIMS: dict[str, Claim] = {}
 
 
-def claim(key: str, section: str, quote: str, figure: str) -> Callable:
-    """Register a claim's check: ``check(evidence, settings) -> [Finding, ...]``."""
+def claim(key: str, section: str, quote: str, figure: str, assumes: tuple[str, ...] = ()) -> Callable:
+    """Register a claim's check: ``check(evidence, settings) -> [Finding, ...]``; ``assumes`` names the parts of the
+    paper's protocol (:data:`PROTOCOL`) its statement rests on."""
+    unknown = set(assumes) - set(PROTOCOL)
+    if unknown:
+        raise ValueError(f"claim {key!r} assumes unknown protocol parts {sorted(unknown)}")
 
     def add(check: Callable) -> Callable:
-        CLAIMS[key] = Claim(key, section, quote, figure, check)
+        CLAIMS[key] = Claim(key, section, quote, figure, check, assumes)
         return check
 
     return add
+
+
+def under_protocol(finding: Finding, assumes: tuple[str, ...], departures: dict[str, str]) -> Finding:
+    """A row whose evidence rests on EEA's maps, in a run that departs from what its claim assumes, is inconclusive
+    with the departures named; every other row is kept."""
+    if not finding.rests_on_eea or finding.verdict == "not run":
+        return finding
+    departed = [departures[name] for name in assumes if name in departures]
+    if not departed:
+        return finding
+    note = f"its numbers alone say {finding.verdict}, but the claim assumes the paper's protocol" + (
+        f"; {finding.note}" if finding.note else "")
+    return replace(finding, verdict="inconclusive", protocol="departs: " + "; ".join(departed), note=note)
 
 
 def side_of(low: float, high: float, threshold: float, paper_side: str) -> str:
@@ -103,11 +158,13 @@ def side_of(low: float, high: float, threshold: float, paper_side: str) -> str:
 
 
 def _finding(key: str, subject: str, values, settings: Settings, statistic: str, threshold: float, paper_side: str,
-             evidence, note: str = "", estimator=np.mean, verdict: str | None = None) -> Finding:
+             evidence, note: str = "", estimator=np.mean, verdict: str | None = None,
+             rests_on_eea: bool = False) -> Finding:
     value, low, high = settings.ci(values, estimator)
     relation = "<" if paper_side == "below" else ">"
     return Finding(key, subject, verdict or side_of(low, high, threshold, paper_side), statistic, value, low, high,
-                   f"{100 * settings.confidence:g} % CI {relation} {threshold:g}", tuple(map(str, evidence)), note)
+                   f"{100 * settings.confidence:g} % CI {relation} {threshold:g}", tuple(map(str, evidence)), note,
+                   rests_on_eea)
 
 
 def not_run(key: str, subject: str, reason: str) -> Finding:
@@ -172,18 +229,21 @@ def _gradcam_best(key: str, metric: str, evidence: dict, settings: Settings) -> 
             f"per-image {metric} of {_label(first)} − {_label(second)}, the best other method "
             f"(> 0: Grad-CAM better)", 0.0, "above", [entry["per_image"]],
             note=f"mean {metric}: Grad-CAM {frame.loc[frame['method'] == GRADCAM, metric].mean():.2f}, "
-                 f"{_label(rival)} {means[rival]:.2f} ({'lower' if lower_is_better else 'higher'} is better)"))
+                 f"{_label(rival)} {means[rival]:.2f} ({'lower' if lower_is_better else 'higher'} is better)",
+            rests_on_eea=any(m in EEA_METHODS for m in methods)))  # EEA's maps decide which rival is best
     return findings or [not_run(key, "CNN models", "no CNN model is configured (config key 'models')")]
 
 
 @claim("gradcam_best_adp", "§2, EEA for CNNs (Table 5)",
-       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn")
+       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn",
+       assumes=("size_penalty", "finetune_steps"))
 def gradcam_best_adp(evidence: dict, settings: Settings) -> list[Finding]:
     return _gradcam_best("gradcam_best_adp", "ADP", evidence, settings)
 
 
 @claim("gradcam_best_pic", "§2, EEA for CNNs (Table 5)",
-       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn")
+       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn",
+       assumes=("size_penalty", "finetune_steps"))
 def gradcam_best_pic(evidence: dict, settings: Settings) -> list[Finding]:
     return _gradcam_best("gradcam_best_pic", "PIC", evidence, settings)
 
@@ -204,7 +264,8 @@ def map_mass(map_files, size: int) -> pd.Series:
 
 
 @claim("gradcam_larger_maps", "§2, EEA for CNNs (Fig. 1)",
-       "Grad-CAM's (GC) explanation maps are generally larger and cover a greater area", "cnn")
+       "Grad-CAM's (GC) explanation maps are generally larger and cover a greater area", "cnn",
+       assumes=("size_penalty", "finetune_steps"))
 def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
     key = "gradcam_larger_maps"
     if reason := _missing(evidence, "maps"):
@@ -221,7 +282,7 @@ def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
             key, subject, paired.to_numpy(), settings,
             "mean normalised map mass (mean of the min-max normalised map at the input size) of Grad-CAM − EEA",
             0.0, "above", [*entry["files"][GRADCAM], *entry["files"][EEA]],
-            note=f"mass Grad-CAM {gradcam.mean():.3f}, EEA {eea.mean():.3f}"))
+            note=f"mass Grad-CAM {gradcam.mean():.3f}, EEA {eea.mean():.3f}", rests_on_eea=True))
     return findings or [not_run(key, "CNN models", "no CNN model is configured (config key 'models')")]
 
 
@@ -302,7 +363,7 @@ def _sanity_missing(evidence: dict, mode: str) -> str:
 
 @claim("cascading_decreases", "§3.1, parameter randomization (Fig. 2)",
        "as more layers' weights are randomized, the correlation with the explanation map of the original model "
-       "significantly deteriorates", "sanity")
+       "significantly deteriorates", "sanity", assumes=("explainer_refit",))
 def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
     key = "cascading_decreases"
     entries = _sanity_entries(evidence, "cascading")
@@ -326,12 +387,12 @@ def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
                 f"{trend.rule}, and the last level's mean ρ {100 * settings.confidence:g} % CI < "
                 f"{settings.low_correlation:g}", trend.evidence,
                 f"last level (x = {last}, every layer randomized) mean ρ {end_value:.2f} "
-                f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}"))
+                f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}", method in EEA_METHODS))
     return findings
 
 
 @claim("independent_low", "§3.1, parameter randomization (Fig. 4)",
-       "the correlation values are low across all layers", "sanity")
+       "the correlation values are low across all layers", "sanity", assumes=("explainer_refit",))
 def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
     key = "independent_low"
     entries = _sanity_entries(evidence, "independent")
@@ -351,7 +412,7 @@ def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
             findings.append(Finding(
                 key, f"{entry['label']}, {_label(method)}", verdict, f"highest mean ρ over the levels (x = {worst})",
                 value, low, high, f"every level's {100 * settings.confidence:g} % CI < {settings.low_correlation:g}",
-                (str(entry["similarity"]),), _levels_note(frame, method)))
+                (str(entry["similarity"]),), _levels_note(frame, method), method in EEA_METHODS))
     return findings
 
 
@@ -411,7 +472,8 @@ def mixed_architectures(evidence: dict, settings: Settings) -> list[Finding]:
 
 
 @claim("two_object_class_specific", "§5, multiple-class images (Fig. 10)",
-       "EEA provides the most accurate class-specific explanation maps", "multiclass")
+       "EEA provides the most accurate class-specific explanation maps", "multiclass",
+       assumes=("size_penalty", "finetune_steps"))
 def two_object_class_specific(evidence: dict, settings: Settings) -> list[Finding]:
     key = "two_object_class_specific"
     if reason := _missing(evidence, "two_object"):
@@ -430,7 +492,8 @@ def two_object_class_specific(evidence: dict, settings: Settings) -> list[Findin
                 key, f"{entry['label']}, {_label(method)}",
                 _paired(frame, method, best, "class_pointing", keys=("image_id", "class")), settings,
                 f"class-specific pointing game of {_label(method)} − the best class-agnostic method's "
-                f"({_label(best)})", 0.0, "above", [entry["per_image"]]))
+                f"({_label(best)})", 0.0, "above", [entry["per_image"]],
+                rests_on_eea=method in EEA_METHODS or best in EEA_METHODS))
     return findings
 
 
@@ -438,7 +501,7 @@ def two_object_class_specific(evidence: dict, settings: Settings) -> list[Findin
 
 
 COLUMNS = ["claim", "section", "quote", "subject", "verdict", "statistic", "value", "ci_low", "ci_high", "rule",
-           "evidence", "figure", "note"]
+           "protocol", "evidence", "figure", "note"]
 
 
 def check_claims(evidence: dict, settings: Settings) -> pd.DataFrame:
@@ -446,9 +509,11 @@ def check_claims(evidence: dict, settings: Settings) -> pd.DataFrame:
     rows = []
     for entry in CLAIMS.values():
         for finding in entry.check(evidence, settings):
+            finding = under_protocol(finding, entry.assumes, settings.departures)
             if finding.verdict not in VERDICTS:
                 raise ValueError(f"claim {entry.key!r}: verdict {finding.verdict!r} is not one of {VERDICTS}")
             row = asdict(finding)
+            del row["rests_on_eea"]
             row.update(section=entry.section, quote=entry.quote, figure=entry.figure,
                        evidence="; ".join(finding.evidence))
             rows.append(row)
@@ -463,13 +528,14 @@ def verdict_html(table: pd.DataFrame) -> str:
         return "" if value is None or pd.isna(value) else f"{value:.3g}"
 
     lines = ['<table class="claims-table">', "<thead><tr><th>claim</th><th>subject</th><th>verdict</th>"
-             "<th>statistic</th><th>value</th><th>CI</th><th>rule</th><th>evidence</th></tr></thead>", "<tbody>"]
+             "<th>statistic</th><th>value</th><th>CI</th><th>rule</th><th>protocol</th><th>evidence</th></tr></thead>",
+             "<tbody>"]
     for row in table.itertuples():
         ci = "" if pd.isna(row.ci_low) else f"[{number(row.ci_low)}, {number(row.ci_high)}]"
         cells = [f'<a href="#{row.figure}">{html.escape(row.section)}</a>: “{html.escape(row.quote)}”',
                  html.escape(row.subject), f'<span class="verdict {row.verdict.replace(" ", "-")}">{row.verdict}</span>',
                  html.escape(row.statistic) + (f"<br><small>{html.escape(row.note)}</small>" if row.note else ""),
-                 number(row.value), ci, html.escape(row.rule), html.escape(row.evidence)]
+                 number(row.value), ci, html.escape(row.rule), html.escape(row.protocol), html.escape(row.evidence)]
         lines.append('<tr data-claim="' + html.escape(row.claim) + '">' + "".join(f"<td>{c}</td>" for c in cells)
                      + "</tr>")
     lines += ["</tbody>", "</table>"]
