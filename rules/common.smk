@@ -7,9 +7,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from eea_repro.allocator import export_allocator_settings
-from eea_repro.numerics import export_numerics_settings
 from eea_repro.config import ConfigError, validate_config
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
+from eea_repro.numerics import export_numerics_settings
 from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
 from eea_repro.workflow_facts import WorkflowFacts
 

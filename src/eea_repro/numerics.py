@@ -26,6 +26,7 @@ import os
 import platform
 import re
 from collections.abc import MutableMapping
+from functools import cache
 from pathlib import Path
 
 MODES = ("portable", "native")
@@ -60,24 +61,28 @@ def export_numerics_settings(mode: str, environ: MutableMapping[str, str] = os.e
     return {name: environ[name] for name in job_environment(mode)}
 
 
+@cache
+def _cpuinfo(field: str) -> str | None:
+    """A field of the first CPU in /proc/cpuinfo (Linux), read once per process; None elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return None
+    match = re.search(rf"^{field}\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
 def cpu_model() -> str:
     """The CPU's model name as the kernel reports it (Linux), else what the platform module knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine() or "unknown"
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 def cpu_vector_extensions() -> str:
     """The vector instruction sets that decide which kernels a native run takes (AVX2, AVX-512 parts)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
+    flags = _cpuinfo("flags")
+    if flags is None:
         return "unknown"
-    match = re.search(r"^flags\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), re.MULTILINE)
-    flags = set(match.group(1).split()) if match else set()
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile") if f in flags]
+    present = set(flags.split())
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile") if f in present]
     return " ".join(shown) or "none of avx2/avx512"
 
 
