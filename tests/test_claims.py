@@ -271,3 +271,30 @@ def test_the_paper_values_each_claim_assumes_are_departures_when_changed(repo):
     assert CLAIMS["gradcam_larger_maps"].assumes == ("size_penalty", "finetune_steps")
     assert CLAIMS["independent_low"].assumes == ("explainer_refit",)
     assert CLAIMS["data_randomization_differs"].assumes == ()  # its explainer is always trained against the twin
+
+
+def test_the_verdict_matrix_counts_each_claim_and_methods_rows_with_eea_first(tmp_path):
+    """Cells count the verdicts of a (claim, method) pair's rows, mark a protocol departure and read 'mixed' when the
+    rows disagree; EEA is the first column whatever the order of the rows."""
+    from eea_repro.claims import matrix_html, verdict_matrix
+
+    row = dict(section="§3.1", quote="q", figure="sanity", statistic="", value=None, ci_low=None, ci_high=None,
+               rule="", evidence="", note="")
+    table = pd.DataFrame([
+        {**row, "claim": "a", "subject": "M1, GC", "method": "gradcam", "verdict": "reproduced",
+         "protocol": "as the paper"},
+        {**row, "claim": "a", "subject": "M2, GC", "method": "gradcam", "verdict": "not reproduced",
+         "protocol": "as the paper"},
+        {**row, "claim": "a", "subject": "M1, EEA", "method": "eea", "verdict": "inconclusive",
+         "protocol": "departs: sanity.eea_refit: finetune"},
+        {**row, "claim": "b", "subject": "M1, GC", "method": "gradcam", "verdict": "reproduced",
+         "protocol": "as the paper"},
+    ])
+    matrix = verdict_matrix(table)
+    assert matrix["methods"] == ["eea", "gradcam"]
+    (eea_a, gc_a), (eea_b, gc_b) = (line["cells"] for line in matrix["rows"])
+    assert eea_a == {"counts": {"inconclusive": 1}, "verdict": "inconclusive", "departs": True}
+    assert gc_a == {"counts": {"reproduced": 1, "not reproduced": 1}, "verdict": "mixed", "departs": False}
+    assert eea_b == {"counts": {}, "verdict": "", "departs": False} and gc_b["verdict"] == "reproduced"
+    html_table = matrix_html(matrix)
+    assert html_table.count('<td class="cell') == 4 and "?1 †" in html_table and "✓1 ✗1" in html_table

@@ -105,6 +105,7 @@ class Finding:
     note: str = ""
     rests_on_eea: bool = False  # the row's statistic reads EEA's or pEEA's maps (the claim's protocol applies)
     protocol: str = "as the paper"
+    method: str = ""  # the registry name of the method the row is about (the verdict matrix's column)
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,12 @@ def side_of(low: float, high: float, threshold: float, paper_side: str) -> str:
 
 def _finding(key: str, subject: str, values, settings: Settings, statistic: str, threshold: float, paper_side: str,
              evidence, note: str = "", estimator=np.mean, verdict: str | None = None,
-             rests_on_eea: bool = False) -> Finding:
+             rests_on_eea: bool = False, method: str = "") -> Finding:
     value, low, high = settings.ci(values, estimator)
     relation = "<" if paper_side == "below" else ">"
     return Finding(key, subject, verdict or side_of(low, high, threshold, paper_side), statistic, value, low, high,
                    f"{100 * settings.confidence:g} % CI {relation} {threshold:g}", tuple(map(str, evidence)), note,
-                   rests_on_eea)
+                   rests_on_eea, method=method)
 
 
 def not_run(key: str, subject: str, reason: str) -> Finding:
@@ -230,7 +231,7 @@ def _gradcam_best(key: str, metric: str, evidence: dict, settings: Settings) -> 
             f"(> 0: Grad-CAM better)", 0.0, "above", [entry["per_image"]],
             note=f"mean {metric}: Grad-CAM {frame.loc[frame['method'] == GRADCAM, metric].mean():.2f}, "
                  f"{_label(rival)} {means[rival]:.2f} ({'lower' if lower_is_better else 'higher'} is better)",
-            rests_on_eea=any(m in EEA_METHODS for m in methods)))  # EEA's maps decide which rival is best
+            rests_on_eea=any(m in EEA_METHODS for m in methods), method=GRADCAM))  # EEA decides the best rival
     return findings or [not_run(key, "CNN models", "no CNN model is configured (config key 'models')")]
 
 
@@ -282,7 +283,7 @@ def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
             key, subject, paired.to_numpy(), settings,
             "mean normalised map mass (mean of the min-max normalised map at the input size) of Grad-CAM − EEA",
             0.0, "above", [*entry["files"][GRADCAM], *entry["files"][EEA]],
-            note=f"mass Grad-CAM {gradcam.mean():.3f}, EEA {eea.mean():.3f}", rests_on_eea=True))
+            note=f"mass Grad-CAM {gradcam.mean():.3f}, EEA {eea.mean():.3f}", rests_on_eea=True, method=GRADCAM))
     return findings or [not_run(key, "CNN models", "no CNN model is configured (config key 'models')")]
 
 
@@ -307,7 +308,7 @@ def all_ones_adp_zero(evidence: dict, settings: Settings) -> list[Finding]:
         findings.append(Finding(key, subject, "reproduced" if optimal else "not reproduced", "mean ADP of All-ones",
                                 value, low, high, f"≤ {settings.adp_zero:g} and the lowest mean ADP of the table",
                                 (str(entry["per_image"]),),
-                                f"lowest other mean ADP {means.drop(ALL_ONES).min():.2f}"))
+                                f"lowest other mean ADP {means.drop(ALL_ONES).min():.2f}", method=ALL_ONES))
     return findings
 
 
@@ -387,7 +388,8 @@ def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
                 f"{trend.rule}, and the last level's mean ρ {100 * settings.confidence:g} % CI < "
                 f"{settings.low_correlation:g}", trend.evidence,
                 f"last level (x = {last}, every layer randomized) mean ρ {end_value:.2f} "
-                f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}", method in EEA_METHODS))
+                f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}", method in EEA_METHODS,
+                method=method))
     return findings
 
 
@@ -412,7 +414,7 @@ def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
             findings.append(Finding(
                 key, f"{entry['label']}, {_label(method)}", verdict, f"highest mean ρ over the levels (x = {worst})",
                 value, low, high, f"every level's {100 * settings.confidence:g} % CI < {settings.low_correlation:g}",
-                (str(entry["similarity"]),), _levels_note(frame, method), method in EEA_METHODS))
+                (str(entry["similarity"]),), _levels_note(frame, method), method in EEA_METHODS, method=method))
     return findings
 
 
@@ -442,7 +444,7 @@ def data_randomization_differs(evidence: dict, settings: Settings) -> list[Findi
                                "median per-image ρ (original vs permuted-label model's map)",
                                settings.low_correlation, "below", [entry["similarity"], entry["record"]],
                                note=precondition, estimator=np.median,
-                               verdict=None if trained and chance else "inconclusive")
+                               verdict=None if trained and chance else "inconclusive", method=method)
             findings.append(finding)
     return findings
 
@@ -467,7 +469,7 @@ def mixed_architectures(evidence: dict, settings: Settings) -> list[Finding]:
         findings.append(_finding(
             key, pair["label"], _paired(rows, pair["label"], own[pair["model"]], "POS"), settings,
             f"POS of {pair['label']} − POS of {own[pair['model']]} (the explained model's own architecture)",
-            settings.mixed_pos_margin, "below", [mixed["per_image"]]))
+            settings.mixed_pos_margin, "below", [mixed["per_image"]], method=EEA))
     return findings or [not_run(key, "cross pairs", "no cross pair of two configured models")]
 
 
@@ -493,15 +495,15 @@ def two_object_class_specific(evidence: dict, settings: Settings) -> list[Findin
                 _paired(frame, method, best, "class_pointing", keys=("image_id", "class")), settings,
                 f"class-specific pointing game of {_label(method)} − the best class-agnostic method's "
                 f"({_label(best)})", 0.0, "above", [entry["per_image"]],
-                rests_on_eea=method in EEA_METHODS or best in EEA_METHODS))
+                rests_on_eea=method in EEA_METHODS or best in EEA_METHODS, method=method))
     return findings
 
 
 # --- the run's verdict table -----------------------------------------------------------------------------------
 
 
-COLUMNS = ["claim", "section", "quote", "subject", "verdict", "statistic", "value", "ci_low", "ci_high", "rule",
-           "protocol", "evidence", "figure", "note"]
+COLUMNS = ["claim", "section", "quote", "subject", "method", "verdict", "statistic", "value", "ci_low", "ci_high",
+           "rule", "protocol", "evidence", "figure", "note"]
 
 
 def check_claims(evidence: dict, settings: Settings) -> pd.DataFrame:
@@ -542,6 +544,54 @@ def verdict_html(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "not run": "–"}
+
+
+def verdict_matrix(table: pd.DataFrame) -> dict:
+    """Claims as rows, methods as columns (EEA and pEEA first, then as they first appear): per cell the verdicts of its rows
+    (models, variants, runs) counted, and whether any of them departs from the paper's protocol."""
+    rows = table[table["method"].fillna("") != ""]
+    methods = sorted(dict.fromkeys(rows["method"]), key=lambda m: (m != EEA, m not in EEA_METHODS))
+    cells = []
+    for key, group in table.groupby("claim", sort=False):
+        first = group.iloc[0]
+        line = {"claim": key, "section": first["section"], "quote": first["quote"], "figure": first["figure"],
+                "cells": []}
+        for method in methods:
+            mine = group[group["method"] == method]
+            counts = mine["verdict"].value_counts().reindex(VERDICTS, fill_value=0)
+            shown = {verdict: int(n) for verdict, n in counts.items() if n}
+            line["cells"].append({
+                "counts": shown,
+                "verdict": next(iter(shown)) if len(shown) == 1 else ("mixed" if shown else ""),
+                "departs": bool((mine["protocol"] != "as the paper").any()),
+            })
+        cells.append(line)
+    return {"methods": methods, "rows": cells}
+
+
+def matrix_html(matrix: dict) -> str:
+    """The verdict matrix as the report's first table: one coloured cell per claim and method."""
+    import html
+
+    head = "".join(f"<th>{html.escape(_label(m))}</th>" for m in matrix["methods"])
+    lines = ['<table class="verdict-matrix">', f"<thead><tr><th>claim</th>{head}</tr></thead>", "<tbody>"]
+    for row in matrix["rows"]:
+        cells = []
+        for cell in row["cells"]:
+            text = " ".join(f"{VERDICT_MARKS[v]}{n}" for v, n in cell["counts"].items())
+            title = ", ".join(f"{n} {v}" for v, n in cell["counts"].items())
+            if cell["departs"]:
+                text += " †"
+                title += "; † the run departs from the paper's protocol"
+            kind = cell["verdict"].replace(" ", "-") or "empty"
+            cells.append(f'<td class="cell {kind}" title="{html.escape(title)}">{text}</td>')
+        claim = f'<a href="#{row["figure"]}">{html.escape(row["section"])}</a><br><small>{html.escape(row["claim"])}</small>'
+        lines.append(f"<tr><td>{claim}</td>{''.join(cells)}</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines)
+
+
 def claim_sentences(table: pd.DataFrame) -> list[str]:
     """One sentence per claim, from the table's numbers: which subjects reproduced it and which did not."""
     sentences = []
@@ -555,7 +605,8 @@ def claim_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def write_claims(evidence: dict, settings: Settings, out_csv, out_json, out_html) -> pd.DataFrame:
-    """Check every claim and write the verdict table (CSV, the report's HTML) and its summary (JSON)."""
+    """Check every claim and write the verdict table (CSV, the report's HTML) and its summary (JSON), with the
+    verdict matrix (claims x methods) the report opens with."""
     table = check_claims(evidence, settings)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
@@ -563,6 +614,8 @@ def write_claims(evidence: dict, settings: Settings, out_csv, out_json, out_html
     with atomic_path(out_html) as tmp:
         tmp.write_text(html_table + "\n", encoding="utf-8")
     counts = table["verdict"].value_counts().reindex(VERDICTS, fill_value=0).to_dict()
+    matrix = verdict_matrix(table)
     write_json(out_json, {"settings": asdict(settings), "counts": counts, "html": html_table,
+                          "matrix": matrix, "matrix_html": matrix_html(matrix),
                           "sentences": claim_sentences(table), "rows": json.loads(table.to_json(orient="records"))})
     return table
