@@ -53,12 +53,13 @@ def job_environment(mode: str) -> dict[str, str]:
 
 def export_numerics_settings(mode: str, environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
     """Set ``mode``'s variables in ``environ`` where the user has not set them; returns what is in effect."""
-    for name, value in job_environment(mode).items():
+    wanted = job_environment(mode)
+    for name, value in wanted.items():
         if name == MODE_VARIABLE:
             environ[name] = value  # the config decides the mode, not a leftover variable
         else:
             environ.setdefault(name, value)
-    return {name: environ[name] for name in job_environment(mode)}
+    return {name: environ[name] for name in wanted}
 
 
 @cache
@@ -158,20 +159,21 @@ def fingerprint() -> dict[str, str]:
     def digest(tensor) -> str:
         return hashlib.sha256(tensor.detach().contiguous().numpy().tobytes()).hexdigest()[:12]
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # MKL's and ATen's splits of the work depend on the thread count
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(32, 64, 24, 24, generator=generator)
     kernel = torch.randn(64, 64, 3, 3, generator=generator)
     left, right = torch.randn(256, 384, generator=generator), torch.randn(384, 512, generator=generator)
-    digests = {
-        "convolution (oneDNN)": digest(F.conv2d(features, kernel, padding=1)),
-        "matrix product (MKL)": digest(left @ right),
-        "softmax (ATen)": digest(torch.softmax(3 * left, dim=-1)),
-        "exp (ATen)": digest(torch.exp(left)),
-    }
-    torch.set_num_threads(threads)
-    return digests
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # MKL's and ATen's splits of the work depend on the thread count
+    try:
+        return {
+            "convolution (oneDNN)": digest(F.conv2d(features, kernel, padding=1)),
+            "matrix product (MKL)": digest(left @ right),
+            "softmax (ATen)": digest(torch.softmax(3 * left, dim=-1)),
+            "exp (ATen)": digest(torch.exp(left)),
+        }
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_mode(environ: MutableMapping[str, str] = os.environ) -> str:
