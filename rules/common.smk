@@ -11,6 +11,7 @@ from eea_repro.config import ConfigError, validate_config
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
 from eea_repro.numerics import export_numerics_settings
 from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
+from eea_repro.replicates import in_replicate, replicate_seed
 from eea_repro.workflow_facts import WorkflowFacts
 
 # The method registry's entries and the model checks, kept in .snakemake/ between invocations (torch and timm are
@@ -54,6 +55,12 @@ METHOD_LABELS = {name: entry["label"] for name, entry in REGISTERED_METHODS.item
 CONTROL_METHODS = sorted(name for name, entry in REGISTERED_METHODS.items() if entry["control"])
 # Methods whose maps depend on their place in a job's batches (drawn from the job's seed): never read from another job.
 SEEDED_METHODS = {name for name, entry in REGISTERED_METHODS.items() if entry["seeded"]}
+# Seed replicates (config `replicates`): replicate 0 is the run itself, with its own seed and files; replicates 1..N-1
+# re-run every seeded stage (explainers and so EEA / pEEA maps, the seeded controls, the sanity re-fits) with a seed of
+# their own, under results/replicate-<r>/. The explained models, data and randomized models stay one per config.
+REPLICATES = list(range(1, config["replicates"]))
+# The methods whose maps change with the training / sampling seed.
+REPLICATED_METHODS = set(EEA_METHODS) | SEEDED_METHODS
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
 SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
            "seed": config["seed"]}
@@ -63,10 +70,20 @@ wildcard_constraints:
     model="|".join(MODELS),
     variant="|".join(VARIANTS),
     shard=r"\d+",
+    replicate=r"[1-9]\d*",
 
 
 def methods_of(model):
     return config["methods"][config["models"][model]["family"]]
+
+
+def replicated_methods_of(model):
+    return [m for m in methods_of(model) if m in REPLICATED_METHODS]
+
+
+def replicate_training_seed(wildcards):
+    """The seed of a replicate job's training and seeded maps (the ``replicate`` wildcard)."""
+    return replicate_seed(config["seed"], int(wildcards.replicate))
 
 
 def gpu_request(wildcards=None):
@@ -104,6 +121,16 @@ def map_files_of_shard(wildcards):
     return [
         (variant, f"results/maps/{wildcards.model}/{variant}/{method}/shard-{wildcards.shard}.npz")
         for method in methods_of(wildcards.model)
+        for variant in VARIANTS
+    ]
+
+
+def replicate_map_files_of_shard(wildcards):
+    """(variant, map shard) of the seeded methods of one model and shard in one replicate: its metric job's maps."""
+    return [
+        (variant, in_replicate(f"results/maps/{wildcards.model}/{variant}/{method}/shard-{wildcards.shard}.npz",
+                               wildcards.replicate))
+        for method in replicated_methods_of(wildcards.model)
         for variant in VARIANTS
     ]
 
@@ -371,8 +398,15 @@ def sanity_levels(model, run):
     return range(1, run_layer_count(model, run) + (3 if parse_run(run)[0] == "cascading" else 2))
 
 
-def sanity_maps(model, run, level, method):
-    return f"results/sanity/{model}/{setting_name(run, level)}/{method}.npz"
+def sanity_maps(model, run, level, method, replicate=0):
+    """One method's maps at one level; a seeded method's from seed replicate ``replicate`` (0: the run's own)."""
+    path = f"results/sanity/{model}/{setting_name(run, level)}/{method}.npz"
+    return in_replicate(path, replicate) if method in REPLICATED_METHODS else path
+
+
+def sanity_replicated_methods(family):
+    """The sanity methods a seed replicate re-makes: those whose maps change with the seed."""
+    return [m for m in sanity_methods(family) if m in REPLICATED_METHODS]
 
 
 def fully_randomized_maps(model, method):
@@ -400,14 +434,16 @@ def sanity_jobs(model):
     return [settings[start : start + size] for start in range(0, len(settings), size)]
 
 
-def sanity_reference_maps(model, settings):
-    """Method -> the evaluated 'target' map shards of ``model`` that a sanity job's original setting takes instead of
-    remaking them (the same computation on the same images and classes); empty without the original setting or a
-    'target' variant. Seeded methods (a map depends on its place in the job's batches) are remade."""
+def sanity_reference_maps(model, settings, methods, replicate=0):
+    """Method -> the evaluated 'target' map shards of ``model`` (of seed replicate ``replicate``) that a sanity job's
+    original setting takes instead of remaking them (the same computation on the same images and classes); empty
+    without the original setting or a 'target' variant. Seeded methods (a map depends on its place in the job's
+    batches) are remade."""
     if ORIGINAL not in settings or "target" not in VARIANTS:
         return {}
-    return {method: shard_files(MAP_SHARDS, model, "target", method) for method in sanity_methods_of(model)
-            if method in methods_of(model) and method not in SEEDED_METHODS}
+    return {method: [in_replicate(path, replicate) if method in REPLICATED_METHODS else path
+                     for path in shard_files(MAP_SHARDS, model, "target", method)]
+            for method in methods if method in methods_of(model) and method not in SEEDED_METHODS}
 
 
 def sanity_job_label(jobs, index):
@@ -417,12 +453,16 @@ def sanity_job_label(jobs, index):
 
 def sanity_level_inputs(methods, predictions=False):
     """Input function: level k -> the maps of ``methods`` at level k, named 'level<k>' (the script parses k), and
-    with ``predictions`` that level's model predictions, named 'predictions<k>'."""
+    with ``predictions`` that level's model predictions, named 'predictions<k>'. A ``replicate`` wildcard takes the
+    seeded methods' maps of that seed replicate."""
 
     def inputs(wildcards):
         levels = sanity_levels(wildcards.model, wildcards.run)
+        replicate = wildcards.get("replicate", 0)
         named = {
-            f"level{level}": [sanity_maps(wildcards.model, wildcards.run, level, m) for m in methods(wildcards)]
+            f"level{level}": [
+                sanity_maps(wildcards.model, wildcards.run, level, m, replicate) for m in methods(wildcards)
+            ]
             for level in levels
         }
         if predictions:
@@ -503,6 +543,7 @@ def claims_evidence():
              "per_image": f"results/localisation/{m}/two_object.per_image.csv"}
             for m in MODELS
         ]
+    evidence["replicates"] = [replicate_evidence(evidence, replicate) for replicate in REPLICATES]
     if MIXED_PAIRS:
         evidence["mixed"] = {
             "per_image": "results/tables/mixed_architectures.per_image.csv",
@@ -513,6 +554,25 @@ def claims_evidence():
             ],
         }
     return evidence
+
+
+def replicate_evidence(evidence, replicate):
+    """The evidence kinds a seed replicate re-makes (metric tables, CNN maps, sanity similarities), with its files:
+    a seeded method's from the replicate, every other the run's own."""
+    maps = [
+        {**entry, "files": {method: [in_replicate(path, replicate) for path in files] if method in REPLICATED_METHODS
+                            else files for method, files in entry["files"].items()}}
+        for entry in evidence["maps"]
+    ]
+    kinds = {
+        "tables": [{**entry, "per_image": in_replicate(entry["per_image"], replicate)} for entry in evidence["tables"]],
+        "maps": maps,
+    }
+    if "sanity" in evidence:
+        kinds["sanity"] = [
+            {**entry, "similarity": in_replicate(entry["similarity"], replicate)} for entry in evidence["sanity"]
+        ]
+    return kinds
 
 
 def evidence_files(evidence):

@@ -31,3 +31,18 @@ rule pretrain_explainer:
         f"benchmarks/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.tsv"
     script:
         "../scripts/pretrain_explainer.py"
+
+
+# Seed replicates (config `replicates`): the same pretraining with the replicate's seed, under results/replicate-<r>/.
+use rule pretrain_explainer as pretrain_explainer_replicate with:
+    output:
+        explainers=protected(
+            explainer_job_files(in_replicate("results/explainers/{model}/{variant}.safetensors", "{replicate}"))
+        ),
+        histories=explainer_job_files(in_replicate("results/explainers/{model}/{variant}.json", "{replicate}")),
+    params:
+        seed=replicate_training_seed,
+    log:
+        f"logs/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}_replicate-{{replicate}}.log",
+    benchmark:
+        f"benchmarks/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}_replicate-{{replicate}}.tsv"

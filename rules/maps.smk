@@ -115,3 +115,89 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
         f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.tsv"
     script:
         "../scripts/make_eea_maps.py"
+
+
+# Seed replicates (config `replicates`): EEA and pEEA from the replicate's explainers, and the seeded controls (the
+# random map) drawn from the replicate's seed, under results/replicate-<r>/maps/.
+REPLICATE_EXPLAINERS = expand(
+    in_replicate("results/explainers/{{model}}/{variant}.safetensors", "{{replicate}}"), variant=VARIANTS
+)
+
+
+use rule eea_maps as eea_maps_replicate with:
+    input:
+        checkpoint=checkpoint_of,
+        explainers=REPLICATE_EXPLAINERS,
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        maps=[
+            in_replicate(f"results/maps/{{model}}/{variant}/{method}/shard-{{shard}}.npz", "{replicate}")
+            for method in ("eea", "peea")
+            for variant in VARIANTS
+        ],
+        selection=[
+            in_replicate(f"results/maps/{{model}}/{variant}/eea/shard-{{shard}}.steps.csv", "{replicate}")
+            for variant in VARIANTS
+        ],
+    params:
+        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.methods.csv",
+    log:
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.log",
+    benchmark:
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.tsv"
+
+
+use rule peea_maps as peea_maps_replicate with:
+    input:
+        checkpoint=checkpoint_of,
+        explainers=REPLICATE_EXPLAINERS,
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        maps=[
+            in_replicate(f"results/maps/{{model}}/{variant}/peea/shard-{{shard}}.npz", "{replicate}")
+            for variant in VARIANTS
+        ],
+    params:
+        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.methods.csv",
+    log:
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.log",
+    benchmark:
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.tsv"
+
+
+rule seeded_maps_replicate:
+    conda:
+        "../envs/torch.yaml"
+    input:
+        checkpoint=checkpoint_of,
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        [
+            in_replicate(f"results/maps/{{model}}/{variant}/{{method}}/shard-{{shard}}.npz", "{replicate}")
+            for variant in VARIANTS
+        ],
+    wildcard_constraints:
+        method=one_of(sorted(SEEDED_METHODS)),
+    params:
+        methods=lambda wildcards: [wildcards.method],
+        variants=VARIANTS,
+        model=model_settings,
+        image_root=image_root,
+        shard_range=shard_range,
+        seed=replicate_training_seed,
+        device=config["device"],
+        precision=config["precision"],
+        batch_size=config["explainer"]["batch_size"],
+        timing="benchmarks/maps/{model}_{method}_{shard}_replicate-{replicate}.methods.csv",
+    threads: 1
+    resources:
+        gpu=gpu_request,
+    log:
+        "logs/maps/{model}_{method}_{shard}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/maps/{model}_{method}_{shard}_replicate-{replicate}.tsv"
+    script:
+        "../scripts/make_baseline_maps.py"

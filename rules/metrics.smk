@@ -55,3 +55,41 @@ rule metric_table:
         "logs/tables/{model}_{variant}.log",
     script:
         "../scripts/make_table.py"
+
+
+# Seed replicates (config `replicates`): the seeded methods' maps of a replicate scored as the run's own (same tie
+# orders), and the replicate's tables: the run's rows with the seeded methods' rows replaced by the replicate's.
+use rule evaluate_maps as evaluate_maps_replicate with:
+    input:
+        checkpoint=checkpoint_of,
+        maps=lambda wildcards: [path for _, path in replicate_map_files_of_shard(wildcards)],
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        in_replicate(METRIC_SHARDS, "{replicate}"),
+    params:
+        map_files=replicate_map_files_of_shard,
+        timing="benchmarks/metrics/{model}_{shard}_replicate-{replicate}.methods.csv",
+    log:
+        "logs/metrics/{model}_{shard}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/metrics/{model}_{shard}_replicate-{replicate}.tsv"
+
+
+use rule metric_table as metric_table_replicate with:
+    input:
+        per_image=lambda wildcards: metric_files(wildcards.model),
+        replaced_by=lambda wildcards: (
+            expand(in_replicate(METRIC_SHARDS, wildcards.replicate), model=wildcards.model, shard=PLAN.shards)
+            if replicated_methods_of(wildcards.model)
+            else []
+        ),
+    output:
+        csv=in_replicate("results/tables/{model}_{variant}.csv", "{replicate}"),
+        tex=in_replicate("results/tables/{model}_{variant}.tex", "{replicate}"),
+        html=in_replicate("results/tables/{model}_{variant}.html", "{replicate}"),
+        per_image=in_replicate("results/tables/{model}_{variant}.per_image.csv", "{replicate}"),
+    params:
+        caption=lambda wildcards: f"{table_caption(wildcards)}, seed replicate {wildcards.replicate}",
+    log:
+        "logs/tables/{model}_{variant}_replicate-{replicate}.log",

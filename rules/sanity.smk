@@ -108,47 +108,77 @@ rule sanity_summary:
 
 
 # One rule per job (its files are known when the workflow is read): sanity.settings_per_job randomized models of one
-# model per job, so that a job's imports, model and images serve several of them.
+# model per job, so that a job's imports, model and images serve several of them. A seed replicate (config
+# `replicates`) re-makes the seeded methods' maps (EEA re-fitted, pEEA, the random control) with its own training seed
+# on the same images and randomized models, under results/replicate-<r>/sanity/.
 for sanity_model in MODELS:
     sanity_family = config["models"][sanity_model]["family"]
     sanity_model_jobs = sanity_jobs(sanity_model)
-    for sanity_index, sanity_job in enumerate(sanity_model_jobs):
-        sanity_label = sanity_job_label(sanity_model_jobs, sanity_index)
+    for sanity_replicate in [0, *(REPLICATES if sanity_replicated_methods(sanity_family) else [])]:
+        sanity_job_methods = (
+            sanity_replicated_methods(sanity_family) if sanity_replicate else sanity_methods(sanity_family)
+        )
+        sanity_suffix = f"_replicate-{sanity_replicate}" if sanity_replicate else ""
+        sanity_rule_suffix = f"_replicate_{sanity_replicate}" if sanity_replicate else ""
+        for sanity_index, sanity_job in enumerate(sanity_model_jobs):
+            sanity_label = f"{sanity_job_label(sanity_model_jobs, sanity_index)}{sanity_suffix}"
+            sanity_references = sanity_reference_maps(sanity_model, sanity_job, sanity_job_methods, sanity_replicate)
 
-        rule:
-            name:
-                f"sanity_maps_{sanity_model}_{sanity_index + 1}"
-            conda:
-                "../envs/torch.yaml"
-            input:
-                checkpoint=f"results/checkpoints/{sanity_model}.safetensors",
-                explainer=f"results/explainers/{sanity_model}/{REFERENCE_VARIANT}.safetensors",
-                images=PLAN.split_label_file("test"),
-                explainer_train=PLAN.split_label_file("explainer_train"),
-                explainer_val=PLAN.split_label_file("explainer_val"),
-                classes=PLAN.classes_file,
-                reference=[path for paths in sanity_reference_maps(sanity_model, sanity_job).values() for path in paths],
-            output:
-                # setting by setting, each with every method's maps in sanity_methods order
-                maps=[
-                    f"results/sanity/{sanity_model}/{setting}/{method}.npz"
-                    for setting in sanity_job
-                    for method in sanity_methods(sanity_family)
-                ],
-                predictions=[f"results/sanity/{sanity_model}/{setting}/predictions.csv" for setting in sanity_job],
-            params:
-                **{**explain_images_params(sanity_family, sanity_methods(sanity_family)),
-                   "model": config["models"][sanity_model]},
-                settings=sanity_job,
-                reference_maps=sanity_reference_maps(sanity_model, sanity_job),
-                # a finished setting waits here until its whole job is done (a killed job resumes from it)
-                resume=[f"results/sanity/{sanity_model}/{setting}.resume" for setting in sanity_job],
-            threads: 1
-            resources:
-                gpu=gpu_request,
-            log:
-                f"logs/sanity/maps_{sanity_model}_{sanity_label}.log",
-            benchmark:
-                f"benchmarks/sanity/maps_{sanity_model}_{sanity_label}.tsv"
-            script:
-                "../scripts/make_sanity_maps.py"
+            rule:
+                name:
+                    f"sanity_maps_{sanity_model}_{sanity_index + 1}{sanity_rule_suffix}"
+                conda:
+                    "../envs/torch.yaml"
+                input:
+                    checkpoint=f"results/checkpoints/{sanity_model}.safetensors",
+                    explainer=in_replicate(
+                        f"results/explainers/{sanity_model}/{REFERENCE_VARIANT}.safetensors", sanity_replicate
+                    ),
+                    images=PLAN.split_label_file("test"),
+                    explainer_train=PLAN.split_label_file("explainer_train"),
+                    explainer_val=PLAN.split_label_file("explainer_val"),
+                    classes=PLAN.classes_file,
+                    reference=[path for paths in sanity_references.values() for path in paths],
+                output:
+                    # setting by setting, each with every method's maps in sanity_methods order
+                    maps=[
+                        in_replicate(f"results/sanity/{sanity_model}/{setting}/{method}.npz", sanity_replicate)
+                        for setting in sanity_job
+                        for method in sanity_job_methods
+                    ],
+                    # the randomized models' predictions: the run's own (a replicate's models are the same)
+                    predictions=[
+                        f"results/sanity/{sanity_model}/{setting}/predictions.csv"
+                        for setting in (sanity_job if not sanity_replicate else [])
+                    ],
+                params:
+                    **{
+                        **explain_images_params(sanity_family, sanity_job_methods),
+                        "model": config["models"][sanity_model],
+                    },
+                    training_seed=replicate_seed(config["seed"], sanity_replicate),
+                    settings=sanity_job,
+                    reference_maps=sanity_references,
+                    # a finished setting waits here until its whole job is done (a killed job resumes from it)
+                    resume=[
+                        in_replicate(f"results/sanity/{sanity_model}/{setting}.resume", sanity_replicate)
+                        for setting in sanity_job
+                    ],
+                threads: 1
+                resources:
+                    gpu=gpu_request,
+                log:
+                    f"logs/sanity/maps_{sanity_model}_{sanity_label}.log",
+                benchmark:
+                    f"benchmarks/sanity/maps_{sanity_model}_{sanity_label}.tsv"
+                script:
+                    "../scripts/make_sanity_maps.py"
+
+
+use rule sanity_similarity as sanity_similarity_replicate with:
+    input:
+        unpack(sanity_level_inputs(lambda wildcards: sanity_methods_of(wildcards.model), predictions=True)),
+    output:
+        in_replicate("results/sanity/{model}/{run}.similarity.csv", "{replicate}"),
+    log:
+        "logs/sanity/similarity_{model}_{run}_replicate-{replicate}.log",

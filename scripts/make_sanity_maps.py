@@ -9,4 +9,5 @@ with job_context(snakemake):
                      i.explainer, p.image_root, i.images, i.explainer_train, i.explainer_val, i.classes,
                      {setting: {method: next(maps) for method in p.methods} for setting in p.settings},
                      dict(zip(p.settings, o.predictions)), dict(zip(p.settings, p.resume)), seed=p.seed,
-                     device=p.device, precision=p.precision, batch_size=p.batch_size, reference_maps=p.reference_maps)
+                     training_seed=p.training_seed, device=p.device, precision=p.precision,
+                     batch_size=p.batch_size, reference_maps=p.reference_maps)

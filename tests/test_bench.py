@@ -105,6 +105,11 @@ def test_paper_cost_estimate_on_known_inputs():
     for key, hours in expected.items():
         assert frame[key] == pytest.approx(hours)
     assert frame[("total", "")] == pytest.approx(sum(expected.values()))
+    # two more seeds: fine-tuning and pretraining again, and the metrics of 3 of the 4 scored methods
+    tripled = paper_cost_estimate(rates, n_images=3600, replicates=3).set_index(["stage", "method"])["gpu_hours"]
+    seeded = expected[("EEA fine-tuning", "EEA")] + expected[("explainer pretraining", "pEEA")] + 1080 / 3600
+    assert tripled[("seed replicates", "2 more seeds")] == pytest.approx(2 * seeded)
+    assert tripled[("total", "")] == pytest.approx(sum(expected.values()) + 2 * seeded)
 
 
 def test_throughputs_from_run_invert_seconds_per_image():

@@ -279,7 +279,7 @@ def test_the_verdict_matrix_counts_each_claim_and_methods_rows_with_eea_first(tm
     from eea_repro.claims import matrix_html, verdict_matrix
 
     row = dict(section="§3.1", quote="q", figure="sanity", statistic="", value=None, ci_low=None, ci_high=None,
-               rule="", evidence="", note="")
+               rule="", evidence="", note="", seed_fragile=False)
     table = pd.DataFrame([
         {**row, "claim": "a", "subject": "M1, GC", "method": "gradcam", "verdict": "reproduced",
          "protocol": "as the paper"},
@@ -288,13 +288,98 @@ def test_the_verdict_matrix_counts_each_claim_and_methods_rows_with_eea_first(tm
         {**row, "claim": "a", "subject": "M1, EEA", "method": "eea", "verdict": "inconclusive",
          "protocol": "departs: sanity.eea_refit: finetune"},
         {**row, "claim": "b", "subject": "M1, GC", "method": "gradcam", "verdict": "reproduced",
-         "protocol": "as the paper"},
+         "protocol": "as the paper", "seed_fragile": True},
     ])
     matrix = verdict_matrix(table)
     assert matrix["methods"] == ["eea", "gradcam"]
     (eea_a, gc_a), (eea_b, gc_b) = (line["cells"] for line in matrix["rows"])
-    assert eea_a == {"counts": {"inconclusive": 1}, "verdict": "inconclusive", "departs": True}
-    assert gc_a == {"counts": {"reproduced": 1, "not reproduced": 1}, "verdict": "mixed", "departs": False}
-    assert eea_b == {"counts": {}, "verdict": "", "departs": False} and gc_b["verdict"] == "reproduced"
+    assert eea_a == {"counts": {"inconclusive": 1}, "verdict": "inconclusive", "departs": True, "fragile": False}
+    assert gc_a == {"counts": {"reproduced": 1, "not reproduced": 1}, "verdict": "mixed", "departs": False,
+                    "fragile": False}
+    assert eea_b == {"counts": {}, "verdict": "", "departs": False, "fragile": False}
+    assert gc_b["verdict"] == "reproduced" and gc_b["fragile"]
     html_table = matrix_html(matrix)
     assert html_table.count('<td class="cell') == 4 and "?1 †" in html_table and "✓1 ✗1" in html_table
+    assert "✓1 ‡" in html_table  # seed-fragile
+
+
+# --- seed replicates: per-seed verdicts, pooled intervals ---------------------------------------------------------
+
+
+def _seeded_tables(tmp_path, eea_adp_by_seed: list[float], noise=1.0) -> dict:
+    """Table evidence of a CNN with one seed per entry of ``eea_adp_by_seed`` (EEA's mean ADP under that seed;
+    Grad-CAM and the all-ones mask are seed-free), the later seeds as ``replicates``."""
+    rng = _rng(5)
+    gradcam = 30 + rng.normal(0, 5, N)
+    paths = []
+    for seed, eea_adp in enumerate(eea_adp_by_seed):
+        eea = eea_adp + rng.normal(0, noise, N)
+        paths.append(_per_image(tmp_path, f"seed{seed}", {"gradcam": {"ADP": gradcam}, "eea": {"ADP": eea},
+                                                          "all_ones": {"ADP": np.zeros(N)}}))
+    evidence = _table_evidence(paths[0])
+    evidence["replicates"] = [{"tables": _table_evidence(path)["tables"]} for path in paths[1:]]
+    return evidence
+
+
+def _rows(evidence, claim):
+    table = check_claims(evidence, SETTINGS)
+    return table[table["claim"] == claim].reset_index(drop=True)
+
+
+def test_a_claim_whose_seeds_disagree_is_seed_fragile_with_each_seeds_verdict(tmp_path):
+    """Grad-CAM's ADP is the best under the first seed (EEA at 40) and not under the second (EEA at 20): the row
+    lists both verdicts and is flagged; seeds that agree are not."""
+    fragile = _rows(_seeded_tables(tmp_path, [40.0, 20.0]), "gradcam_best_adp").iloc[0]
+    assert fragile["seeds"] == 2 and fragile["per_seed"] == "reproduced; not reproduced"
+    assert bool(fragile["seed_fragile"]) and fragile["seed_share"] > 0.5  # most of the spread is between seeds
+    steady = _rows(_seeded_tables(tmp_path, [40.0, 41.0]), "gradcam_best_adp").iloc[0]
+    assert steady["per_seed"] == "reproduced; reproduced" and not steady["seed_fragile"]
+    assert steady["verdict"] == "reproduced"
+
+
+def test_the_pooled_interval_is_the_one_over_both_seeds_paired_images(tmp_path):
+    """The pooled row's value and CI equal pooled_interval on the seeds x images array of the per-image differences
+    the check compares (Grad-CAM − EEA's ADP per image), computed here independently."""
+    from eea_repro.replicates import pooled_interval
+
+    evidence = _seeded_tables(tmp_path, [40.0, 34.0], noise=3.0)
+    row = _rows(evidence, "gradcam_best_adp").iloc[0]
+    paths = [evidence["tables"][0]["per_image"], evidence["replicates"][0]["tables"][0]["per_image"]]
+    differences = []
+    for path in paths:
+        frame = pd.read_csv(path).set_index(["method", "image_id"])["ADP"]
+        differences.append((frame["eea"] - frame["gradcam"]).sort_index().to_numpy())  # rival − Grad-CAM: ADP
+    expected = pooled_interval(np.stack(differences), SETTINGS.bootstrap, SETTINGS.confidence, SETTINGS.seed)
+    assert (row["value"], row["ci_low"], row["ci_high"]) == pytest.approx((expected.value, expected.low,
+                                                                          expected.high))
+    assert row["seed_note"] == expected.note
+
+
+def test_one_seed_says_its_seed_variance_is_not_measured(tmp_path):
+    from eea_repro.replicates import ONE_SEED
+
+    table = check_claims(_seeded_tables(tmp_path, [40.0]), SETTINGS)
+    ran = table[table["verdict"] != "not run"]
+    assert len(ran) and set(ran["seed_note"]) == {ONE_SEED} and set(ran["seeds"]) == {1}
+    assert (ran["per_seed"] == ran["verdict"]).all() and not ran["seed_fragile"].any()
+
+
+def test_a_claim_whose_evidence_has_no_replicates_keeps_one_seed(tmp_path):
+    """Replicates of the tables only: the sanity claims (which read the sanity similarities) stay one seed."""
+    from eea_repro.replicates import ONE_SEED
+
+    evidence = _seeded_tables(tmp_path, [40.0, 20.0])
+    evidence |= _sanity_evidence(_similarity(tmp_path, "cascading", {1: 1, 2: 0.5, 3: 0.1}), "cascading")
+    table = check_claims(evidence, SETTINGS).set_index("claim")
+    assert table.loc["cascading_decreases", "seed_note"] == ONE_SEED
+    assert table.loc["gradcam_best_adp", "seeds"] == 2
+
+
+def test_seeds_pair_by_image_id_whatever_their_order_or_gaps():
+    from eea_repro.claims import seeds_by_images
+
+    first = pd.Series([1.0, 2.0, 3.0], index=["a", "b", "c"])
+    second = pd.Series([30.0, 10.0], index=["c", "a"])
+    np.testing.assert_array_equal(seeds_by_images([first, second]), [[1.0, 2.0, 3.0], [10.0, np.nan, 30.0]])
+    with pytest.raises(ValueError, match="cannot be paired"):
+        seeds_by_images([np.zeros(3), np.zeros(2)])

@@ -31,6 +31,7 @@ RUN = {
     "figures/qualitative_vit_target.png": "figure",
     "report/index.html": "<html>",
     "explainers/vit/target.resume/pretrain_state.pt": "resume",
+    "replicate-1/maps/vit/target/eea/shard-0.npz": "replicate maps",
 }
 RULES = {
     "results/claims.csv": "claims",
@@ -38,6 +39,7 @@ RULES = {
     "results/maps/vit/target/eea/shard-0.npz": "eea_maps",
     "results/checkpoints/vit.json": "train_model",
     "results/data/embedded": "embedded_dataset",  # a folder output: its files are the rule's
+    "results/replicate-1/maps/vit/target/eea/shard-0.npz": "eea_maps_replicate",
 }
 
 
@@ -45,9 +47,10 @@ def test_collect_records_results_in_stage_order_with_their_rules(tmp_path):
     entries = manifest.collect(make_run(tmp_path, RUN, RULES))
     assert [e["path"] for e in entries] == [
         "data/embedded/test/images/0.png", "checkpoints/vit.json", "maps/vit/target/eea/shard-0.npz",
-        "tables/vit_target.csv", "claims.csv",
-    ]  # figures, the report and resume files are left out
-    assert [e["rule"] for e in entries] == ["embedded_dataset", "train_model", "eea_maps", "table", "claims"]
+        "replicate-1/maps/vit/target/eea/shard-0.npz", "tables/vit_target.csv", "claims.csv",
+    ]  # figures, the report and resume files are left out; a seed replicate's files rank with their stage
+    assert [e["rule"] for e in entries] == ["embedded_dataset", "train_model", "eea_maps", "eea_maps_replicate",
+                                            "table", "claims"]
 
 
 def test_json_records_are_hashed_without_their_timings_and_machine(tmp_path):

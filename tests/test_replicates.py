@@ -68,3 +68,16 @@ def test_the_wider_interval_decides_and_one_seed_says_so():
 def test_disagreeing_per_seed_verdicts_are_seed_fragile():
     assert seed_fragile(["reproduced", "inconclusive", "reproduced"])
     assert not seed_fragile(["reproduced", "reproduced"])
+
+
+def test_replicate_seeds_keep_the_runs_seed_first_and_differ_after_it():
+    from eea_repro.replicates import in_replicate, replicate_seed
+
+    assert replicate_seed(7, 0) == 7  # replicates: 1 is the run as before
+    seeds = [replicate_seed(7, r) for r in range(1, 50)] + [replicate_seed(8, r) for r in range(1, 50)]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2 ** 31 for s in seeds)
+    assert replicate_seed(7, 3) == replicate_seed(7, 3)
+    assert in_replicate("results/maps/m/target/eea/shard-0.npz", 0) == "results/maps/m/target/eea/shard-0.npz"
+    assert in_replicate("results/maps/m/target/eea/shard-0.npz", 2) == "results/replicate-2/maps/m/target/eea/shard-0.npz"
+    with pytest.raises(ValueError, match="under results/"):
+        in_replicate("logs/x.log", 1)

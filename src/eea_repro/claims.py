@@ -9,6 +9,11 @@ come from the config (``claims:``, printed with every row). A verdict is what th
 * ``inconclusive``: it straddles the threshold, or a precondition of the paper's setting did not hold here;
 * ``not run``: the run's configuration does not produce the evidence (the reason names the config key).
 
+With seed replicates (config ``replicates``), a claim whose evidence every replicate re-made is checked once per seed
+(the per-seed verdicts; "seed-fragile" when they disagree) and once more with every interval pooled over seeds and
+images (:mod:`.replicates`): the check runs unchanged, each interval it asks for is the pooled interval of the values
+it asked with under every seed. That pooled run gives the row's verdict.
+
 A verdict never comes from a shortcut the paper did not take: each claim declares the parts of the paper's protocol
 its statement assumes (``assumes``, keys of :data:`PROTOCOL`), and a row that rests on EEA's maps in a run that departs
 from one of them is ``inconclusive``, the departure named in its ``protocol`` column.
@@ -27,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, write_json
+from .replicates import ONE_SEED, pooled_interval, seed_fragile
 from .tables import bootstrap_ci
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run")
@@ -77,6 +83,8 @@ class Settings:
     bootstrap: int = 1000
     seed: int = 0
     departures: dict[str, str] = field(default_factory=dict)
+    # how ci() computes (ImageIntervals / PooledIntervals while claims are checked over seeds); None = over images
+    intervals: Callable | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, config: dict) -> "Settings":
@@ -85,8 +93,70 @@ class Settings:
                    departures=protocol_departures(config))
 
     def ci(self, values, statistic=np.mean) -> tuple[float, float, float]:
+        """``statistic`` of per-image ``values`` (a Series keyed by image where seeds must be paired) and its CI."""
+        if self.intervals is not None:
+            return self.intervals(self, values, statistic)
         return bootstrap_ci(np.asarray(values, dtype=np.float64), self.bootstrap, self.confidence, self.seed,
                             statistic=statistic)
+
+    def recorded(self) -> dict:
+        """The settings as claims.json records them."""
+        return {key: value for key, value in asdict(self).items() if key != "intervals"}
+
+
+class ImageIntervals:
+    """Intervals over the images of one seed (the bootstrap of :meth:`Settings.ci`), keeping each call's values: the
+    seed's row of the pooled intervals."""
+
+    def __init__(self):
+        self.values = []
+
+    def __call__(self, settings: Settings, values, statistic) -> tuple[float, float, float]:
+        self.values.append(values)
+        return replace(settings, intervals=None).ci(values, statistic)
+
+
+_NAN_AWARE = {np.mean: np.nanmean, np.median: np.nanmedian}
+
+
+def seeds_by_images(per_seed_values: list) -> np.ndarray:
+    """A seeds x images array of one statistic's per-image values under every seed: Series are paired by their
+    image keys (an image missing under a seed is NaN there), arrays by position (they must have one length)."""
+    if all(isinstance(values, pd.Series) for values in per_seed_values):
+        frame = pd.concat([values.rename(k) for k, values in enumerate(per_seed_values)], axis=1)
+        return frame.to_numpy(dtype=np.float64).T
+    arrays = [np.asarray(values, dtype=np.float64) for values in per_seed_values]
+    if len({len(values) for values in arrays}) != 1:
+        raise ValueError("per-seed values of different lengths without image keys cannot be paired")
+    return np.stack(arrays)
+
+
+class PooledIntervals:
+    """The k-th interval a check asks for, pooled over seeds and images (:func:`.replicates.pooled_interval`) from
+    the k-th values each seed's check asked with; the check itself runs on the first seed's evidence."""
+
+    def __init__(self, per_seed_values: list[list]):
+        self.per_seed_values = per_seed_values
+        self.pooled = []
+
+    def __call__(self, settings: Settings, values, statistic) -> tuple[float, float, float]:
+        k = len(self.pooled)
+        if any(len(seed) <= k for seed in self.per_seed_values):
+            raise RuntimeError("a claim's check asked for more intervals than under its seeds")
+        if not np.array_equal(np.asarray(values, dtype=np.float64), np.asarray(self.per_seed_values[0][k],
+                                                                               dtype=np.float64), equal_nan=True):
+            raise RuntimeError("a claim's check asked for other values than under its first seed")
+        table = seeds_by_images([seed[k] for seed in self.per_seed_values])
+        pooled = pooled_interval(table, settings.bootstrap, settings.confidence, settings.seed,
+                                 _NAN_AWARE.get(statistic, statistic))
+        self.pooled.append(pooled)
+        return pooled.value, pooled.low, pooled.high
+
+    def interval_of(self, finding) -> object | None:
+        """The pooled interval that gave a finding its value and CI (None: the finding computed them otherwise)."""
+        return next((pooled for pooled in self.pooled
+                     if (pooled.value, pooled.low, pooled.high) == (finding.value, finding.ci_low, finding.ci_high)),
+                    None)
 
 
 @dataclass(frozen=True)
@@ -106,6 +176,11 @@ class Finding:
     rests_on_eea: bool = False  # the row's statistic reads EEA's or pEEA's maps (the claim's protocol applies)
     protocol: str = "as the paper"
     method: str = ""  # the registry name of the method the row is about (the verdict matrix's column)
+    seeds: int = 1  # training seeds pooled into the verdict (config `replicates`, where the evidence has replicates)
+    per_seed: tuple[str, ...] = ()  # the verdict under each seed alone
+    seed_fragile: bool = False  # the per-seed verdicts disagree
+    seed_share: float | None = None  # share of the variance between seeds (against between images)
+    seed_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,20 +191,22 @@ class Claim:
     figure: str  # the report section that shows the evidence
     check: Callable[[dict, Settings], list[Finding]] = field(repr=False)
     assumes: tuple[str, ...] = ()  # names in PROTOCOL
+    reads: tuple[str, ...] = ()  # the evidence kinds its check reads (pooled over seeds where replicates have them)
 
 
 CLAIMS: dict[str, Claim] = {}
 
 
-def claim(key: str, section: str, quote: str, figure: str, assumes: tuple[str, ...] = ()) -> Callable:
-    """Register a claim's check: ``check(evidence, settings) -> [Finding, ...]``; ``assumes`` names the parts of the
-    paper's protocol (:data:`PROTOCOL`) its statement rests on."""
+def claim(key: str, section: str, quote: str, figure: str, reads: tuple[str, ...],
+          assumes: tuple[str, ...] = ()) -> Callable:
+    """Register a claim's check: ``check(evidence, settings) -> [Finding, ...]``; ``reads`` names the evidence kinds
+    it reads, ``assumes`` the parts of the paper's protocol (:data:`PROTOCOL`) its statement rests on."""
     unknown = set(assumes) - set(PROTOCOL)
     if unknown:
         raise ValueError(f"claim {key!r} assumes unknown protocol parts {sorted(unknown)}")
 
     def add(check: Callable) -> Callable:
-        CLAIMS[key] = Claim(key, section, quote, figure, check, assumes)
+        CLAIMS[key] = Claim(key, section, quote, figure, check, assumes, reads)
         return check
 
     return add
@@ -190,10 +267,10 @@ def _class_agnostic(method: str) -> bool:
     return not is_class_specific(method)
 
 
-def _paired(frame: pd.DataFrame, first: str, second: str, column: str, keys=("image_id",)) -> np.ndarray:
+def _paired(frame: pd.DataFrame, first: str, second: str, column: str, keys=("image_id",)) -> pd.Series:
     """Per-image ``first - second`` of one column, on the images both methods scored."""
     pivot = frame.pivot_table(index=list(keys), columns="method", values=column, aggfunc="first")
-    return (pivot[first] - pivot[second]).dropna().to_numpy(dtype=np.float64)
+    return (pivot[first] - pivot[second]).dropna().astype(np.float64)
 
 
 def _missing(evidence: dict, kind: str) -> str | None:
@@ -203,6 +280,11 @@ def _missing(evidence: dict, kind: str) -> str | None:
 
 def _read(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"image_id": str})
+
+
+def _by_image(rows: pd.DataFrame, column: str) -> pd.Series:
+    """One value per image (keyed by its id, so that seeds pair up), NaNs left out."""
+    return rows.set_index("image_id")[column].dropna()
 
 
 # --- §2, Table 5 discussion: Grad-CAM and the all-ones mask -------------------------------------------------------
@@ -236,14 +318,14 @@ def _gradcam_best(key: str, metric: str, evidence: dict, settings: Settings) -> 
 
 
 @claim("gradcam_best_adp", "§2, EEA for CNNs (Table 5)",
-       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn",
+       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn", reads=("tables",),
        assumes=("size_penalty", "finetune_steps"))
 def gradcam_best_adp(evidence: dict, settings: Settings) -> list[Finding]:
     return _gradcam_best("gradcam_best_adp", "ADP", evidence, settings)
 
 
 @claim("gradcam_best_pic", "§2, EEA for CNNs (Table 5)",
-       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn",
+       "Grad-CAM's maps … may explain their superior performance in the ADP and PIC tests", "cnn", reads=("tables",),
        assumes=("size_penalty", "finetune_steps"))
 def gradcam_best_pic(evidence: dict, settings: Settings) -> list[Finding]:
     return _gradcam_best("gradcam_best_pic", "PIC", evidence, settings)
@@ -265,7 +347,7 @@ def map_mass(map_files, size: int) -> pd.Series:
 
 
 @claim("gradcam_larger_maps", "§2, EEA for CNNs (Fig. 1)",
-       "Grad-CAM's (GC) explanation maps are generally larger and cover a greater area", "cnn",
+       "Grad-CAM's (GC) explanation maps are generally larger and cover a greater area", "cnn", reads=("maps",),
        assumes=("size_penalty", "finetune_steps"))
 def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
     key = "gradcam_larger_maps"
@@ -280,7 +362,7 @@ def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
         gradcam, eea = (map_mass(entry["files"][m], entry["size"]) for m in (GRADCAM, EEA))
         paired = (gradcam - eea.reindex(gradcam.index)).dropna()
         findings.append(_finding(
-            key, subject, paired.to_numpy(), settings,
+            key, subject, paired, settings,
             "mean normalised map mass (mean of the min-max normalised map at the input size) of Grad-CAM − EEA",
             0.0, "above", [*entry["files"][GRADCAM], *entry["files"][EEA]],
             note=f"mass Grad-CAM {gradcam.mean():.3f}, EEA {eea.mean():.3f}", rests_on_eea=True, method=GRADCAM))
@@ -289,7 +371,7 @@ def gradcam_larger_maps(evidence: dict, settings: Settings) -> list[Finding]:
 
 @claim("all_ones_adp_zero", "§2, EEA for CNNs",
        "a simple all-ones mask (that effectively leaves the image unmasked) can yield an optimal ADP value of 0",
-       "results")
+       "results", reads=("tables",))
 def all_ones_adp_zero(evidence: dict, settings: Settings) -> list[Finding]:
     key = "all_ones_adp_zero"
     if reason := _missing(evidence, "tables"):
@@ -302,7 +384,7 @@ def all_ones_adp_zero(evidence: dict, settings: Settings) -> list[Finding]:
             findings.append(not_run(key, subject, f"config key 'methods.{entry['family']}' lists no all_ones"))
             continue
         means = frame.groupby("method")["ADP"].mean()
-        values = frame.loc[frame["method"] == ALL_ONES, "ADP"]
+        values = _by_image(frame[frame["method"] == ALL_ONES], "ADP")
         value, low, high = settings.ci(values)
         optimal = value <= settings.adp_zero and value <= means.min()
         findings.append(Finding(key, subject, "reproduced" if optimal else "not reproduced", "mean ADP of All-ones",
@@ -315,7 +397,7 @@ def all_ones_adp_zero(evidence: dict, settings: Settings) -> list[Finding]:
 # --- §3.1, parameter randomization --------------------------------------------------------------------------------
 
 
-def level_trend(frame: pd.DataFrame) -> np.ndarray:
+def level_trend(frame: pd.DataFrame) -> pd.Series:
     """Per image: Spearman's correlation between the randomization level and the map's ρ with the original map
     (-1 = ρ falls at every added level); images whose ρ does not vary are left out (undefined). All images at once:
     Pearson's correlation of the rows' ranks with the levels' ranks."""
@@ -323,14 +405,15 @@ def level_trend(frame: pd.DataFrame) -> np.ndarray:
 
     pivot = frame.pivot_table(index="image_id", columns="level", values="spearman", aggfunc="first")
     values = pivot.to_numpy(dtype=np.float64)
-    values = values[np.isfinite(values).all(axis=1) & (np.ptp(values, axis=1) > 0)]
-    if not len(values):
-        return np.empty(0)
-    ranks = rankdata(values, axis=1)
+    kept = np.isfinite(values).all(axis=1) & (np.ptp(values, axis=1) > 0)
+    if not kept.any():
+        return pd.Series(dtype=np.float64)
+    ranks = rankdata(values[kept], axis=1)
     ranks -= ranks.mean(axis=1, keepdims=True)
     levels = rankdata(pivot.columns.to_numpy())
     levels -= levels.mean()
-    return (ranks @ levels) / (np.linalg.norm(ranks, axis=1) * np.linalg.norm(levels))
+    return pd.Series((ranks @ levels) / (np.linalg.norm(ranks, axis=1) * np.linalg.norm(levels)),
+                     index=pivot.index[kept])
 
 
 def _levels_note(frame: pd.DataFrame, method: str) -> str:
@@ -364,7 +447,7 @@ def _sanity_missing(evidence: dict, mode: str) -> str:
 
 @claim("cascading_decreases", "§3.1, parameter randomization (Fig. 2)",
        "as more layers' weights are randomized, the correlation with the explanation map of the original model "
-       "significantly deteriorates", "sanity", assumes=("explainer_refit",))
+       "significantly deteriorates", "sanity", reads=("sanity",), assumes=("explainer_refit",))
 def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
     key = "cascading_decreases"
     entries = _sanity_entries(evidence, "cascading")
@@ -379,7 +462,7 @@ def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
             trend = _finding(key, f"{entry['label']}, {_label(method)}", level_trend(rows), settings,
                              "mean per-image Spearman(level, ρ)", settings.cascading_trend, "below",
                              [entry["similarity"]])
-            end_value, end_low, end_high = settings.ci(rows.loc[rows["level"] == last, "spearman"].dropna())
+            end_value, end_low, end_high = settings.ci(_by_image(rows[rows["level"] == last], "spearman"))
             end = side_of(end_low, end_high, settings.low_correlation, "below")
             verdict = ("reproduced" if trend.verdict == end == "reproduced" else
                        "not reproduced" if "not reproduced" in (trend.verdict, end) else "inconclusive")
@@ -394,7 +477,7 @@ def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
 
 
 @claim("independent_low", "§3.1, parameter randomization (Fig. 4)",
-       "the correlation values are low across all layers", "sanity", assumes=("explainer_refit",))
+       "the correlation values are low across all layers", "sanity", reads=("sanity",), assumes=("explainer_refit",))
 def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
     key = "independent_low"
     entries = _sanity_entries(evidence, "independent")
@@ -405,7 +488,7 @@ def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
         frame = _read(entry["similarity"])
         for method in _sanity_methods(frame):
             rows = frame[(frame["method"] == method) & (frame["level"] > 1)]
-            by_level = {level: settings.ci(group["spearman"].dropna()) for level, group in rows.groupby("level")}
+            by_level = {level: settings.ci(_by_image(group, "spearman")) for level, group in rows.groupby("level")}
             worst = max(by_level, key=lambda level: by_level[level][0])
             value, low, high = by_level[worst]
             verdicts = {side_of(l, h, settings.low_correlation, "below") for _, l, h in by_level.values()}
@@ -423,7 +506,7 @@ def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
 
 @claim("data_randomization_differs", "§3.2, data randomization (Fig. 6)",
        "train a ViT model to achieve a training set accuracy greater than 95% … the correlation values are very low",
-       "data_randomization")
+       "data_randomization", reads=("data_randomization",))
 def data_randomization_differs(evidence: dict, settings: Settings) -> list[Finding]:
     key = "data_randomization_differs"
     if reason := _missing(evidence, "data_randomization"):
@@ -440,7 +523,7 @@ def data_randomization_differs(evidence: dict, settings: Settings) -> list[Findi
                         f"+ {100 * settings.chance_margin:g} points)")
         for method in _sanity_methods(frame):
             finding = _finding(key, f"{entry['label']}, {_label(method)}",
-                               frame.loc[frame["method"] == method, "spearman"].dropna(), settings,
+                               _by_image(frame[frame["method"] == method], "spearman"), settings,
                                "median per-image ρ (original vs permuted-label model's map)",
                                settings.low_correlation, "below", [entry["similarity"], entry["record"]],
                                note=precondition, estimator=np.median,
@@ -453,7 +536,7 @@ def data_randomization_differs(evidence: dict, settings: Settings) -> list[Findi
 
 
 @claim("mixed_architectures", "§4, EEA with mixed architectures (Fig. 9)",
-       "even with mixed architectures the EEA manages to produce meaningful explanation maps", "mixed")
+       "even with mixed architectures the EEA manages to produce meaningful explanation maps", "mixed", reads=("mixed",))
 def mixed_architectures(evidence: dict, settings: Settings) -> list[Finding]:
     key = "mixed_architectures"
     if reason := _missing(evidence, "mixed"):
@@ -474,7 +557,7 @@ def mixed_architectures(evidence: dict, settings: Settings) -> list[Finding]:
 
 
 @claim("two_object_class_specific", "§5, multiple-class images (Fig. 10)",
-       "EEA provides the most accurate class-specific explanation maps", "multiclass",
+       "EEA provides the most accurate class-specific explanation maps", "multiclass", reads=("two_object",),
        assumes=("size_penalty", "finetune_steps"))
 def two_object_class_specific(evidence: dict, settings: Settings) -> list[Finding]:
     key = "two_object_class_specific"
@@ -503,21 +586,58 @@ def two_object_class_specific(evidence: dict, settings: Settings) -> list[Findin
 
 
 COLUMNS = ["claim", "section", "quote", "subject", "method", "verdict", "statistic", "value", "ci_low", "ci_high",
-           "rule", "protocol", "evidence", "figure", "note"]
+           "rule", "protocol", "seeds", "per_seed", "seed_fragile", "seed_share", "seed_note", "evidence", "figure",
+           "note"]
+
+
+def seed_evidence(evidence: dict, reads: tuple[str, ...]) -> list[dict]:
+    """The run's evidence, then each seed replicate's (``evidence['replicates']``: the kinds it re-made), when every
+    replicate re-made every kind a claim reads; else the run's alone."""
+    replicates = evidence.get("replicates", [])
+    if not replicates or not reads or not all(kind in replicate for replicate in replicates for kind in reads):
+        return [evidence]
+    return [evidence] + [{**evidence, **{kind: replicate[kind] for kind in reads}} for replicate in replicates]
+
+
+def check_over_seeds(entry: Claim, evidence: dict, settings: Settings) -> list[Finding]:
+    """One claim's findings, pooled over the seeds whose evidence it has (see the module's docstring)."""
+    evidences = seed_evidence(evidence, entry.reads)
+    recorders = [ImageIntervals() for _ in evidences]
+    per_seed = [entry.check(seed, replace(settings, intervals=recorder))
+                for seed, recorder in zip(evidences, recorders)]
+    if len(evidences) == 1:
+        return [replace(f, per_seed=(f.verdict,), seed_note=ONE_SEED) if f.verdict != "not run" else f
+                for f in per_seed[0]]
+    pooling = PooledIntervals([recorder.values for recorder in recorders])
+    pooled = entry.check(evidence, replace(settings, intervals=pooling))
+    if any([f.subject for f in seed] != [f.subject for f in pooled] for seed in per_seed):
+        raise RuntimeError(f"claim {entry.key!r}: its seeds gave other rows than the pooled check")
+    findings = []
+    for index, finding in enumerate(pooled):
+        if finding.verdict == "not run":
+            findings.append(finding)
+            continue
+        verdicts = tuple(seed[index].verdict for seed in per_seed)
+        interval = pooling.interval_of(finding)
+        findings.append(replace(
+            finding, seeds=len(verdicts), per_seed=verdicts, seed_fragile=seed_fragile(list(verdicts)),
+            seed_share=None if interval is None else interval.seed_share,
+            seed_note=f"{len(verdicts)} seeds" if interval is None else interval.note))
+    return findings
 
 
 def check_claims(evidence: dict, settings: Settings) -> pd.DataFrame:
     """Every registered claim against the evidence: one row per (claim, subject), in registration order."""
     rows = []
     for entry in CLAIMS.values():
-        for finding in entry.check(evidence, settings):
+        for finding in check_over_seeds(entry, evidence, settings):
             finding = under_protocol(finding, entry.assumes, settings.departures)
             if finding.verdict not in VERDICTS:
                 raise ValueError(f"claim {entry.key!r}: verdict {finding.verdict!r} is not one of {VERDICTS}")
             row = asdict(finding)
             del row["rests_on_eea"]
             row.update(section=entry.section, quote=entry.quote, figure=entry.figure,
-                       evidence="; ".join(finding.evidence))
+                       evidence="; ".join(finding.evidence), per_seed="; ".join(finding.per_seed))
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -530,18 +650,30 @@ def verdict_html(table: pd.DataFrame) -> str:
         return "" if value is None or pd.isna(value) else f"{value:.3g}"
 
     lines = ['<table class="claims-table">', "<thead><tr><th>claim</th><th>subject</th><th>verdict</th>"
-             "<th>statistic</th><th>value</th><th>CI</th><th>rule</th><th>protocol</th><th>evidence</th></tr></thead>",
+             "<th>statistic</th><th>value</th><th>CI</th><th>rule</th><th>protocol</th><th>seeds</th>"
+             "<th>evidence</th></tr></thead>",
              "<tbody>"]
     for row in table.itertuples():
         ci = "" if pd.isna(row.ci_low) else f"[{number(row.ci_low)}, {number(row.ci_high)}]"
         cells = [f'<a href="#{row.figure}">{html.escape(row.section)}</a>: “{html.escape(row.quote)}”',
                  html.escape(row.subject), f'<span class="verdict {row.verdict.replace(" ", "-")}">{row.verdict}</span>',
                  html.escape(row.statistic) + (f"<br><small>{html.escape(row.note)}</small>" if row.note else ""),
-                 number(row.value), ci, html.escape(row.rule), html.escape(row.protocol), html.escape(row.evidence)]
+                 number(row.value), ci, html.escape(row.rule), html.escape(row.protocol), seeds_cell(row),
+                 html.escape(row.evidence)]
         lines.append('<tr data-claim="' + html.escape(row.claim) + '">' + "".join(f"<td>{c}</td>" for c in cells)
                      + "</tr>")
     lines += ["</tbody>", "</table>"]
     return "\n".join(lines)
+
+
+def seeds_cell(row) -> str:
+    """The seeds column of the report's table: the per-seed verdicts, the seed-fragile mark and the variance share."""
+    import html
+
+    if not row.per_seed:
+        return ""
+    text = html.escape(row.per_seed) + (' <b class="fragile">seed-fragile ‡</b>' if row.seed_fragile else "")
+    return text + (f"<br><small>{html.escape(row.seed_note)}</small>" if row.seed_note else "")
 
 
 VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "not run": "–"}
@@ -549,7 +681,8 @@ VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "
 
 def verdict_matrix(table: pd.DataFrame) -> dict:
     """Claims as rows, methods as columns (EEA and pEEA first, then as they first appear): per cell the verdicts of its rows
-    (models, variants, runs) counted, and whether any of them departs from the paper's protocol."""
+    (models, variants, runs) counted, whether any of them departs from the paper's protocol, and whether any is
+    seed-fragile."""
     rows = table[table["method"].fillna("") != ""]
     methods = sorted(dict.fromkeys(rows["method"]), key=lambda m: (m != EEA, m not in EEA_METHODS))
     cells = []
@@ -565,6 +698,7 @@ def verdict_matrix(table: pd.DataFrame) -> dict:
                 "counts": shown,
                 "verdict": next(iter(shown)) if len(shown) == 1 else ("mixed" if shown else ""),
                 "departs": bool((mine["protocol"] != "as the paper").any()),
+                "fragile": bool(mine["seed_fragile"].astype(bool).any()),
             })
         cells.append(line)
     return {"methods": methods, "rows": cells}
@@ -584,6 +718,9 @@ def matrix_html(matrix: dict) -> str:
             if cell["departs"]:
                 text += " †"
                 title += "; † the run departs from the paper's protocol"
+            if cell.get("fragile"):
+                text += " ‡"
+                title += "; ‡ seed-fragile: its seeds' verdicts disagree"
             kind = cell["verdict"].replace(" ", "-") or "empty"
             cells.append(f'<td class="cell {kind}" title="{html.escape(title)}">{text}</td>')
         claim = f'<a href="#{row["figure"]}">{html.escape(row["section"])}</a><br><small>{html.escape(row["claim"])}</small>'
@@ -615,7 +752,9 @@ def write_claims(evidence: dict, settings: Settings, out_csv, out_json, out_html
         tmp.write_text(html_table + "\n", encoding="utf-8")
     counts = table["verdict"].value_counts().reindex(VERDICTS, fill_value=0).to_dict()
     matrix = verdict_matrix(table)
-    write_json(out_json, {"settings": asdict(settings), "counts": counts, "html": html_table,
+    write_json(out_json, {"settings": settings.recorded(), "counts": counts, "html": html_table,
+                          "seeds": 1 + len(evidence.get("replicates", [])),
+                          "seed_fragile": int(table["seed_fragile"].astype(bool).sum()),
                           "matrix": matrix, "matrix_html": matrix_html(matrix),
                           "sentences": claim_sentences(table), "rows": json.loads(table.to_json(orient="records"))})
     return table

@@ -5,6 +5,8 @@ workflow's own: every method's maps and every metric shard are made once per var
 maps are ``finetune_steps`` fine-tuning image-steps per image (an upper bound: the early stop ends many images
 sooner); one explainer is pretrained per variant for ``pretrain_epochs`` epochs over ``pretrain_images`` images, plus
 a POS-AUC validation (10 perturbed forwards, half of the metric engine's 20) over ``pretrain_val_images`` per epoch.
+Each seed replicate beyond the first (config ``replicates``) repeats the seeded stages: pretraining, EEA fine-tuning
+and the metrics of the seeded methods (EEA, pEEA, the random control).
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def paper_cost_estimate(
     pretrain_images: int = 6_000,
     pretrain_val_images: int = 1_000,
     pretrain_epochs: int = 30,
+    replicates: int = 1,
 ) -> pd.DataFrame:
     """GPU-hours per (model, stage, method) for ``n_images`` evaluated images, one row per stage plus a total.
 
     ``throughputs`` maps a model label to ``{"maps": {method: images/s}, "finetune": image-steps/s,
     "metrics": images/s}`` and optionally ``"pretrain"`` (training images/s; default: the fine-tuning rate, whose
     steps also score 10 perturbed inputs, so the estimate errs high) and ``"evaluated_methods"`` (how many map sets
-    the metrics score; default: the baselines given plus EEA and pEEA).
+    the metrics score; default: the baselines given plus EEA and pEEA). ``replicates`` > 1 adds one row per model for
+    the other replicates' seeded stages.
     """
     rows = []
     for model, rates in throughputs.items():
@@ -73,12 +77,31 @@ def paper_cost_estimate(
                        pretrain_images * pretrain_epochs * variants)
             row["gpu_hours"] += pretrain_val_images * pretrain_epochs * variants / (2 * rates["metrics"]) / 3600
             rows.append(row)
+        if replicates > 1:
+            rows.append(_replicates_row(model, rows, replicates, n_images * variants))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
     totals = frame.groupby("model", sort=False)["gpu_hours"].sum()
     total_rows = pd.DataFrame({"model": totals.index, "stage": "total", "method": "", "gpu_hours": totals.values})
     return pd.concat([frame, total_rows], ignore_index=True).reindex(columns=COLUMNS)
+
+
+SEEDED_METRIC_METHODS = 3  # EEA, pEEA and the random control: the maps a seed replicate scores again
+
+
+def _replicates_row(model: str, rows: list[dict], replicates: int, evaluated_images: int) -> dict:
+    """The seeded stages of ``replicates`` - 1 more seeds: pretraining and fine-tuning again, and the metrics of the
+    seeded methods (a share of the metrics row)."""
+    hours = 0.0
+    for row in (row for row in rows if row["model"] == model):
+        if row["stage"] in ("EEA fine-tuning", "explainer pretraining"):
+            hours += row["gpu_hours"]
+        elif row["stage"] == "metrics":
+            hours += row["gpu_hours"] * SEEDED_METRIC_METHODS * evaluated_images / row["work"]
+    extra = replicates - 1
+    return {"model": model, "stage": "seed replicates", "method": f"{extra} more seeds", "throughput": float("nan"),
+            "unit": "", "work": extra, "gpu_hours": extra * hours}
 
 
 def _row(model: str, stage: str, method: str, rate: float, unit: str, work: int) -> dict:
@@ -135,6 +158,8 @@ def markdown_table(estimate: pd.DataFrame) -> str:
     for row in estimate.itertuples():
         if row.stage == "total":
             lines.append(f"| **{row.model}** | **total** | | | **{row.gpu_hours:.1f}** |")
+        elif row.stage == "seed replicates":
+            lines.append(f"| {row.model} | {row.stage} | {row.method} | the rows above | {row.gpu_hours:.2f} |")
         else:
             lines.append(f"| {row.model} | {row.stage} | {row.method} | {row.throughput:,.1f} {row.unit} | "
                          f"{row.gpu_hours:.2f} |")
@@ -145,10 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the paper-scale cost estimate from the H200 figures.")
     parser.add_argument("--images", type=int, default=50_000, help="evaluated images (default 50,000)")
     parser.add_argument("--bf16-metrics", action="store_true", help="use the bf16 metric-engine throughput")
+    parser.add_argument("--replicates", type=int, default=1,
+                        help="seed replicates (config `replicates`; the paper preset runs 3)")
     args = parser.parse_args(argv)
     rates = {model: {**r, "metrics": r["metrics_bf16"] if args.bf16_metrics else r["metrics"]}
              for model, r in H200_FP32.items()}
-    print(markdown_table(paper_cost_estimate(rates, args.images)))
+    print(markdown_table(paper_cost_estimate(rates, args.images, replicates=args.replicates)))
 
 
 if __name__ == "__main__":

@@ -63,8 +63,11 @@ def _without_volatile(value):
     return value
 
 
+REPLICATE = re.compile(r"^replicate-\d+/")  # a seed replicate's files rank with their stage's
+
+
 def stage_rank(relative: str) -> int:
-    top = relative.split("/", 1)[0].removesuffix(".csv").removesuffix(".json").removesuffix(".html")
+    top = REPLICATE.sub("", relative).split("/", 1)[0].removesuffix(".csv").removesuffix(".json").removesuffix(".html")
     return STAGE_ORDER.index(top) if top in STAGE_ORDER else len(STAGE_ORDER)
 
 

@@ -22,6 +22,25 @@ import numpy as np
 from scipy import stats
 
 ONE_SEED = "one seed: seed variance not measured"
+REPLICATE_FOLDER = "replicate-{replicate}"  # replicate r > 0 of a seeded stage writes under results/replicate-r/
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The training / sampling seed of one replicate: the run's own seed for replicate 0 (so ``replicates: 1`` is the
+    run as before), else a hash of (seed, replicate) below 2**31, leaving room for the offsets jobs add to it (epochs,
+    image positions) without landing on another replicate's seeds."""
+    if replicate == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, replicate]).generate_state(1)[0] >> 1)
+
+
+def in_replicate(path: str, replicate) -> str:
+    """``path`` (under results/) as replicate ``replicate`` writes it: unchanged for replicate 0."""
+    if str(replicate) == "0":
+        return path
+    if not path.startswith("results/"):
+        raise ValueError(f"{path}: a replicate's files live under results/")
+    return "results/" + REPLICATE_FOLDER.format(replicate=replicate) + path[len("results"):]
 
 
 def crossed_replicates(values: np.ndarray, n_boot: int, seed: int, statistic=np.mean) -> np.ndarray:
@@ -90,7 +109,7 @@ def pooled_interval(values: np.ndarray, n_boot: int, confidence: float, seed: in
     if values.shape[0] == 1:
         return PooledInterval(value, low, high, "images", None, ONE_SEED)
     _, t_low, t_high = seed_t_interval(values, confidence, statistic)
-    components = variance_split(values)
+    components = variance_split(values[:, np.isfinite(values).all(axis=0)])  # the images every seed scored
     between = components["seed"] + components["image"]
     share = components["seed"] / between if between > 0 else 0.0
     note = (f"{values.shape[0]} seeds: {100 * share:.0f} % of the between-seed and between-image variance is "

@@ -262,9 +262,13 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
 def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                      checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
                      classes_file, out_maps: dict, out_predictions: dict, resume_dirs: dict, *, seed, device,
-                     precision, batch_size, reference_maps: dict | None = None) -> None:
+                     precision, batch_size, reference_maps: dict | None = None, training_seed: int | None = None) -> None:
     """Maps of every method in ``methods`` on the sanity images for each randomized model in ``settings``, and that
-    model's predicted class of each image: ``out_maps[setting][method]``, ``out_predictions[setting]``.
+    model's predicted class of each image: ``out_maps[setting][method]``, ``out_predictions[setting]`` (a seed
+    replicate's job gives no predictions: its randomized models are the run's).
+
+    ``seed`` draws the images and the randomized weights; ``training_seed`` (default: ``seed``; a seed replicate's
+    own) the EEA re-fits and the seeded methods' maps.
 
     Class explained: the ground truth ('target' variant) for every method. EEA is re-fitted against the randomized
     model (``sanity.eea_refit``); pEEA is the explainer EEA starts from (the original one under ``finetune``: no
@@ -281,8 +285,10 @@ def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, fi
     from .stages import load_model, seed_everything
 
     device = resolve_device(device)
+    training_seed = seed if training_seed is None else training_seed
     fingerprint = _job_fingerprint(
-        [methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring, seed, str(device), precision, batch_size],
+        [methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring, seed, str(device), precision, batch_size,
+         *([training_seed] if training_seed != seed else [])],
         [checkpoint, explainer_file, split_file, explainer_train_file, explainer_val_file, classes_file,
          *(path for paths in (reference_maps or {}).values() for path in paths)])
     shared = None
@@ -296,15 +302,16 @@ def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, fi
                 images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file,
                                                          sanity_cfg["n_images"], seed, device)
                 shared = original, images, labels, ids
-            seed_everything(seed)
+            seed_everything(training_seed)
             shutil.rmtree(resume, ignore_errors=True)
+            predictions = resume / Path(out_predictions[setting]).name if setting in out_predictions else None
             _setting_maps(setting, methods, *shared, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                           explainer_file, image_root, explainer_train_file, explainer_val_file, classes_file,
                           {method: resume / Path(path).name for method, path in out_maps[setting].items()},
-                          resume / Path(out_predictions[setting]).name, seed=seed, precision=precision,
+                          predictions, seed=seed, training_seed=training_seed, precision=precision,
                           batch_size=batch_size, reference_maps=reference_maps if setting == ORIGINAL else None)
             write_json(resume / FINGERPRINT, {"fingerprint": fingerprint})
-        for path in [*out_maps[setting].values(), out_predictions[setting]]:
+        for path in [*out_maps[setting].values(), *([out_predictions[setting]] if setting in out_predictions else [])]:
             with atomic_path(path) as tmp:
                 shutil.copyfile(resume / Path(path).name, tmp)
     for setting in settings:
@@ -329,7 +336,7 @@ def _finished(resume: Path, fingerprint: str) -> bool:
 
 def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sanity_cfg, explainer_cfg,
                   finetune_cfg, scoring, explainer_file, image_root, explainer_train_file, explainer_val_file,
-                  classes_file, out_maps: dict, out_predictions, *, seed, precision, batch_size,
+                  classes_file, out_maps: dict, out_predictions, *, seed, training_seed, precision, batch_size,
                   reference_maps=None) -> None:
     """One randomized model's predictions and every method's maps (see :func:`make_sanity_maps`)."""
     from .explainer import load_explainer
@@ -339,20 +346,22 @@ def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sa
     layers = randomization_layers(original, model_cfg["family"], which)
     model = settings_model(original, setting, layers, sanity_cfg, seed)
     print(f"{setting}: {len(layers)} {which} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
-    save_predictions(model, images, labels, ids, out_predictions, batch_size)
+    if out_predictions is not None:
+        save_predictions(model, images, labels, ids, out_predictions, batch_size)
 
     explainer = None
     if {"eea", "peea"} & set(methods):
         if sanity_cfg["eea_refit"] == "pretrain" and setting != ORIGINAL:
             refit_cfg = {**explainer_cfg, "epochs": sanity_cfg["refit_epochs"] or explainer_cfg["epochs"]}
             explainer = _refit_explainer(model_cfg, refit_cfg, scoring, model, image_root,
-                                         explainer_train_file, explainer_val_file, classes_file, seed, images.device)
+                                         explainer_train_file, explainer_val_file, classes_file, training_seed,
+                                         images.device)
         else:
             num_classes = len(read_classes(classes_file))
             explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(images.device)
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
                      eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
-                     ties=scoring_ties(scoring, ids, images.shape[-1], images.device), seed=seed,
+                     ties=scoring_ties(scoring, ids, images.shape[-1], images.device), seed=training_seed,
                      precision=precision, batch_size=batch_size, reference_maps=reference_maps)
 
 

@@ -188,10 +188,15 @@ def _html(summary, labels, metrics, best, caption, ci_style, decimals) -> str:
 # --- stage: one metric table from the per-image metric shards -----------------------------------------------------
 
 
-def read_per_image(metric_files, variant: str, methods: list[str] | None = None) -> pd.DataFrame:
+def read_per_image(metric_files, variant: str, methods: list[str] | None = None, replaced_by=()) -> pd.DataFrame:
     """The per-image rows of one variant (and of ``methods``, in that order; default all, in file order) from metric
-    shard files, method by method, without the variant column: the rows a table summarises."""
+    shard files, method by method, without the variant column: the rows a table summarises. A method with rows in
+    ``replaced_by`` (a seed replicate's shards of its seeded methods) takes them instead of those of ``metric_files``."""
     frame = pd.concat([pd.read_csv(path, dtype={"image_id": str}) for path in metric_files], ignore_index=True)
+    if replaced_by:
+        replacement = pd.concat([pd.read_csv(path, dtype={"image_id": str}) for path in replaced_by],
+                                ignore_index=True)
+        frame = pd.concat([frame[~frame["method"].isin(set(replacement["method"]))], replacement], ignore_index=True)
     frame = frame[frame["variant"] == variant].drop(columns="variant")
     order = list(dict.fromkeys(frame["method"])) if methods is None else methods
     missing = [method for method in order if method not in set(frame["method"])]
@@ -203,9 +208,10 @@ def read_per_image(metric_files, variant: str, methods: list[str] | None = None)
 
 
 def make_table(per_image_files, variant, methods, tables_cfg, seed, caption, method_labels: dict[str, str], out_csv,
-               out_tex, out_html, out_per_image) -> None:
-    """One metric table (CSV, LaTeX, HTML) of ``methods`` for one variant, with bootstrap CIs, and its per-image rows."""
-    per_image = read_per_image(per_image_files, variant, methods)
+               out_tex, out_html, out_per_image, replaced_by=()) -> None:
+    """One metric table (CSV, LaTeX, HTML) of ``methods`` for one variant, with bootstrap CIs, and its per-image rows
+    (a method's rows from ``replaced_by`` where it has some there: see :func:`read_per_image`)."""
+    per_image = read_per_image(per_image_files, variant, methods, replaced_by)
     with atomic_path(out_per_image) as tmp:
         per_image.to_csv(tmp, index=False)
     summary = summarize(per_image, n_boot=tables_cfg["bootstrap"], level=tables_cfg["confidence"], seed=seed)
