@@ -347,9 +347,13 @@ def mixed_pair_files(pattern):
     }
 
 
-def mixed_metric_files():
-    """Per pair (explainer model, explained model): the metric shards holding its EEA rows."""
-    return {(explainer, model): metric_files(model, mixed_method(explainer, model)) for explainer, model in MIXED_PAIRS}
+def mixed_metric_files(replicate=0):
+    """Per pair (explainer model, explained model): the metric shards holding its EEA rows (of seed replicate
+    ``replicate``: a replicate's metric shards hold its seeded methods' rows, EEA's among them)."""
+    return {
+        (explainer, model): [in_replicate(path, replicate) for path in metric_files(model, mixed_method(explainer, model))]
+        for explainer, model in MIXED_PAIRS
+    }
 
 
 def mixed_pairs(kind, files_of_pairs):
@@ -371,10 +375,21 @@ def two_object_figures():
 
 
 def two_object_explainer(wildcards):
-    """EEA and pEEA start from the explained model's REFERENCE_VARIANT explainer."""
+    """EEA and pEEA start from the explained model's REFERENCE_VARIANT explainer (of the job's seed replicate)."""
     if set(methods_of(wildcards.model)) & set(EEA_METHODS):
-        return {"explainer": f"results/explainers/{wildcards.model}/{REFERENCE_VARIANT}.safetensors"}
+        path = f"results/explainers/{wildcards.model}/{REFERENCE_VARIANT}.safetensors"
+        return {"explainer": in_replicate(path, wildcards.get("replicate", 0))}
     return {}
+
+
+def two_object_map_files(wildcards):
+    """Every configured method's two-object maps of one model; a seeded method's of the job's seed replicate."""
+    replicate = wildcards.get("replicate", 0)
+    return [
+        in_replicate(path, replicate) if method in REPLICATED_METHODS else path
+        for method in methods_of(wildcards.model)
+        for path in [f"results/two_object/{wildcards.model}/{method}.npz"]
+    ]
 
 
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
@@ -543,7 +558,6 @@ def claims_evidence():
              "per_image": f"results/localisation/{m}/two_object.per_image.csv"}
             for m in MODELS
         ]
-    evidence["replicates"] = [replicate_evidence(evidence, replicate) for replicate in REPLICATES]
     if MIXED_PAIRS:
         evidence["mixed"] = {
             "per_image": "results/tables/mixed_architectures.per_image.csv",
@@ -553,12 +567,13 @@ def claims_evidence():
                 for e, m in MIXED_PAIRS
             ],
         }
+    evidence["replicates"] = [replicate_evidence(evidence, replicate) for replicate in REPLICATES]
     return evidence
 
 
 def replicate_evidence(evidence, replicate):
-    """The evidence kinds a seed replicate re-makes (metric tables, CNN maps, sanity similarities), with its files:
-    a seeded method's from the replicate, every other the run's own."""
+    """Every evidence kind of the run as seed replicate ``replicate`` re-made it, with its files: a seeded method's
+    from the replicate, every other the run's own."""
     maps = [
         {**entry, "files": {method: [in_replicate(path, replicate) for path in files] if method in REPLICATED_METHODS
                             else files for method, files in entry["files"].items()}}
@@ -572,6 +587,18 @@ def replicate_evidence(evidence, replicate):
         kinds["sanity"] = [
             {**entry, "similarity": in_replicate(entry["similarity"], replicate)} for entry in evidence["sanity"]
         ]
+    if "data_randomization" in evidence:
+        kinds["data_randomization"] = [
+            {**entry, "record": in_replicate(entry["record"], replicate),
+             "similarity": in_replicate(entry["similarity"], replicate)}
+            for entry in evidence["data_randomization"]
+        ]
+    if "two_object" in evidence:
+        kinds["two_object"] = [
+            {**entry, "per_image": in_replicate(entry["per_image"], replicate)} for entry in evidence["two_object"]
+        ]
+    if "mixed" in evidence:
+        kinds["mixed"] = {**evidence["mixed"], "per_image": in_replicate(evidence["mixed"]["per_image"], replicate)}
     return kinds
 
 

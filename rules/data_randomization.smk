@@ -104,36 +104,49 @@ rule permuted_label_explainer:
         "../scripts/pretrain_permuted_label_explainer.py"
 
 
+# One rule per family, and one more for the seed replicates (config `replicates`): a replicate's twin is its own,
+# so every method's maps on it are new; the sanity images stay the run's.
 for data_randomization_family in sorted({config["models"][m]["family"] for m in DATA_RANDOMIZED_MODELS}):
+    for data_randomization_replicate in [0, *(["{replicate}"] if REPLICATES else [])]:
 
-    rule:
-        name:
-            f"permuted_label_maps_{data_randomization_family}"
-        conda:
-            "../envs/torch.yaml"
-        input:
-            checkpoint="results/data_randomization/{model}/model.safetensors",
-            explainer="results/data_randomization/{model}/explainer.safetensors",
-            images=PLAN.split_label_file("test"),
-            classes=PLAN.classes_file,
-        output:
-            expand(
-                "results/data_randomization/{{model}}/maps/{method}.npz",
-                method=sanity_methods(data_randomization_family),
-            ),
-        wildcard_constraints:
-            model=one_of(family_models(data_randomization_family, DATA_RANDOMIZED_MODELS)),
-        params:
-            **explain_images_params(data_randomization_family, sanity_methods(data_randomization_family)),
-        threads: 1
-        resources:
-            gpu=gpu_request,
-        log:
-            "logs/data_randomization/maps_{model}.log",
-        benchmark:
-            "benchmarks/data_randomization/maps_{model}.tsv"
-        script:
-            "../scripts/make_permuted_label_maps.py"
+        rule:
+            name:
+                f"permuted_label_maps_{data_randomization_family}"
+                f"{'_replicate' if data_randomization_replicate else ''}"
+            conda:
+                "../envs/torch.yaml"
+            input:
+                checkpoint=in_replicate(
+                    "results/data_randomization/{model}/model.safetensors", data_randomization_replicate
+                ),
+                explainer=in_replicate(
+                    "results/data_randomization/{model}/explainer.safetensors", data_randomization_replicate
+                ),
+                images=PLAN.split_label_file("test"),
+                classes=PLAN.classes_file,
+            output:
+                [
+                    in_replicate(f"results/data_randomization/{{model}}/maps/{method}.npz", data_randomization_replicate)
+                    for method in sanity_methods(data_randomization_family)
+                ],
+            wildcard_constraints:
+                model=one_of(family_models(data_randomization_family, DATA_RANDOMIZED_MODELS)),
+            params:
+                **explain_images_params(data_randomization_family, sanity_methods(data_randomization_family)),
+                training_seed=replicate_training_seed if data_randomization_replicate else config["seed"],
+            threads: 1
+            resources:
+                gpu=gpu_request,
+            log:
+                "logs/data_randomization/maps_{model}.log"
+                if not data_randomization_replicate
+                else "logs/data_randomization/maps_{model}_replicate-{replicate}.log",
+            benchmark:
+                "benchmarks/data_randomization/maps_{model}.tsv"
+                if not data_randomization_replicate
+                else "benchmarks/data_randomization/maps_{model}_replicate-{replicate}.tsv"
+            script:
+                "../scripts/make_permuted_label_maps.py"
 
 
 rule data_randomization_similarity:
@@ -259,3 +272,51 @@ rule data_randomization_summary:
         "logs/data_randomization/summary.log",
     script:
         "../scripts/data_randomization_summary.py"
+
+
+# Seed replicates (config `replicates`): a permuted-label twin per seed (its own subset, permutation and training),
+# its explainer, its maps (above), compared with the same seed's maps on the original model.
+use rule permuted_label_model as permuted_label_model_replicate with:
+    output:
+        checkpoint=protected(in_replicate("results/data_randomization/{model}/model.safetensors", "{replicate}")),
+        record=in_replicate("results/data_randomization/{model}/model.json", "{replicate}"),
+    params:
+        seed=replicate_training_seed,
+        resume=in_replicate("results/data_randomization/{model}/model.resume.pt", "{replicate}"),
+    log:
+        "logs/data_randomization/train_{model}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/data_randomization/train_{model}_replicate-{replicate}.tsv"
+
+
+use rule permuted_label_explainer as permuted_label_explainer_replicate with:
+    input:
+        checkpoint=in_replicate("results/data_randomization/{model}/model.safetensors", "{replicate}"),
+        train=PLAN.split_label_file("explainer_train"),
+        val=PLAN.split_label_file("explainer_val"),
+        classes=PLAN.classes_file,
+    output:
+        explainer=protected(in_replicate("results/data_randomization/{model}/explainer.safetensors", "{replicate}")),
+        history=in_replicate("results/data_randomization/{model}/explainer.json", "{replicate}"),
+    params:
+        seed=replicate_training_seed,
+        resume_dir=in_replicate("results/data_randomization/{model}/explainer.resume", "{replicate}"),
+    log:
+        "logs/data_randomization/explainer_{model}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/data_randomization/explainer_{model}_replicate-{replicate}.tsv"
+
+
+use rule data_randomization_similarity as data_randomization_similarity_replicate with:
+    input:
+        original=lambda wildcards: [
+            sanity_maps(wildcards.model, "cascading", 1, method, wildcards.replicate)
+            for method in sanity_methods_of(wildcards.model)
+        ],
+        permuted=lambda wildcards: [
+            in_replicate(path, wildcards.replicate) for path in PERMUTED_LABEL_MAPS[wildcards.model].values()
+        ],
+    output:
+        in_replicate("results/data_randomization/{model}/similarity.csv", "{replicate}"),
+    log:
+        "logs/data_randomization/similarity_{model}_replicate-{replicate}.log",

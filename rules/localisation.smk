@@ -36,7 +36,7 @@ rule localisation_two_object:
     conda:
         "../envs/torch.yaml"
     input:
-        maps=lambda w: expand("results/two_object/{model}/{method}.npz", model=w.model, method=methods_of(w.model)),
+        maps=two_object_map_files,
         labels=PLAN.split_label_file("two_object"),
     output:
         "results/localisation/{model}/two_object.per_image.csv",
@@ -47,6 +47,13 @@ rule localisation_two_object:
         "logs/localisation/{model}_two_object.log",
     script:
         "../scripts/localisation_two_object.py"
+
+
+use rule localisation_two_object as localisation_two_object_replicate with:
+    output:
+        in_replicate("results/localisation/{model}/two_object.per_image.csv", "{replicate}"),
+    log:
+        "logs/localisation/{model}_two_object_replicate-{replicate}.log",
 
 
 rule localisation_table:

@@ -154,3 +154,82 @@ rule mixed_grid:
         "logs/figures/mixed_architectures.log",
     script:
         "../scripts/make_mixed_grid.py"
+
+
+# Seed replicates (config `replicates`): each cross pair's explainer pretrained again with the replicate's seed, its
+# EEA maps and metrics, and the replicate's table of every pair (same-model pairs: the replicate's own EEA).
+use rule pretrain_mixed_explainer as pretrain_mixed_explainer_replicate with:
+    output:
+        explainer=protected(
+            in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors", "{replicate}")
+        ),
+        history=in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.json", "{replicate}"),
+    params:
+        seed=replicate_training_seed,
+        resume_dir=in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.resume", "{replicate}"),
+    log:
+        "logs/explainer/{model}_mixed_{explainer_model}_{variant}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/explainer/{model}_mixed_{explainer_model}_{variant}_replicate-{replicate}.tsv"
+
+
+use rule mixed_eea_maps as mixed_eea_maps_replicate with:
+    input:
+        checkpoint=checkpoint_of,
+        explainer=in_replicate(
+            "results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors", "{replicate}"
+        ),
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        maps=in_replicate("results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.npz", "{replicate}"),
+        selection=in_replicate(
+            "results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.steps.csv", "{replicate}"
+        ),
+    params:
+        timing="benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.methods.csv",
+    log:
+        "logs/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.tsv"
+
+
+use rule evaluate_mixed_maps as evaluate_mixed_maps_replicate with:
+    input:
+        checkpoint=checkpoint_of,
+        maps=in_replicate(f"results/maps/{{model}}/{REFERENCE_VARIANT}/{{method}}/shard-{{shard}}.npz", "{replicate}"),
+        images=PLAN.split_label_file("test"),
+        classes=PLAN.classes_file,
+    output:
+        in_replicate(MIXED_METRIC_SHARDS, "{replicate}"),
+    params:
+        map_files=lambda wildcards: [
+            (
+                REFERENCE_VARIANT,
+                in_replicate(
+                    f"results/maps/{wildcards.model}/{REFERENCE_VARIANT}/{wildcards.method}/shard-{wildcards.shard}.npz",
+                    wildcards.replicate,
+                ),
+            )
+        ],
+        timing="benchmarks/metrics/{model}_{method}_{shard}_replicate-{replicate}.methods.csv",
+    log:
+        "logs/metrics/{model}_{method}_{shard}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/metrics/{model}_{method}_{shard}_replicate-{replicate}.tsv"
+
+
+use rule mixed_table as mixed_table_replicate with:
+    input:
+        per_image=lambda wildcards: [
+            f for files in mixed_metric_files(wildcards.replicate).values() for f in files
+        ],
+    output:
+        csv=in_replicate("results/tables/mixed_architectures.csv", "{replicate}"),
+        tex=in_replicate("results/tables/mixed_architectures.tex", "{replicate}"),
+        html=in_replicate("results/tables/mixed_architectures.html", "{replicate}"),
+        per_image=in_replicate("results/tables/mixed_architectures.per_image.csv", "{replicate}"),
+    params:
+        pairs=lambda wildcards: mixed_pairs("per_image", mixed_metric_files(wildcards.replicate)),
+    log:
+        "logs/tables/mixed_architectures_replicate-{replicate}.log",

@@ -29,30 +29,39 @@ rule two_object_figure:
         "../scripts/make_two_object_figure.py"
 
 
+# A seed replicate (config `replicates`) re-makes the seeded methods' maps (EEA and pEEA from its explainer, the random
+# control from its seed); localisation (rules/localisation.smk) scores them with the run's other maps.
 for two_object_family in sorted({config["models"][m]["family"] for m in MODELS}) if PLAN.kind == "embedded" else []:
+    for two_object_replicate in [0, *(["{replicate}"] if REPLICATES else [])]:
+        two_object_methods = [
+            m for m in config["methods"][two_object_family] if not two_object_replicate or m in REPLICATED_METHODS
+        ]
 
-    rule:
-        name:
-            f"two_object_maps_{two_object_family}"
-        conda:
-            "../envs/torch.yaml"
-        input:
-            unpack(two_object_explainer),
-            checkpoint=checkpoint_of,
-            images=PLAN.split_label_file("two_object"),
-            classes=PLAN.classes_file,
-        output:
-            expand("results/two_object/{{model}}/{method}.npz", method=config["methods"][two_object_family]),
-        wildcard_constraints:
-            model=one_of(family_models(two_object_family)),
-        params:
-            **explain_images_params(two_object_family),
-        threads: 1
-        resources:
-            gpu=gpu_request,
-        log:
-            "logs/two_object/maps_{model}.log",
-        benchmark:
-            "benchmarks/two_object/maps_{model}.tsv"
-        script:
-            "../scripts/make_two_object_maps.py"
+        rule:
+            name:
+                f"two_object_maps_{two_object_family}{'_replicate' if two_object_replicate else ''}"
+            conda:
+                "../envs/torch.yaml"
+            input:
+                unpack(two_object_explainer),
+                checkpoint=checkpoint_of,
+                images=PLAN.split_label_file("two_object"),
+                classes=PLAN.classes_file,
+            output:
+                [in_replicate(f"results/two_object/{{model}}/{method}.npz", two_object_replicate) for method in two_object_methods],
+            wildcard_constraints:
+                model=one_of(family_models(two_object_family)),
+            params:
+                **{
+                    **explain_images_params(two_object_family, two_object_methods),
+                    **({"seed": replicate_training_seed} if two_object_replicate else {}),
+                },
+            threads: 1
+            resources:
+                gpu=gpu_request,
+            log:
+                f"logs/two_object/maps_{{model}}{'_replicate-{replicate}' if two_object_replicate else ''}.log",
+            benchmark:
+                f"benchmarks/two_object/maps_{{model}}{'_replicate-{replicate}' if two_object_replicate else ''}.tsv"
+            script:
+                "../scripts/make_two_object_maps.py"

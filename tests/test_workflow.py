@@ -82,9 +82,18 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     # sanity.settings_per_job: 1 -> one job (and rule) per randomized model
     assert config["sanity"]["settings_per_job"] == 1
     for model, settings in {"vit": 1 + 2 * ((12 + 1) + (12 - 1)), "resnet": 1 + (4 + 1) + (4 - 1)}.items():
-        rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_")]
+        rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_") and "_replicate_" not in rule]
         assert len(rules) == sum(counts[rule] for rule in rules) == settings
+        for replicate in (1, 2):  # the seeded methods again, with each replicate's seed
+            assert sum(counts[rule] for rule in counts
+                       if rule.startswith(f"sanity_maps_{model}_") and rule.endswith(f"_replicate_{replicate}")) == settings
     assert counts["sanity_similarity"] == 2 * 2 + 2
+    # seed replicates (replicates: 3): two more of every seeded stage
+    assert config["replicates"] == 3
+    assert counts["pretrain_explainer_replicate"] == 2 * 2 * 2 and counts["eea_maps_replicate"] == 2 * shards * 2
+    assert counts["seeded_maps_replicate"] == 2 * shards * 2 and counts["evaluate_maps_replicate"] == 2 * shards * 2
+    assert counts["pretrain_mixed_explainer_replicate"] == 2 * cross_pairs
+    assert counts["sanity_similarity_replicate"] == 2 * counts["sanity_similarity"]
     print(f"paper preset dry run: {counts['total']} jobs in {seconds:.1f} s")
 
 
@@ -223,5 +232,7 @@ def test_metric_only_change_reruns_no_training_and_no_maps(repo, tiny_run, tmp_p
     counts = job_counts(plan.stdout)
     downstream_of_metrics = {"evaluate_maps", "evaluate_mixed_maps", "metric_table", "mixed_table",
                              "paper_figures_summary", "claims", "report"}
+    downstream_of_metrics |= {f"{rule}_replicate" for rule in ("evaluate_maps", "evaluate_mixed_maps", "metric_table",
+                                                               "mixed_table")}  # config/ci.yaml: replicates: 2
     assert set(counts) == downstream_of_metrics | {"all", "total"}, counts
     assert counts["metric_table"] == 4

@@ -157,18 +157,20 @@ def train_permuted_label_model(model_name, model_cfg, settings: dict, dr_cfg: di
 
 def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
                              checkpoint, explainer_file, image_root, split_file, classes_file, out_maps: dict, *, seed,
-                             device, precision, batch_size) -> None:
+                             device, precision, batch_size, training_seed: int | None = None) -> None:
     """Every method's maps of the sanity images on the permuted-label model, for the ground-truth class.
 
     EEA starts from the explainer pretrained against this model and is fine-tuned per image with the main run's
-    settings; pEEA is that explainer's map.
+    settings; pEEA is that explainer's map. ``seed`` draws the sanity images, ``training_seed`` (default: ``seed``;
+    a seed replicate's own) the seeded methods' maps.
     """
     from .explainer import load_explainer
     from .models import ModelSpec, resolve_device
     from .sanity import load_sanity_images, save_method_maps
     from .stages import finetune_settings, load_model, read_classes, scoring_ties, seed_everything
 
-    seed_everything(seed)
+    training_seed = seed if training_seed is None else training_seed
+    seed_everything(training_seed)
     device = resolve_device(device)
     model = load_model(model_cfg, checkpoint, classes_file, device)
     images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file, sanity_cfg["n_images"],
@@ -179,8 +181,8 @@ def make_permuted_label_maps(methods, model_cfg, sanity_cfg, explainer_cfg, fine
                                    len(read_classes(classes_file))).to(device)
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
                      eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
-                     ties=scoring_ties(scoring, ids, images.shape[-1], device), seed=seed, precision=precision,
-                     batch_size=batch_size)
+                     ties=scoring_ties(scoring, ids, images.shape[-1], device), seed=training_seed,
+                     precision=precision, batch_size=batch_size)
 
 
 def data_randomization_similarity(original_maps: dict[str, str], permuted_maps: dict[str, str], input_size: int,
