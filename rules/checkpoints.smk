@@ -3,7 +3,7 @@
 
 
 rule train_explained_model:
-    priority: 200  # two-thread jobs first, while both cores are free (see README, Speed)
+    priority: 200  # two-thread jobs first, while both cores are free (see docs/speed.md)
     conda:
         "../envs/torch.yaml"
     input:

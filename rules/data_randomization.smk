@@ -39,7 +39,7 @@ DATA_RANDOMIZATION_SECTIONS = {"data_randomization": DATA_RANDOMIZATION_SUMMARY}
 
 
 rule permuted_label_model:
-    priority: 190  # two-thread jobs first, while both cores are free (see README, Speed)
+    priority: 190  # two-thread jobs first, while both cores are free (see docs/speed.md)
     conda:
         "../envs/torch.yaml"
     input:
@@ -72,7 +72,7 @@ rule permuted_label_model:
 
 
 rule permuted_label_explainer:
-    priority: 180  # two-thread jobs first, while both cores are free (see README, Speed)
+    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
     conda:
         "../envs/torch.yaml"
     input:

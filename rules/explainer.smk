@@ -3,7 +3,7 @@
 
 
 rule pretrain_explainer:
-    priority: 180  # two-thread jobs first, while both cores are free (see README, Speed)
+    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
     conda:
         "../envs/torch.yaml"
     input:

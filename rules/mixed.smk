@@ -5,7 +5,7 @@
 # (REFERENCE_VARIANT) is made: one extra explainer and one extra map job per shard per cross pair.
 
 rule pretrain_mixed_explainer:
-    priority: 180  # two-thread jobs first, while both cores are free (see README, Speed)
+    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
     conda:
         "../envs/torch.yaml"
     input:

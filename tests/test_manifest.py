@@ -98,7 +98,7 @@ def test_a_matching_check_records_this_cpu_on_request(tmp_path, monkeypatch):
 @pytest.mark.workflow
 def test_the_ci_configs_run_matches_the_committed_manifest(tiny_run, repo):
     """The committed manifest was made on another machine: a difference here means the numerics are not portable to
-    this CPU, or a commit changed results without rewriting the manifest (see the README's "Same bits on every
+    this CPU, or a commit changed results without rewriting the manifest (see docs/reproducibility.md, "Same bits on every
     machine")."""
     committed = json.loads((repo / "manifests/ci.json").read_text())
     assert committed["config"] == "config/ci.yaml" and committed["numerics"] == "portable"

@@ -59,9 +59,9 @@ def test_metric_section_prints_the_conventions_in_force(repo):
         assert f"<strong>{tie_rule}</strong> rule" in section
 
 
-def test_readme_states_the_default_conventions(repo):
-    """The README's metric conventions are the engine's, word for word (line breaks aside)."""
-    readme = " ".join(re.sub(r"\*\*|`", "", (repo / "README.md").read_text()).split())
+def test_docs_state_the_default_conventions(repo):
+    """docs/metrics.md states the engine's metric conventions word for word (line breaks aside)."""
+    readme = " ".join(re.sub(r"\*\*|`", "", (repo / "docs/metrics.md").read_text()).split())
     config = yaml.safe_load((repo / "config.yaml").read_text())
     for term, definition in conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]):
         assert f"{term}: {definition}" in readme, term

@@ -153,7 +153,7 @@ def run_cost_estimate(method_costs: pd.DataFrame, runtimes: pd.DataFrame, config
 
 
 def markdown_table(estimate: pd.DataFrame) -> str:
-    """The estimate as a Markdown table (the README's)."""
+    """The estimate as a Markdown table (docs/benchmarks.md's)."""
     lines = ["| model | stage | method | throughput | GPU-hours |", "|---|---|---|---:|---:|"]
     for row in estimate.itertuples():
         if row.stage == "total":

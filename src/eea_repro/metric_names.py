@@ -27,8 +27,8 @@ def _fractions(values: np.ndarray) -> str:
 
 
 def conventions(ltx_code: bool, tie_rule: str) -> list[tuple[str, str]]:
-    """(term, definition) pairs of the conventions in force, from the constants the engine uses: the report and the
-    README print these, so they cannot drift from the code."""
+    """(term, definition) pairs of the conventions in force, from the constants the engine uses: the report and
+    docs/metrics.md print these, so they cannot drift from the code."""
     order = (f"Pixels are ordered by normalised map value, most relevant first; {TIE_RULE_TEXT[tie_rule]}. "
              f"At fraction f of N pixels, {REMOVED_COUNT_TEXT}.")
     rows = [

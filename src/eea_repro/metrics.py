@@ -2,7 +2,7 @@
 
 One implementation serves every method (EEA, pEEA and all baselines) so their numbers are comparable.
 
-Conventions (pinned; see the appendix, section 1, and the released evaluation code). The report and the README print
+Conventions (pinned; see the appendix, section 1, and the released evaluation code). The report and docs/metrics.md print
 :func:`eea_repro.metric_names.conventions`, built from the fractions the engine below uses.
 
 * A map (B, h, w) is upsampled bilinearly (``align_corners=False``) to the input size S and min-max normalised per

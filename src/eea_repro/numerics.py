@@ -10,7 +10,7 @@ pins each of them to a path that every x86-64 CPU with AVX2 runs alike, Intel or
   A named branch such as ``AVX2`` is not enough: on AMD CPUs MKL ignores it and dispatches as it likes (``AUTO``).
 
 On this project's AVX-512 machine each selector, left free, changes the bits of some operation of the embedded
-models (README, "Same bits on every machine"). MKL's and OpenMP's dynamic thread adjustment are off in both modes, as
+models (docs/reproducibility.md). MKL's and OpenMP's dynamic thread adjustment are off in both modes, as
 the job's thread count is fixed by the rule. The variables must be set before torch is loaded, so the Snakefile
 exports them for the jobs it starts (locally and, as Slurm passes the submitting environment on, on a cluster); a
 value the user has set is kept, and the job's log shows what was in force.
