@@ -3,11 +3,18 @@
 
 
 rule bench:
-    conda:
-        "../envs/torch.yaml"
     output:
         json="results/bench/bench.json",
         text="results/bench/bench.txt",
+    log:
+        "logs/bench/bench.log",
+    benchmark:
+        "benchmarks/bench/bench.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=gpu_request,
     params:
         models=config["models"],
         methods=config["methods"],
@@ -19,12 +26,5 @@ rule bench:
         finetune_steps=config["finetune"]["steps"],
         chunk_size=config["finetune"]["chunk_size"],
         workflow_dir=workflow.basedir,
-    threads: workflow.cores
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/bench/bench.log",
-    benchmark:
-        "benchmarks/bench/bench.tsv"
     script:
         "../scripts/run_bench.py"

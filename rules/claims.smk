@@ -2,17 +2,18 @@
 # subject, thresholds from config `claims:`. Evidence a configuration does not produce makes its claim 'not run', with
 # the config key that would produce it.
 
+
 rule claims:
-    conda:
-        "../envs/torch.yaml"
     input:
         evidence_files(claims_evidence()),
     output:
         CLAIMS_OUTPUTS,
+    log:
+        "logs/claims/claims.log",
+    conda:
+        "../envs/torch.yaml"
     params:
         evidence=claims_evidence(),
         config=config,
-    log:
-        "logs/claims/claims.log",
     script:
         "../scripts/check_claims.py"

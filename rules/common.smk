@@ -49,6 +49,8 @@ def explainer_job_files(pattern):
 
 def explainer_job_variants(wildcards):
     return VARIANTS if EXPLAINER_JOB_VARIANTS != "{variant}" else [wildcards.variant]
+
+
 # What tables, figures and summaries call each method (their jobs need not import the methods to know it).
 METHOD_LABELS = {name: entry["label"] for name, entry in REGISTERED_METHODS.items()} | EEA_LABELS
 # The control maps (noise, constant): never "best", no cost worth estimating.
@@ -62,8 +64,11 @@ REPLICATES = list(range(1, config["replicates"]))
 # The methods whose maps change with the training / sampling seed.
 REPLICATED_METHODS = set(EEA_METHODS) | SEEDED_METHODS
 # How POS scores are computed wherever EEA reads them (step selection, explainer validation), as in the metric jobs.
-SCORING = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
-           "seed": config["seed"]}
+SCORING = {
+    "batch_size": config["metrics"]["batch_size"],
+    "tie_break": config["metrics"]["tie_break"],
+    "seed": config["seed"],
+}
 
 
 wildcard_constraints:
@@ -128,8 +133,12 @@ def map_files_of_shard(wildcards):
 def replicate_map_files_of_shard(wildcards):
     """(variant, map shard) of the seeded methods of one model and shard in one replicate: its metric job's maps."""
     return [
-        (variant, in_replicate(f"results/maps/{wildcards.model}/{variant}/{method}/shard-{wildcards.shard}.npz",
-                               wildcards.replicate))
+        (
+            variant,
+            in_replicate(
+                f"results/maps/{wildcards.model}/{variant}/{method}/shard-{wildcards.shard}.npz", wildcards.replicate
+            ),
+        )
         for method in replicated_methods_of(wildcards.model)
         for variant in VARIANTS
     ]
@@ -163,7 +172,6 @@ def all_figures():
     return grids + mixed_figures() + two_object_figures()
 
 
-
 def all_sanity_checks():
     """Parameter-randomization outputs (rules/sanity.smk): its summary and every curve and grid, each a file target."""
     return sanity_outputs()
@@ -185,6 +193,7 @@ def image_root(wildcards):
 
 def model_settings(wildcards):
     return config["models"][wildcards.model]
+
 
 FAMILIES = sorted({config["models"][m]["family"] for m in MODELS})
 
@@ -296,6 +305,7 @@ def report_explainers():
         for v in VARIANTS
     ]
 
+
 # --- figures.smk: Qualitative grid in the style of the paper's Figs ------------------------------
 def multi_class_figures(wildcards=None):
     return [
@@ -324,6 +334,7 @@ def mixed_figure(wildcards=None):
         f"model, then fine-tuned per image ('{REFERENCE_VARIANT}' variant).",
     }
 
+
 # --- mixed.smk: Paper Fig ------------------------------------------------------------------------
 from eea_repro.paper_figures import mixed_method, pair_label
 
@@ -351,7 +362,9 @@ def mixed_metric_files(replicate=0):
     """Per pair (explainer model, explained model): the metric shards holding its EEA rows (of seed replicate
     ``replicate``: a replicate's metric shards hold its seeded methods' rows, EEA's among them)."""
     return {
-        (explainer, model): [in_replicate(path, replicate) for path in metric_files(model, mixed_method(explainer, model))]
+        (explainer, model): [
+            in_replicate(path, replicate) for path in metric_files(model, mixed_method(explainer, model))
+        ]
         for explainer, model in MIXED_PAIRS
     }
 
@@ -368,6 +381,7 @@ def mixed_pairs(kind, files_of_pairs):
 
 
 MIXED_MAPS = "results/maps/{model}/{variant}/{method}/shard-{shard}.npz"
+
 
 # --- two_object.smk: Paper Fig -------------------------------------------------------------------
 def two_object_figures():
@@ -393,7 +407,15 @@ def two_object_map_files(wildcards):
 
 
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
-from eea_repro.randomization_runs import ORIGINAL, RUN_PATTERN, layer_kinds, parse_run, run_label, sanity_runs, setting_name
+from eea_repro.randomization_runs import (
+    ORIGINAL,
+    RUN_PATTERN,
+    layer_kinds,
+    parse_run,
+    run_label,
+    sanity_runs,
+    setting_name,
+)
 
 SANITY = config["sanity"]
 SANITY_MODES = SANITY["modes"]
@@ -456,9 +478,14 @@ def sanity_reference_maps(model, settings, methods, replicate=0):
     batches) are remade."""
     if ORIGINAL not in settings or "target" not in VARIANTS:
         return {}
-    return {method: [in_replicate(path, replicate) if method in REPLICATED_METHODS else path
-                     for path in shard_files(MAP_SHARDS, model, "target", method)]
-            for method in methods if method in methods_of(model) and method not in SEEDED_METHODS}
+    return {
+        method: [
+            in_replicate(path, replicate) if method in REPLICATED_METHODS else path
+            for path in shard_files(MAP_SHARDS, model, "target", method)
+        ]
+        for method in methods
+        if method in methods_of(model) and method not in SEEDED_METHODS
+    }
 
 
 def sanity_job_label(jobs, index):
@@ -517,53 +544,83 @@ CLAIMS_OUTPUTS = multiext("results/claims", ".csv", ".json", ".html")
 def claims_evidence():
     """The evidence files of this run, by kind, and why a kind is absent (the claims module reads both)."""
     tables = [
-        {"model": m, "label": config["models"][m]["label"], "family": config["models"][m]["family"], "variant": v,
-         "per_image": f"results/tables/{m}_{v}.per_image.csv"}
+        {
+            "model": m,
+            "label": config["models"][m]["label"],
+            "family": config["models"][m]["family"],
+            "variant": v,
+            "per_image": f"results/tables/{m}_{v}.per_image.csv",
+        }
         for m in MODELS
         for v in VARIANTS
     ]
     maps = [
-        {"model": m, "label": config["models"][m]["label"], "variant": v,
-         "size": config["models"][m]["input_size"],
-         "files": {method: shard_files(MIXED_MAPS, m, v, method) for method in ("gradcam", "eea")
-                   if method in methods_of(m)}}
+        {
+            "model": m,
+            "label": config["models"][m]["label"],
+            "variant": v,
+            "size": config["models"][m]["input_size"],
+            "files": {
+                method: shard_files(MIXED_MAPS, m, v, method)
+                for method in ("gradcam", "eea")
+                if method in methods_of(m)
+            },
+        }
         for m in family_models("cnn")
         for v in VARIANTS
     ]
-    evidence = {"tables": tables, "maps": maps, "reasons": {
-        "maps": "no CNN model is configured (config key 'models')",
-        "sanity": "config key 'sanity.modes' is empty",
-        "data_randomization": "config key 'data_randomization.models' is empty",
-        "two_object": "two-object images exist in the embedded dataset only, when config key "
-                      "'dataset.embedded.n_two_object' is above 0",
-        "mixed": "config key 'figures.mixed_architectures' is false, or the models are of one family",
-    }}
+    evidence = {
+        "tables": tables,
+        "maps": maps,
+        "reasons": {
+            "maps": "no CNN model is configured (config key 'models')",
+            "sanity": "config key 'sanity.modes' is empty",
+            "data_randomization": "config key 'data_randomization.models' is empty",
+            "two_object": "two-object images exist in the embedded dataset only, when config key "
+            "'dataset.embedded.n_two_object' is above 0",
+            "mixed": "config key 'figures.mixed_architectures' is false, or the models are of one family",
+        },
+    }
     if SANITY_MODES:
         evidence["sanity"] = [
-            {"model": m, "mode": parse_run(run)[0], "similarity": f"results/sanity/{m}/{run}.similarity.csv",
-             "label": config["models"][m]["label"] + (f" ({parse_run(run)[1]} layers)" if parse_run(run)[1] else "")}
+            {
+                "model": m,
+                "mode": parse_run(run)[0],
+                "similarity": f"results/sanity/{m}/{run}.similarity.csv",
+                "label": config["models"][m]["label"] + (f" ({parse_run(run)[1]} layers)" if parse_run(run)[1] else ""),
+            }
             for m in MODELS
             for run in SANITY_RUNS[m]
         ]
     if DATA_RANDOMIZED_MODELS:
         evidence["data_randomization"] = [
-            {"model": m, "label": config["models"][m]["label"], "record": f"results/data_randomization/{m}/model.json",
-             "similarity": f"results/data_randomization/{m}/similarity.csv",
-             "target_train_accuracy": DATA_RANDOMIZATION["target_train_accuracy"]}
+            {
+                "model": m,
+                "label": config["models"][m]["label"],
+                "record": f"results/data_randomization/{m}/model.json",
+                "similarity": f"results/data_randomization/{m}/similarity.csv",
+                "target_train_accuracy": DATA_RANDOMIZATION["target_train_accuracy"],
+            }
             for m in DATA_RANDOMIZED_MODELS
         ]
     if LOCALISATION_TWO_OBJECT:
         evidence["two_object"] = [
-            {"model": m, "label": config["models"][m]["label"],
-             "per_image": f"results/localisation/{m}/two_object.per_image.csv"}
+            {
+                "model": m,
+                "label": config["models"][m]["label"],
+                "per_image": f"results/localisation/{m}/two_object.per_image.csv",
+            }
             for m in MODELS
         ]
     if MIXED_PAIRS:
         evidence["mixed"] = {
             "per_image": "results/tables/mixed_architectures.per_image.csv",
             "pairs": [
-                {"label": pair_label(config["models"][e]["label"], config["models"][m]["label"]), "explainer": e,
-                 "model": m}
+                {
+                    "label": pair_label(config["models"][e]["label"], config["models"][m]["label"]),
+                    "explainer": e,
+                    "model": m,
+                }
                 for e, m in MIXED_PAIRS
             ],
         }
@@ -575,8 +632,13 @@ def replicate_evidence(evidence, replicate):
     """Every evidence kind of the run as seed replicate ``replicate`` re-made it, with its files: a seeded method's
     from the replicate, every other the run's own."""
     maps = [
-        {**entry, "files": {method: [in_replicate(path, replicate) for path in files] if method in REPLICATED_METHODS
-                            else files for method, files in entry["files"].items()}}
+        {
+            **entry,
+            "files": {
+                method: [in_replicate(path, replicate) for path in files] if method in REPLICATED_METHODS else files
+                for method, files in entry["files"].items()
+            },
+        }
         for entry in evidence["maps"]
     ]
     kinds = {
@@ -589,8 +651,11 @@ def replicate_evidence(evidence, replicate):
         ]
     if "data_randomization" in evidence:
         kinds["data_randomization"] = [
-            {**entry, "record": in_replicate(entry["record"], replicate),
-             "similarity": in_replicate(entry["similarity"], replicate)}
+            {
+                **entry,
+                "record": in_replicate(entry["record"], replicate),
+                "similarity": in_replicate(entry["similarity"], replicate),
+            }
             for entry in evidence["data_randomization"]
         ]
     if "two_object" in evidence:

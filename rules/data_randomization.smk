@@ -39,9 +39,6 @@ DATA_RANDOMIZATION_SECTIONS = {"data_randomization": DATA_RANDOMIZATION_SUMMARY}
 
 
 rule permuted_label_model:
-    priority: 190  # two-thread jobs first, while both cores are free (see docs/speed.md)
-    conda:
-        "../envs/torch.yaml"
     input:
         train=PLAN.split_label_file(PERMUTED_SOURCE_SPLIT),
         test=PLAN.split_label_file("test"),
@@ -50,8 +47,18 @@ rule permuted_label_model:
     output:
         checkpoint=protected("results/data_randomization/{model}/model.safetensors"),
         record="results/data_randomization/{model}/model.json",
+    log:
+        "logs/data_randomization/train_{model}.log",
+    benchmark:
+        "benchmarks/data_randomization/train_{model}.tsv"
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
+    priority: 190  # two-thread jobs first, while both cores are free (see docs/speed.md)
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=gpu_request,
     params:
         model=model_settings,
         settings=lambda wildcards: DATA_RANDOMIZATION["models"][wildcards.model],
@@ -60,21 +67,11 @@ rule permuted_label_model:
         seed=config["seed"],
         device=config["device"],
         resume="results/data_randomization/{model}/model.resume.pt",
-    threads: 2
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/data_randomization/train_{model}.log",
-    benchmark:
-        "benchmarks/data_randomization/train_{model}.tsv"
     script:
         "../scripts/train_permuted_label_model.py"
 
 
 rule permuted_label_explainer:
-    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint="results/data_randomization/{model}/model.safetensors",
         train=PLAN.split_label_file("explainer_train"),
@@ -83,8 +80,18 @@ rule permuted_label_explainer:
     output:
         explainer=protected("results/data_randomization/{model}/explainer.safetensors"),
         history="results/data_randomization/{model}/explainer.json",
+    log:
+        "logs/data_randomization/explainer_{model}.log",
+    benchmark:
+        "benchmarks/data_randomization/explainer_{model}.tsv"
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
+    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=gpu_request,
     params:
         model=model_settings,
         explainer=config["explainer"],
@@ -93,13 +100,6 @@ rule permuted_label_explainer:
         seed=config["seed"],
         device=config["device"],
         resume_dir="results/data_randomization/{model}/explainer.resume",
-    threads: 2
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/data_randomization/explainer_{model}.log",
-    benchmark:
-        "benchmarks/data_randomization/explainer_{model}.tsv"
     script:
         "../scripts/pretrain_permuted_label_explainer.py"
 
@@ -113,8 +113,6 @@ for data_randomization_family in sorted({config["models"][m]["family"] for m in 
             name:
                 f"permuted_label_maps_{data_randomization_family}"
                 f"{'_replicate' if data_randomization_replicate else ''}"
-            conda:
-                "../envs/torch.yaml"
             input:
                 checkpoint=in_replicate(
                     "results/data_randomization/{model}/model.safetensors", data_randomization_replicate
@@ -126,17 +124,11 @@ for data_randomization_family in sorted({config["models"][m]["family"] for m in 
                 classes=PLAN.classes_file,
             output:
                 [
-                    in_replicate(f"results/data_randomization/{{model}}/maps/{method}.npz", data_randomization_replicate)
+                    in_replicate(
+                        f"results/data_randomization/{{model}}/maps/{method}.npz", data_randomization_replicate
+                    )
                     for method in sanity_methods(data_randomization_family)
                 ],
-            wildcard_constraints:
-                model=one_of(family_models(data_randomization_family, DATA_RANDOMIZED_MODELS)),
-            params:
-                **explain_images_params(data_randomization_family, sanity_methods(data_randomization_family)),
-                training_seed=replicate_training_seed if data_randomization_replicate else config["seed"],
-            threads: 1
-            resources:
-                gpu=gpu_request,
             log:
                 "logs/data_randomization/maps_{model}.log"
                 if not data_randomization_replicate
@@ -145,51 +137,59 @@ for data_randomization_family in sorted({config["models"][m]["family"] for m in 
                 "benchmarks/data_randomization/maps_{model}.tsv"
                 if not data_randomization_replicate
                 else "benchmarks/data_randomization/maps_{model}_replicate-{replicate}.tsv"
+            wildcard_constraints:
+                model=one_of(family_models(data_randomization_family, DATA_RANDOMIZED_MODELS)),
+            conda:
+                "../envs/torch.yaml"
+            threads: 1
+            resources:
+                gpu=gpu_request,
+            params:
+                **explain_images_params(data_randomization_family, sanity_methods(data_randomization_family)),
+                training_seed=replicate_training_seed if data_randomization_replicate else config["seed"],
             script:
                 "../scripts/make_permuted_label_maps.py"
 
 
 rule data_randomization_similarity:
-    conda:
-        "../envs/report.yaml"
     input:
         original=lambda wildcards: list(ORIGINAL_MAPS[wildcards.model].values()),
         permuted=lambda wildcards: list(PERMUTED_LABEL_MAPS[wildcards.model].values()),
     output:
         "results/data_randomization/{model}/similarity.csv",
+    log:
+        "logs/data_randomization/similarity_{model}.log",
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
+    conda:
+        "../envs/report.yaml"
     params:
         methods=lambda wildcards: sanity_methods_of(wildcards.model),
         input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
-    log:
-        "logs/data_randomization/similarity_{model}.log",
     script:
         "../scripts/data_randomization_similarity.py"
 
 
 rule data_randomization_boxplot:
-    conda:
-        "../envs/report.yaml"
     input:
         "results/data_randomization/{model}/similarity.csv",
     output:
         multiext("results/figures/data_randomization_{model}_{methods}", ".png", ".pdf"),
+    log:
+        "logs/data_randomization/boxplot_{model}_{methods}.log",
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
         methods="eea|methods",
+    conda:
+        "../envs/report.yaml"
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
         method_labels=METHOD_LABELS,
-    log:
-        "logs/data_randomization/boxplot_{model}_{methods}.log",
     script:
         "../scripts/make_data_randomization_boxplot.py"
 
 
 rule data_randomization_grid:
-    conda:
-        "../envs/report.yaml"
     input:
         maps=lambda wildcards: [
             ORIGINAL_MAPS[wildcards.model]["eea"],
@@ -199,8 +199,12 @@ rule data_randomization_grid:
         classes=PLAN.classes_file,
     output:
         multiext("results/figures/data_randomization_{model}_grid", ".png", ".pdf"),
+    log:
+        "logs/data_randomization/grid_{model}.log",
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
+    conda:
+        "../envs/report.yaml"
     params:
         headers=["EEA", "EEA, random labels"],
         model=model_settings,
@@ -209,15 +213,11 @@ rule data_randomization_grid:
         seed=config["seed"],
         title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA on the original and on the "
         "permuted-label model",
-    log:
-        "logs/data_randomization/grid_{model}.log",
     script:
         "../scripts/make_data_randomization_grid.py"
 
 
 rule randomization_comparison:
-    conda:
-        "../envs/report.yaml"
     input:
         maps=lambda wildcards: [
             ORIGINAL_MAPS[wildcards.model]["eea"],
@@ -228,8 +228,12 @@ rule randomization_comparison:
         classes=PLAN.classes_file,
     output:
         multiext("results/figures/randomization_comparison_{model}", ".png", ".pdf"),
+    log:
+        "logs/data_randomization/comparison_{model}.log",
     wildcard_constraints:
         model=one_of(DATA_RANDOMIZED_MODELS),
+    conda:
+        "../envs/report.yaml"
     params:
         headers=["EEA", "Parameter randomization", "Data randomization"],
         model=model_settings,
@@ -238,15 +242,11 @@ rule randomization_comparison:
         seed=config["seed"],
         title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA under parameter and data "
         "randomization",
-    log:
-        "logs/data_randomization/comparison_{model}.log",
     script:
         "../scripts/make_data_randomization_grid.py"
 
 
 rule data_randomization_summary:
-    conda:
-        "../envs/report.yaml"
     input:
         records=expand("results/data_randomization/{model}/model.json", model=DATA_RANDOMIZED_MODELS),
         explainers=expand("results/data_randomization/{model}/explainer.json", model=DATA_RANDOMIZED_MODELS),
@@ -254,6 +254,10 @@ rule data_randomization_summary:
         figures=[f for m in DATA_RANDOMIZED_MODELS for f in DATA_RANDOMIZATION_FIGURES[m].values()],
     output:
         DATA_RANDOMIZATION_SUMMARY,
+    log:
+        "logs/data_randomization/summary.log",
+    conda:
+        "../envs/report.yaml"
     params:
         models={
             m: {
@@ -268,8 +272,6 @@ rule data_randomization_summary:
         settings=DATA_RANDOMIZATION,
         source_split=PERMUTED_SOURCE_SPLIT,
         method_labels=METHOD_LABELS,
-    log:
-        "logs/data_randomization/summary.log",
     script:
         "../scripts/data_randomization_summary.py"
 
@@ -280,13 +282,13 @@ use rule permuted_label_model as permuted_label_model_replicate with:
     output:
         checkpoint=protected(in_replicate("results/data_randomization/{model}/model.safetensors", "{replicate}")),
         record=in_replicate("results/data_randomization/{model}/model.json", "{replicate}"),
-    params:
-        seed=replicate_training_seed,
-        resume=in_replicate("results/data_randomization/{model}/model.resume.pt", "{replicate}"),
     log:
         "logs/data_randomization/train_{model}_replicate-{replicate}.log",
     benchmark:
         "benchmarks/data_randomization/train_{model}_replicate-{replicate}.tsv"
+    params:
+        seed=replicate_training_seed,
+        resume=in_replicate("results/data_randomization/{model}/model.resume.pt", "{replicate}"),
 
 
 use rule permuted_label_explainer as permuted_label_explainer_replicate with:
@@ -298,13 +300,13 @@ use rule permuted_label_explainer as permuted_label_explainer_replicate with:
     output:
         explainer=protected(in_replicate("results/data_randomization/{model}/explainer.safetensors", "{replicate}")),
         history=in_replicate("results/data_randomization/{model}/explainer.json", "{replicate}"),
-    params:
-        seed=replicate_training_seed,
-        resume_dir=in_replicate("results/data_randomization/{model}/explainer.resume", "{replicate}"),
     log:
         "logs/data_randomization/explainer_{model}_replicate-{replicate}.log",
     benchmark:
         "benchmarks/data_randomization/explainer_{model}_replicate-{replicate}.tsv"
+    params:
+        seed=replicate_training_seed,
+        resume_dir=in_replicate("results/data_randomization/{model}/explainer.resume", "{replicate}"),
 
 
 use rule data_randomization_similarity as data_randomization_similarity_replicate with:

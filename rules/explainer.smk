@@ -3,9 +3,6 @@
 
 
 rule pretrain_explainer:
-    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         train=PLAN.split_label_file("explainer_train"),
@@ -14,6 +11,16 @@ rule pretrain_explainer:
     output:
         explainers=protected(explainer_job_files("results/explainers/{model}/{variant}.safetensors")),
         histories=explainer_job_files("results/explainers/{model}/{variant}.json"),
+    log:
+        f"logs/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.log",
+    benchmark:
+        f"benchmarks/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.tsv"
+    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=gpu_request,
     params:
         variants=explainer_job_variants,
         model=model_settings,
@@ -22,13 +29,6 @@ rule pretrain_explainer:
         image_root=image_root,
         seed=config["seed"],
         device=config["device"],
-    threads: 2
-    resources:
-        gpu=gpu_request,
-    log:
-        f"logs/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.log",
-    benchmark:
-        f"benchmarks/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}.tsv"
     script:
         "../scripts/pretrain_explainer.py"
 
@@ -40,9 +40,9 @@ use rule pretrain_explainer as pretrain_explainer_replicate with:
             explainer_job_files(in_replicate("results/explainers/{model}/{variant}.safetensors", "{replicate}"))
         ),
         histories=explainer_job_files(in_replicate("results/explainers/{model}/{variant}.json", "{replicate}")),
-    params:
-        seed=replicate_training_seed,
     log:
         f"logs/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}_replicate-{{replicate}}.log",
     benchmark:
         f"benchmarks/explainer/{{model}}_{EXPLAINER_JOB_VARIANTS}_replicate-{{replicate}}.tsv"
+    params:
+        seed=replicate_training_seed,

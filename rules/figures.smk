@@ -3,13 +3,15 @@
 
 
 rule qualitative_grid:
-    conda:
-        "../envs/report.yaml"
     input:
         unpack(figure_inputs),
     output:
         png="results/figures/qualitative_{model}_{variant}.png",
         pdf="results/figures/qualitative_{model}_{variant}.pdf",
+    log:
+        "logs/figures/qualitative_{model}_{variant}.log",
+    conda:
+        "../envs/report.yaml"
     params:
         model=model_settings,
         figures=config["figures"],
@@ -17,26 +19,24 @@ rule qualitative_grid:
         seed=config["seed"],
         title=table_caption,
         mask_dir=mask_dir_of("test"),
-    log:
-        "logs/figures/qualitative_{model}_{variant}.log",
     script:
         "../scripts/make_qualitative_grid.py"
 
 
 rule paper_figures_summary:
-    conda:
-        "../envs/report.yaml"
     input:
         figures=lambda wildcards: all_figures(),
         tables=lambda wildcards: ["results/tables/mixed_architectures.html"] if MIXED_PAIRS else [],
         two_object_maps=lambda wildcards: [entry["eea_maps"] for entry in multi_class_figures() if "eea_maps" in entry],
     output:
         "results/figures/paper_figures.json",
+    log:
+        "logs/figures/paper_figures.log",
+    conda:
+        "../envs/report.yaml"
     params:
         single_class=report_figures(),
         mixed=mixed_figure,
         multi_class=multi_class_figures,
-    log:
-        "logs/figures/paper_figures.log",
     script:
         "../scripts/make_paper_figures_summary.py"

@@ -4,47 +4,49 @@
 
 
 FOLDER_BOXES = PLAN.kind == "folder" and config["dataset"]["folder"]["boxes"]
-LOCALISATION_MASKS = config["localisation"]["masks_dir"] or mask_dir_of("test") or (FOLDER_MASKS if FOLDER_BOXES else None)
+LOCALISATION_MASKS = (
+    config["localisation"]["masks_dir"] or mask_dir_of("test") or (FOLDER_MASKS if FOLDER_BOXES else None)
+)
 LOCALISATION_TWO_OBJECT = PLAN.kind == "embedded" and config["dataset"]["embedded"]["n_two_object"] > 0
 
 
 rule localisation_scores:
-    conda:
-        "../envs/torch.yaml"
     input:
         unpack(map_files_per_variant),  # one job per model scores every variant: one start, masks read once
         split=PLAN.split_label_file("test"),  # written after the embedded images and masks
     output:
         expand("results/localisation/{{model}}/{variant}.per_image.csv", variant=VARIANTS),
+    log:
+        "logs/localisation/{model}_scores.log",
+    benchmark:
+        "benchmarks/localisation/{model}_scores.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         variants=VARIANTS,
         mask_dir=LOCALISATION_MASKS,
         size=lambda wildcards: config["models"][wildcards.model]["input_size"],
         device=config["device"],
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/localisation/{model}_scores.log",
-    benchmark:
-        "benchmarks/localisation/{model}_scores.tsv"
     script:
         "../scripts/localisation_scores.py"
 
 
 rule localisation_two_object:
-    conda:
-        "../envs/torch.yaml"
     input:
         maps=two_object_map_files,
         labels=PLAN.split_label_file("two_object"),
     output:
         "results/localisation/{model}/two_object.per_image.csv",
+    log:
+        "logs/localisation/{model}_two_object.log",
+    conda:
+        "../envs/torch.yaml"
     params:
         mask_dir=mask_dir_of("two_object"),
         size=lambda wildcards: config["models"][wildcards.model]["input_size"],
-    log:
-        "logs/localisation/{model}_two_object.log",
     script:
         "../scripts/localisation_two_object.py"
 
@@ -57,8 +59,6 @@ use rule localisation_two_object as localisation_two_object_replicate with:
 
 
 rule localisation_table:
-    conda:
-        "../envs/report.yaml"
     input:
         per_image=expand("results/localisation/{{model}}/{variant}.per_image.csv", variant=VARIANTS),
         two_object=["results/localisation/{model}/two_object.per_image.csv"] if LOCALISATION_TWO_OBJECT else [],
@@ -66,6 +66,10 @@ rule localisation_table:
         csv="results/tables/localisation_{model}.csv",
         html="results/tables/localisation_{model}.html",
         json="results/localisation/{model}.json",
+    log:
+        "logs/localisation/{model}_table.log",
+    conda:
+        "../envs/report.yaml"
     params:
         variants=VARIANTS,
         caption=lambda wildcards: f"{config['models'][wildcards.model]['label']}: localisation on ground-truth "
@@ -73,30 +77,30 @@ rule localisation_table:
         tables=config["tables"],
         seed=config["seed"],
         method_labels=METHOD_LABELS,
-    log:
-        "logs/localisation/{model}_table.log",
     script:
         "../scripts/localisation_table.py"
 
 
 rule localisation_summary:
-    conda:
-        "../envs/report.yaml"
     input:
         expand("results/localisation/{model}.json", model=MODELS),
     output:
         "results/localisation/summary.json",
+    log:
+        "logs/localisation/summary.log",
+    conda:
+        "../envs/report.yaml"
     params:
         models=MODELS,
         labels={m: config["models"][m]["label"] for m in MODELS},
         masks_source=(
             "the masks in localisation.masks_dir"
             if config["localisation"]["masks_dir"]
-            else "masks rasterised from the boxes in dataset.folder.boxes"
-            if FOLDER_BOXES
-            else "the embedded data's object masks"
+            else (
+                "masks rasterised from the boxes in dataset.folder.boxes"
+                if FOLDER_BOXES
+                else "the embedded data's object masks"
+            )
         ),
-    log:
-        "logs/localisation/summary.log",
     script:
         "../scripts/localisation_summary.py"

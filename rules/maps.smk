@@ -9,9 +9,6 @@ for maps_family in FAMILIES:
     rule:
         name:
             f"baseline_maps_{maps_family}"
-        priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
-        conda:
-            "../envs/torch.yaml"
         input:
             checkpoint=checkpoint_of,
             images=PLAN.split_label_file("test"),
@@ -22,8 +19,18 @@ for maps_family in FAMILIES:
                 for method in family_baselines(maps_family)
                 for variant in VARIANTS
             ],
+        log:
+            "logs/maps/{model}_baselines_{shard}.log",
+        benchmark:
+            "benchmarks/maps/{model}_baselines_{shard}.tsv"
         wildcard_constraints:
             model=one_of(family_models(maps_family)),
+        priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            gpu=gpu_request,
         params:
             methods=family_baselines(maps_family),
             variants=VARIANTS,
@@ -35,32 +42,35 @@ for maps_family in FAMILIES:
             precision=config["precision"],
             batch_size=config["explainer"]["batch_size"],
             timing="benchmarks/maps/{model}_baselines_{shard}.methods.csv",
-        threads: 1
-        resources:
-            gpu=gpu_request,
-        log:
-            "logs/maps/{model}_baselines_{shard}.log",
-        benchmark:
-            "benchmarks/maps/{model}_baselines_{shard}.tsv"
         script:
             "../scripts/make_baseline_maps.py"
 
 
 rule eea_maps:
-    priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         explainers=expand("results/explainers/{{model}}/{variant}.safetensors", variant=VARIANTS),
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        maps=[f"results/maps/{{model}}/{variant}/{method}/shard-{{shard}}.npz"
-              for method in ("eea", "peea") for variant in VARIANTS],
+        maps=[
+            f"results/maps/{{model}}/{variant}/{method}/shard-{{shard}}.npz"
+            for method in ("eea", "peea")
+            for variant in VARIANTS
+        ],
         selection=expand("results/maps/{{model}}/{variant}/eea/shard-{{shard}}.steps.csv", variant=VARIANTS),
+    log:
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.log",
+    benchmark:
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.tsv"
     wildcard_constraints:
         model=one_of([m for m in MODELS if "eea" in methods_of(m)]),
+    priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         methods=["eea", "peea"],
         variants=VARIANTS,
@@ -72,20 +82,11 @@ rule eea_maps:
         shard_range=shard_range,
         device=config["device"],
         timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.methods.csv",
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        f"logs/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.log",
-    benchmark:
-        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}.tsv"
     script:
         "../scripts/make_eea_maps.py"
 
 
 rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         explainers=expand("results/explainers/{{model}}/{variant}.safetensors", variant=VARIANTS),
@@ -93,8 +94,17 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
         classes=PLAN.classes_file,
     output:
         maps=expand("results/maps/{{model}}/{variant}/peea/shard-{{shard}}.npz", variant=VARIANTS),
+    log:
+        f"logs/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.log",
+    benchmark:
+        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.tsv"
     wildcard_constraints:
         model=one_of([m for m in MODELS if "peea" in methods_of(m) and "eea" not in methods_of(m)]),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         methods=["peea"],
         variants=VARIANTS,
@@ -106,13 +116,6 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
         shard_range=shard_range,
         device=config["device"],
         timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.methods.csv",
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        f"logs/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.log",
-    benchmark:
-        f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}.tsv"
     script:
         "../scripts/make_eea_maps.py"
 
@@ -140,12 +143,12 @@ use rule eea_maps as eea_maps_replicate with:
             in_replicate(f"results/maps/{{model}}/{variant}/eea/shard-{{shard}}.steps.csv", "{replicate}")
             for variant in VARIANTS
         ],
-    params:
-        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.methods.csv",
     log:
         f"logs/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.log",
     benchmark:
         f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.tsv"
+    params:
+        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_eea_{{shard}}_replicate-{{replicate}}.methods.csv",
 
 
 use rule peea_maps as peea_maps_replicate with:
@@ -159,17 +162,15 @@ use rule peea_maps as peea_maps_replicate with:
             in_replicate(f"results/maps/{{model}}/{variant}/peea/shard-{{shard}}.npz", "{replicate}")
             for variant in VARIANTS
         ],
-    params:
-        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.methods.csv",
     log:
         f"logs/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.log",
     benchmark:
         f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.tsv"
+    params:
+        timing=f"benchmarks/maps/{{model}}_{ALL_VARIANTS}_peea_{{shard}}_replicate-{{replicate}}.methods.csv",
 
 
 rule seeded_maps_replicate:
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         images=PLAN.split_label_file("test"),
@@ -179,8 +180,17 @@ rule seeded_maps_replicate:
             in_replicate(f"results/maps/{{model}}/{variant}/{{method}}/shard-{{shard}}.npz", "{replicate}")
             for variant in VARIANTS
         ],
+    log:
+        "logs/maps/{model}_{method}_{shard}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/maps/{model}_{method}_{shard}_replicate-{replicate}.tsv"
     wildcard_constraints:
         method=one_of(sorted(SEEDED_METHODS)),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         methods=lambda wildcards: [wildcards.method],
         variants=VARIANTS,
@@ -192,12 +202,5 @@ rule seeded_maps_replicate:
         precision=config["precision"],
         batch_size=config["explainer"]["batch_size"],
         timing="benchmarks/maps/{model}_{method}_{shard}_replicate-{replicate}.methods.csv",
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/maps/{model}_{method}_{shard}_replicate-{replicate}.log",
-    benchmark:
-        "benchmarks/maps/{model}_{method}_{shard}_replicate-{replicate}.tsv"
     script:
         "../scripts/make_baseline_maps.py"

@@ -4,9 +4,6 @@
 
 
 rule evaluate_maps:
-    priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         maps=lambda wildcards: [path for _, path in map_files_of_shard(wildcards)],
@@ -14,6 +11,16 @@ rule evaluate_maps:
         classes=PLAN.classes_file,
     output:
         METRIC_SHARDS,
+    log:
+        "logs/metrics/{model}_{shard}.log",
+    benchmark:
+        "benchmarks/metrics/{model}_{shard}.tsv"
+    priority: 40  # the longest chain to the tables: start it before the independent sanity jobs
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         map_files=map_files_of_shard,
         model=model_settings,
@@ -24,20 +31,11 @@ rule evaluate_maps:
         device=config["device"],
         precision=config["precision"],
         timing="benchmarks/metrics/{model}_{shard}.methods.csv",
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/metrics/{model}_{shard}.log",
-    benchmark:
-        "benchmarks/metrics/{model}_{shard}.tsv"
     script:
         "../scripts/evaluate_maps.py"
 
 
 rule metric_table:
-    conda:
-        "../envs/report.yaml"
     input:
         per_image=lambda wildcards: metric_files(wildcards.model),
     output:
@@ -45,14 +43,16 @@ rule metric_table:
         tex="results/tables/{model}_{variant}.tex",
         html="results/tables/{model}_{variant}.html",
         per_image="results/tables/{model}_{variant}.per_image.csv",
+    log:
+        "logs/tables/{model}_{variant}.log",
+    conda:
+        "../envs/report.yaml"
     params:
         methods=lambda wildcards: methods_of(wildcards.model),
         tables=config["tables"],
         seed=config["seed"],
         caption=table_caption,
         method_labels=METHOD_LABELS,
-    log:
-        "logs/tables/{model}_{variant}.log",
     script:
         "../scripts/make_table.py"
 
@@ -67,13 +67,13 @@ use rule evaluate_maps as evaluate_maps_replicate with:
         classes=PLAN.classes_file,
     output:
         in_replicate(METRIC_SHARDS, "{replicate}"),
-    params:
-        map_files=replicate_map_files_of_shard,
-        timing="benchmarks/metrics/{model}_{shard}_replicate-{replicate}.methods.csv",
     log:
         "logs/metrics/{model}_{shard}_replicate-{replicate}.log",
     benchmark:
         "benchmarks/metrics/{model}_{shard}_replicate-{replicate}.tsv"
+    params:
+        map_files=replicate_map_files_of_shard,
+        timing="benchmarks/metrics/{model}_{shard}_replicate-{replicate}.methods.csv",
 
 
 use rule metric_table as metric_table_replicate with:
@@ -89,7 +89,7 @@ use rule metric_table as metric_table_replicate with:
         tex=in_replicate("results/tables/{model}_{variant}.tex", "{replicate}"),
         html=in_replicate("results/tables/{model}_{variant}.html", "{replicate}"),
         per_image=in_replicate("results/tables/{model}_{variant}.per_image.csv", "{replicate}"),
-    params:
-        caption=lambda wildcards: f"{table_caption(wildcards)}, seed replicate {wildcards.replicate}",
     log:
         "logs/tables/{model}_{variant}_replicate-{replicate}.log",
+    params:
+        caption=lambda wildcards: f"{table_caption(wildcards)}, seed replicate {wildcards.replicate}",

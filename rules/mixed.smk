@@ -4,10 +4,8 @@
 # grid of images x pairs follow. Same-model pairs reuse the ordinary EEA maps. Only the 'target' variant
 # (REFERENCE_VARIANT) is made: one extra explainer and one extra map job per shard per cross pair.
 
+
 rule pretrain_mixed_explainer:
-    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         explainer_checkpoint="results/checkpoints/{explainer_model}.safetensors",
@@ -17,8 +15,18 @@ rule pretrain_mixed_explainer:
     output:
         explainer=protected("results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors"),
         history="results/explainers/{model}/mixed_{explainer_model}_{variant}.json",
+    log:
+        "logs/explainer/{model}_mixed_{explainer_model}_{variant}.log",
+    benchmark:
+        "benchmarks/explainer/{model}_mixed_{explainer_model}_{variant}.tsv"
     wildcard_constraints:
         explainer_model=one_of(MODELS),
+    priority: 180  # two-thread jobs first, while both cores are free (see docs/speed.md)
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=gpu_request,
     params:
         model=model_settings,
         explainer_model=lambda wildcards: config["models"][wildcards.explainer_model],
@@ -28,20 +36,11 @@ rule pretrain_mixed_explainer:
         seed=config["seed"],
         device=config["device"],
         resume_dir="results/explainers/{model}/mixed_{explainer_model}_{variant}.resume",
-    threads: 2
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/explainer/{model}_mixed_{explainer_model}_{variant}.log",
-    benchmark:
-        "benchmarks/explainer/{model}_mixed_{explainer_model}_{variant}.tsv"
     script:
         "../scripts/pretrain_mixed_explainer.py"
 
 
 rule mixed_eea_maps:
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         explainer="results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors",
@@ -50,8 +49,17 @@ rule mixed_eea_maps:
     output:
         maps="results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.npz",
         selection="results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.steps.csv",
+    log:
+        "logs/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.log",
+    benchmark:
+        "benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.tsv"
     wildcard_constraints:
         explainer_model=one_of(MODELS),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         model=model_settings,
         explainer_model=lambda wildcards: config["models"][wildcards.explainer_model],
@@ -63,20 +71,11 @@ rule mixed_eea_maps:
         shard_range=shard_range,
         device=config["device"],
         timing="benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.methods.csv",
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.log",
-    benchmark:
-        "benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}.tsv"
     script:
         "../scripts/make_mixed_eea_maps.py"
 
 
 rule evaluate_mixed_maps:
-    conda:
-        "../envs/torch.yaml"
     input:
         checkpoint=checkpoint_of,
         maps=f"results/maps/{{model}}/{REFERENCE_VARIANT}/{{method}}/shard-{{shard}}.npz",
@@ -84,12 +83,24 @@ rule evaluate_mixed_maps:
         classes=PLAN.classes_file,
     output:
         MIXED_METRIC_SHARDS,
+    log:
+        "logs/metrics/{model}_{method}_{shard}.log",
+    benchmark:
+        "benchmarks/metrics/{model}_{method}_{shard}.tsv"
     wildcard_constraints:
         method=f"eea_by_({one_of(MODELS)})",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_request,
     params:
         map_files=lambda wildcards: [
-            (REFERENCE_VARIANT, f"results/maps/{wildcards.model}/{REFERENCE_VARIANT}/{wildcards.method}/"
-             f"shard-{wildcards.shard}.npz")
+            (
+                REFERENCE_VARIANT,
+                f"results/maps/{wildcards.model}/{REFERENCE_VARIANT}/{wildcards.method}/"
+                f"shard-{wildcards.shard}.npz",
+            )
         ],
         model=model_settings,
         metrics=config["metrics"],
@@ -99,20 +110,11 @@ rule evaluate_mixed_maps:
         device=config["device"],
         precision=config["precision"],
         timing="benchmarks/metrics/{model}_{method}_{shard}.methods.csv",
-    threads: 1
-    resources:
-        gpu=gpu_request,
-    log:
-        "logs/metrics/{model}_{method}_{shard}.log",
-    benchmark:
-        "benchmarks/metrics/{model}_{method}_{shard}.tsv"
     script:
         "../scripts/evaluate_maps.py"
 
 
 rule mixed_table:
-    conda:
-        "../envs/torch.yaml"
     input:
         per_image=lambda wildcards: [f for files in mixed_metric_files().values() for f in files],
     output:
@@ -120,21 +122,21 @@ rule mixed_table:
         tex="results/tables/mixed_architectures.tex",
         html="results/tables/mixed_architectures.html",
         per_image="results/tables/mixed_architectures.per_image.csv",
+    log:
+        "logs/tables/mixed_architectures.log",
+    conda:
+        "../envs/torch.yaml"
     params:
         pairs=mixed_pairs("per_image", mixed_metric_files()),
         variant=REFERENCE_VARIANT,
         tables=config["tables"],
         seed=config["seed"],
         caption=f"EEA with mixed architectures (explainer → explained model), '{REFERENCE_VARIANT}' variant",
-    log:
-        "logs/tables/mixed_architectures.log",
     script:
         "../scripts/make_mixed_table.py"
 
 
 rule mixed_grid:
-    conda:
-        "../envs/report.yaml"
     input:
         maps=lambda wildcards: [f for files in mixed_pair_files(MIXED_MAPS).values() for f in files],
         labels=PLAN.split_label_file("test"),
@@ -142,6 +144,10 @@ rule mixed_grid:
     output:
         png="results/figures/mixed_architectures.png",
         pdf="results/figures/mixed_architectures.pdf",
+    log:
+        "logs/figures/mixed_architectures.log",
+    conda:
+        "../envs/report.yaml"
     params:
         pairs=mixed_pairs("maps", mixed_pair_files(MIXED_MAPS)),
         display_model=max((config["models"][m] for m in MODELS), key=lambda model: model["input_size"]),
@@ -150,8 +156,6 @@ rule mixed_grid:
         mask_dir=mask_dir_of("test"),
         seed=config["seed"],
         title=f"EEA with mixed architectures (explainer → explained model), '{REFERENCE_VARIANT}' variant",
-    log:
-        "logs/figures/mixed_architectures.log",
     script:
         "../scripts/make_mixed_grid.py"
 
@@ -164,13 +168,13 @@ use rule pretrain_mixed_explainer as pretrain_mixed_explainer_replicate with:
             in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.safetensors", "{replicate}")
         ),
         history=in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.json", "{replicate}"),
-    params:
-        seed=replicate_training_seed,
-        resume_dir=in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.resume", "{replicate}"),
     log:
         "logs/explainer/{model}_mixed_{explainer_model}_{variant}_replicate-{replicate}.log",
     benchmark:
         "benchmarks/explainer/{model}_mixed_{explainer_model}_{variant}_replicate-{replicate}.tsv"
+    params:
+        seed=replicate_training_seed,
+        resume_dir=in_replicate("results/explainers/{model}/mixed_{explainer_model}_{variant}.resume", "{replicate}"),
 
 
 use rule mixed_eea_maps as mixed_eea_maps_replicate with:
@@ -186,12 +190,12 @@ use rule mixed_eea_maps as mixed_eea_maps_replicate with:
         selection=in_replicate(
             "results/maps/{model}/{variant}/eea_by_{explainer_model}/shard-{shard}.steps.csv", "{replicate}"
         ),
-    params:
-        timing="benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.methods.csv",
     log:
         "logs/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.log",
     benchmark:
         "benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.tsv"
+    params:
+        timing="benchmarks/maps/{model}_{variant}_eea_by_{explainer_model}_{shard}_replicate-{replicate}.methods.csv",
 
 
 use rule evaluate_mixed_maps as evaluate_mixed_maps_replicate with:
@@ -202,6 +206,10 @@ use rule evaluate_mixed_maps as evaluate_mixed_maps_replicate with:
         classes=PLAN.classes_file,
     output:
         in_replicate(MIXED_METRIC_SHARDS, "{replicate}"),
+    log:
+        "logs/metrics/{model}_{method}_{shard}_replicate-{replicate}.log",
+    benchmark:
+        "benchmarks/metrics/{model}_{method}_{shard}_replicate-{replicate}.tsv"
     params:
         map_files=lambda wildcards: [
             (
@@ -213,23 +221,17 @@ use rule evaluate_mixed_maps as evaluate_mixed_maps_replicate with:
             )
         ],
         timing="benchmarks/metrics/{model}_{method}_{shard}_replicate-{replicate}.methods.csv",
-    log:
-        "logs/metrics/{model}_{method}_{shard}_replicate-{replicate}.log",
-    benchmark:
-        "benchmarks/metrics/{model}_{method}_{shard}_replicate-{replicate}.tsv"
 
 
 use rule mixed_table as mixed_table_replicate with:
     input:
-        per_image=lambda wildcards: [
-            f for files in mixed_metric_files(wildcards.replicate).values() for f in files
-        ],
+        per_image=lambda wildcards: [f for files in mixed_metric_files(wildcards.replicate).values() for f in files],
     output:
         csv=in_replicate("results/tables/mixed_architectures.csv", "{replicate}"),
         tex=in_replicate("results/tables/mixed_architectures.tex", "{replicate}"),
         html=in_replicate("results/tables/mixed_architectures.html", "{replicate}"),
         per_image=in_replicate("results/tables/mixed_architectures.per_image.csv", "{replicate}"),
-    params:
-        pairs=lambda wildcards: mixed_pairs("per_image", mixed_metric_files(wildcards.replicate)),
     log:
         "logs/tables/mixed_architectures_replicate-{replicate}.log",
+    params:
+        pairs=lambda wildcards: mixed_pairs("per_image", mixed_metric_files(wildcards.replicate)),

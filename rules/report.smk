@@ -2,8 +2,6 @@
 
 
 rule report:
-    conda:
-        "../envs/report.yaml"
     input:
         tables=expand("results/tables/{model}_{variant}.html", model=MODELS, variant=VARIANTS),
         summaries=all_tables(),
@@ -17,6 +15,10 @@ rule report:
         section_data=list(report_sections().values()),
     output:
         "results/report/index.html",
+    log:
+        "logs/report/report.log",
+    conda:
+        "../envs/report.yaml"
     params:
         config=config,
         method_labels=METHOD_LABELS,
@@ -27,7 +29,5 @@ rule report:
         explainers=report_explainers(),
         benchmarks_dir="benchmarks",
         sections=report_sections(),
-    log:
-        "logs/report/report.log",
     script:
         "../scripts/make_report.py"

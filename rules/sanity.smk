@@ -4,71 +4,74 @@
 # re-fitted against it (sanity.eea_refit). Level 1 is the original model, shared by every run ("original"). Each
 # level's maps are compared per image with level 1's.
 
+
 rule sanity_similarity:
-    conda:
-        "../envs/report.yaml"
     input:
         unpack(sanity_level_inputs(lambda wildcards: sanity_methods_of(wildcards.model), predictions=True)),
     output:
         "results/sanity/{model}/{run}.similarity.csv",
-    wildcard_constraints:
-        run=RUN_PATTERN,
-    params:
-        input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
     log:
         "logs/sanity/similarity_{model}_{run}.log",
+    wildcard_constraints:
+        run=RUN_PATTERN,
+    conda:
+        "../envs/report.yaml"
+    params:
+        input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
     script:
         "../scripts/sanity_similarity.py"
 
 
 rule sanity_eea_curve:
-    conda:
-        "../envs/report.yaml"
     input:
         "results/sanity/{model}/{run}.similarity.csv",
     output:
         multiext("results/figures/sanity_{model}_{run}_eea", ".png", ".pdf"),
+    log:
+        "logs/sanity/eea_curve_{model}_{run}.log",
     wildcard_constraints:
         run=RUN_PATTERN,
+    conda:
+        "../envs/report.yaml"
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
         confidence=config["tables"]["confidence"],
-    log:
-        "logs/sanity/eea_curve_{model}_{run}.log",
     script:
         "../scripts/make_sanity_eea_curve.py"
 
 
 rule sanity_methods_curves:
-    conda:
-        "../envs/report.yaml"
     input:
         "results/sanity/{model}/{run}.similarity.csv",
     output:
         multiext("results/figures/sanity_{model}_{run}_methods", ".png", ".pdf"),
+    log:
+        "logs/sanity/methods_curves_{model}_{run}.log",
     wildcard_constraints:
         run=RUN_PATTERN,
+    conda:
+        "../envs/report.yaml"
     params:
         label=lambda wildcards: config["models"][wildcards.model]["label"],
         confidence=config["tables"]["confidence"],
         method_labels=METHOD_LABELS,
-    log:
-        "logs/sanity/methods_curves_{model}_{run}.log",
     script:
         "../scripts/make_sanity_methods_curves.py"
 
 
 rule sanity_grid:
-    conda:
-        "../envs/report.yaml"
     input:
         unpack(sanity_level_inputs(lambda wildcards: ["eea"])),
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
         multiext("results/figures/sanity_{model}_{run}_grid", ".png", ".pdf"),
+    log:
+        "logs/sanity/grid_{model}_{run}.log",
     wildcard_constraints:
         run=RUN_PATTERN,
+    conda:
+        "../envs/report.yaml"
     params:
         model=model_settings,
         sanity=SANITY,
@@ -76,21 +79,21 @@ rule sanity_grid:
         seed=config["seed"],
         title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: EEA under {run_label(wildcards.run)} "
         "(x = 1: original model)",
-    log:
-        "logs/sanity/grid_{model}_{run}.log",
     script:
         "../scripts/make_sanity_grid.py"
 
 
 rule sanity_summary:
-    conda:
-        "../envs/report.yaml"
     input:
         similarities=[f"results/sanity/{m}/{name}.similarity.csv" for m in MODELS for name in SANITY_RUNS[m]],
         figures=[f for f in sanity_outputs() if f != SANITY_SUMMARY],
         classes=PLAN.classes_file,
     output:
         SANITY_SUMMARY,
+    log:
+        "logs/sanity/summary.log",
+    conda:
+        "../envs/report.yaml"
     params:
         similarities={
             f"{m}/{name}": f"results/sanity/{m}/{name}.similarity.csv" for m in MODELS for name in SANITY_RUNS[m]
@@ -101,8 +104,6 @@ rule sanity_summary:
         layers={f"{m}/{name}": run_layer_count(m, name) for m in MODELS for name in SANITY_RUNS[m]},
         sanity=SANITY,
         confidence=config["tables"]["confidence"],
-    log:
-        "logs/sanity/summary.log",
     script:
         "../scripts/sanity_summary.py"
 
@@ -127,8 +128,6 @@ for sanity_model in MODELS:
             rule:
                 name:
                     f"sanity_maps_{sanity_model}_{sanity_index + 1}{sanity_rule_suffix}"
-                conda:
-                    "../envs/torch.yaml"
                 input:
                     checkpoint=f"results/checkpoints/{sanity_model}.safetensors",
                     explainer=in_replicate(
@@ -151,6 +150,15 @@ for sanity_model in MODELS:
                         f"results/sanity/{sanity_model}/{setting}/predictions.csv"
                         for setting in (sanity_job if not sanity_replicate else [])
                     ],
+                log:
+                    f"logs/sanity/maps_{sanity_model}_{sanity_label}.log",
+                benchmark:
+                    f"benchmarks/sanity/maps_{sanity_model}_{sanity_label}.tsv"
+                conda:
+                    "../envs/torch.yaml"
+                threads: 1
+                resources:
+                    gpu=gpu_request,
                 params:
                     **{
                         **explain_images_params(sanity_family, sanity_job_methods),
@@ -164,13 +172,6 @@ for sanity_model in MODELS:
                         in_replicate(f"results/sanity/{sanity_model}/{setting}.resume", sanity_replicate)
                         for setting in sanity_job
                     ],
-                threads: 1
-                resources:
-                    gpu=gpu_request,
-                log:
-                    f"logs/sanity/maps_{sanity_model}_{sanity_label}.log",
-                benchmark:
-                    f"benchmarks/sanity/maps_{sanity_model}_{sanity_label}.tsv"
                 script:
                     "../scripts/make_sanity_maps.py"
 

@@ -4,8 +4,6 @@
 
 
 rule two_object_figure:
-    conda:
-        "../envs/report.yaml"
     input:
         maps=lambda wildcards: expand(
             "results/two_object/{model}/{method}.npz", model=wildcards.model, method=methods_of(wildcards.model)
@@ -15,6 +13,10 @@ rule two_object_figure:
     output:
         png="results/figures/two_object_{model}.png",
         pdf="results/figures/two_object_{model}.pdf",
+    log:
+        "logs/figures/two_object_{model}.log",
+    conda:
+        "../envs/report.yaml"
     params:
         model=model_settings,
         figures=config["figures"],
@@ -23,8 +25,6 @@ rule two_object_figure:
         seed=config["seed"],
         title=lambda wildcards: f"{config['models'][wildcards.model]['label']}: each two-object image explained "
         "for each of its classes",
-    log:
-        "logs/figures/two_object_{model}.log",
     script:
         "../scripts/make_two_object_figure.py"
 
@@ -40,28 +40,31 @@ for two_object_family in sorted({config["models"][m]["family"] for m in MODELS})
         rule:
             name:
                 f"two_object_maps_{two_object_family}{'_replicate' if two_object_replicate else ''}"
-            conda:
-                "../envs/torch.yaml"
             input:
                 unpack(two_object_explainer),
                 checkpoint=checkpoint_of,
                 images=PLAN.split_label_file("two_object"),
                 classes=PLAN.classes_file,
             output:
-                [in_replicate(f"results/two_object/{{model}}/{method}.npz", two_object_replicate) for method in two_object_methods],
+                [
+                    in_replicate(f"results/two_object/{{model}}/{method}.npz", two_object_replicate)
+                    for method in two_object_methods
+                ],
+            log:
+                f"logs/two_object/maps_{{model}}{'_replicate-{replicate}' if two_object_replicate else ''}.log",
+            benchmark:
+                f"benchmarks/two_object/maps_{{model}}{'_replicate-{replicate}' if two_object_replicate else ''}.tsv"
             wildcard_constraints:
                 model=one_of(family_models(two_object_family)),
+            conda:
+                "../envs/torch.yaml"
+            threads: 1
+            resources:
+                gpu=gpu_request,
             params:
                 **{
                     **explain_images_params(two_object_family, two_object_methods),
                     **({"seed": replicate_training_seed} if two_object_replicate else {}),
                 },
-            threads: 1
-            resources:
-                gpu=gpu_request,
-            log:
-                f"logs/two_object/maps_{{model}}{'_replicate-{replicate}' if two_object_replicate else ''}.log",
-            benchmark:
-                f"benchmarks/two_object/maps_{{model}}{'_replicate-{replicate}' if two_object_replicate else ''}.tsv"
             script:
                 "../scripts/make_two_object_maps.py"

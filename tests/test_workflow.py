@@ -33,6 +33,16 @@ def test_lint_is_clean(repo, tmp_path):
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def test_snakefmt_leaves_the_snakefile_and_rules_as_they_are(repo):
+    """The catalog's formatter (settings in pyproject.toml, [tool.snakefmt])."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules/"], cwd=repo,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_bad_config_stops_before_any_job(repo, tmp_path):
     config = yaml.safe_load((repo / "config/ci.yaml").read_text())
     config["finetune"]["stepz"] = 3
