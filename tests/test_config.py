@@ -78,3 +78,20 @@ def test_imagenet_needs_paths(repo):
 def test_local_checkpoint_file_must_exist(default):
     default["models"]["vit"]["checkpoint"] = {"source": "file", "path": "missing.safetensors"}
     assert "models.vit.checkpoint.path" in _error(default)
+
+
+def test_every_schema_key_has_a_description():
+    from eea_repro.config import schema_keys
+
+    keys = schema_keys()
+    assert len(keys) > 100 and [key for key, node in keys if not node.get("description")] == []
+
+
+def test_the_config_reference_is_generated_from_the_schema(repo):
+    """config/README.md is what `python -m eea_repro.config --write config/README.md` writes: regenerate it with the
+    schema."""
+    from eea_repro.config import reference_markdown, schema_keys
+
+    reference = (repo / "config/README.md").read_text()
+    assert reference == reference_markdown()
+    assert all(f"| `{key}` |" in reference for key, _ in schema_keys())

@@ -45,3 +45,16 @@ def test_the_cost_table_in_the_docs_is_the_one_the_code_computes(repo):
 
     rates = {model: {**r, "metrics": r["metrics"]} for model, r in H200_FP32.items()}
     assert markdown_table(paper_cost_estimate(rates)) in (repo / "docs/benchmarks.md").read_text()
+
+
+def test_the_citation_file_cites_the_paper_and_the_workflow(repo):
+    import tomllib
+
+    import yaml
+
+    citation = yaml.safe_load((repo / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert citation["version"] == tomllib.loads((repo / "pyproject.toml").read_text())["project"]["version"]
+    paper = citation["preferred-citation"]
+    assert "arXiv:2310.16584" in [identifier["value"] for identifier in paper["identifiers"]]
+    assert [author["family-names"] for author in paper["authors"]][0] == "Barkan" and paper["year"] == 2023

@@ -114,3 +114,66 @@ def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | 
                     )
                 if family not in known_methods[name]:
                     raise ConfigError(f"config key 'methods.{family}': method {name!r} does not support {family} models")
+
+
+# --- the reference of every key (config/README.md), generated from the schema's descriptions ---------------------
+
+
+def schema_keys(node: dict | None = None, prefix: str = "") -> list[tuple[str, dict]]:
+    """(dotted key, schema node) of every key the schema describes, in its order; a free name (models, twins) is
+    ``<name>``."""
+    node = yaml.safe_load(SCHEMA_PATH.read_text()) if node is None else node
+    keys = []
+    for key, sub in node.get("properties", {}).items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        keys.append((dotted, sub))
+        keys += schema_keys(sub, dotted)
+    if isinstance(node.get("additionalProperties"), dict):
+        keys += schema_keys(node["additionalProperties"], f"{prefix}.<name>")
+    return keys
+
+
+def _values(node: dict) -> str:
+    """What a key accepts, in a few words."""
+    if "enum" in node:
+        return " \\| ".join(f"`{value}`" for value in node["enum"])
+    if "oneOf" in node:
+        return " or ".join(_values(option) for option in node["oneOf"])
+    if "const" in node:
+        return f"`{node['const']}`"
+    kinds = node.get("type", "")
+    text = " or ".join(kinds) if isinstance(kinds, list) else kinds
+    bounds = [f"≥ {node['minimum']}" if "minimum" in node else "", f"> {node['exclusiveMinimum']}"
+              if "exclusiveMinimum" in node else "", f"≤ {node['maximum']}" if "maximum" in node else "",
+              f"< {node['exclusiveMaximum']}" if "exclusiveMaximum" in node else ""]
+    return " ".join([text, *(bound for bound in bounds if bound)]).replace("null", "`null`")
+
+
+def reference_markdown() -> str:
+    """config/README.md: every key with what it accepts and its description, from the schema."""
+    lines = ["# Configuration keys", "",
+             "Generated from `src/eea_repro/config.schema.yaml` by `python -m eea_repro.config --write "
+             "config/README.md`; every config is checked against that schema before any job runs. Shipped configs: "
+             "`config.yaml` (the embedded default), `config/ci.yaml` (the tiny run the tests use), "
+             "`config/paper.yaml` (ImageNet, the paper's models) and `config/real_photos.yaml` (six photos and a "
+             "pretrained EfficientNet-Lite2).", "", "| key | accepts | what it sets |", "|---|---|---|"]
+    for key, node in schema_keys():
+        description = node.get("description", "").replace("|", "\\|").replace("<", "&lt;")
+        lines.append(f"| `{key}` | {_values(node)} | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m eea_repro.config", description=reference_markdown.__doc__)
+    parser.add_argument("--write", metavar="PATH", help="write the reference there instead of printing it")
+    args = parser.parse_args(argv)
+    if args.write:
+        Path(args.write).write_text(reference_markdown(), encoding="utf-8")
+    else:
+        print(reference_markdown(), end="")
+
+
+if __name__ == "__main__":
+    main()
