@@ -1,16 +1,25 @@
 # Regenerates the artifacts of "Explainer-Explained Architecture" (EEA / LTX, arXiv 2310.16584) for vision models.
 # Default: the embedded dataset on a CPU (config.yaml). Paper scale: --configfile config/paper.yaml (see README.md).
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.19")
+
+# This repository's folder: the Snakefile's own, also when another workflow uses this one as a module (where
+# workflow.basedir is the other workflow's folder).
+WORKFLOW_ROOT = Path(str(workflow.current_basedir))
 
 
 # A --configfile is a complete configuration (config/paper.yaml, config/ci.yaml or a copy of one), not a patch on
 # top of config.yaml: merging would leak the embedded models' settings into the paper's models.
 if not workflow.overwrite_configfiles:
 
-    configfile: f"{workflow.basedir}/config.yaml"
+    configfile: WORKFLOW_ROOT / "config.yaml"
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"

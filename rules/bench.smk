@@ -12,7 +12,7 @@ rule bench:
         "benchmarks/bench/bench.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores  # every core; read only when the job runs (commands without --cores work)
     resources:
         gpu=gpu_request,
     params:
@@ -25,6 +25,6 @@ rule bench:
         compile=config["metrics"]["compile"],
         finetune_steps=config["finetune"]["steps"],
         chunk_size=config["finetune"]["chunk_size"],
-        workflow_dir=workflow.basedir,
+        workflow_dir=str(WORKFLOW_ROOT),
     script:
         "../scripts/run_bench.py"

@@ -7,7 +7,8 @@ rule claims:
     input:
         evidence_files(claims_evidence()),
     output:
-        CLAIMS_OUTPUTS,
+        report(CLAIMS_OUTPUTS[0], caption="../report/captions/claims.rst", category="Verdicts"),
+        *CLAIMS_OUTPUTS[1:],
     log:
         "logs/claims/claims.log",
     conda:

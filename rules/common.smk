@@ -4,7 +4,7 @@ import glob
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+sys.path.insert(0, str(WORKFLOW_ROOT / "src"))
 
 from eea_repro.allocator import export_allocator_settings
 from eea_repro.config import ConfigError, validate_config
@@ -27,7 +27,7 @@ except ConfigError as error:
 PLAN = plan_from_config(config)
 FOLDER_AUGMENTED = f"{IMAGES}/{AUGMENTED}"
 
-export_package_path(Path(workflow.basedir) / "src")
+export_package_path(WORKFLOW_ROOT / "src")
 export_allocator_settings()  # a heap that keeps and reuses freed memory: jobs fault far fewer pages
 export_numerics_settings(config["numerics"])  # pinned CPU kernels (portable) before any job loads torch
 MODELS = list(config["models"])
@@ -184,7 +184,7 @@ def mask_dir_of(split):
 
 def workflow_file(relative):
     """A file shipped with the workflow, found from the Snakefile so --directory elsewhere works."""
-    return str(Path(workflow.basedir) / relative)
+    return str(WORKFLOW_ROOT / relative)
 
 
 def image_root(wildcards):

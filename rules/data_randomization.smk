@@ -174,7 +174,13 @@ rule data_randomization_boxplot:
     input:
         "results/data_randomization/{model}/similarity.csv",
     output:
-        multiext("results/figures/data_randomization_{model}_{methods}", ".png", ".pdf"),
+        report(
+            "results/figures/data_randomization_{model}_{methods}.png",
+            caption="../report/captions/data_randomization.rst",
+            category="Data randomization",
+            labels={"model": "{model}", "figure": "{methods}"},
+        ),
+        "results/figures/data_randomization_{model}_{methods}.pdf",
     log:
         "logs/data_randomization/boxplot_{model}_{methods}.log",
     wildcard_constraints:
@@ -198,7 +204,13 @@ rule data_randomization_grid:
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        multiext("results/figures/data_randomization_{model}_grid", ".png", ".pdf"),
+        report(
+            "results/figures/data_randomization_{model}_grid.png",
+            caption="../report/captions/data_randomization.rst",
+            category="Data randomization",
+            labels={"model": "{model}", "figure": "grid"},
+        ),
+        "results/figures/data_randomization_{model}_grid.pdf",
     log:
         "logs/data_randomization/grid_{model}.log",
     wildcard_constraints:
@@ -227,7 +239,13 @@ rule randomization_comparison:
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        multiext("results/figures/randomization_comparison_{model}", ".png", ".pdf"),
+        report(
+            "results/figures/randomization_comparison_{model}.png",
+            caption="../report/captions/data_randomization.rst",
+            category="Data randomization",
+            labels={"model": "{model}", "figure": "comparison"},
+        ),
+        "results/figures/randomization_comparison_{model}.pdf",
     log:
         "logs/data_randomization/comparison_{model}.log",
     wildcard_constraints:

@@ -6,7 +6,12 @@ rule qualitative_grid:
     input:
         unpack(figure_inputs),
     output:
-        png="results/figures/qualitative_{model}_{variant}.png",
+        png=report(
+            "results/figures/qualitative_{model}_{variant}.png",
+            caption="../report/captions/qualitative.rst",
+            category="Qualitative figures",
+            labels={"model": "{model}", "variant": "{variant}"},
+        ),
         pdf="results/figures/qualitative_{model}_{variant}.pdf",
     log:
         "logs/figures/qualitative_{model}_{variant}.log",

@@ -63,7 +63,12 @@ rule localisation_table:
         per_image=expand("results/localisation/{{model}}/{variant}.per_image.csv", variant=VARIANTS),
         two_object=["results/localisation/{model}/two_object.per_image.csv"] if LOCALISATION_TWO_OBJECT else [],
     output:
-        csv="results/tables/localisation_{model}.csv",
+        csv=report(
+            "results/tables/localisation_{model}.csv",
+            caption="../report/captions/localisation.rst",
+            category="Localisation",
+            labels={"model": "{model}"},
+        ),
         html="results/tables/localisation_{model}.html",
         json="results/localisation/{model}.json",
     log:

@@ -39,7 +39,12 @@ rule metric_table:
     input:
         per_image=lambda wildcards: metric_files(wildcards.model),
     output:
-        csv="results/tables/{model}_{variant}.csv",
+        csv=report(
+            "results/tables/{model}_{variant}.csv",
+            caption="../report/captions/table.rst",
+            category="Results tables",
+            labels={"model": "{model}", "variant": "{variant}"},
+        ),
         tex="results/tables/{model}_{variant}.tex",
         html="results/tables/{model}_{variant}.html",
         per_image="results/tables/{model}_{variant}.per_image.csv",

@@ -118,7 +118,11 @@ rule mixed_table:
     input:
         per_image=lambda wildcards: [f for files in mixed_metric_files().values() for f in files],
     output:
-        csv="results/tables/mixed_architectures.csv",
+        csv=report(
+            "results/tables/mixed_architectures.csv",
+            caption="../report/captions/mixed.rst",
+            category="Mixed architectures",
+        ),
         tex="results/tables/mixed_architectures.tex",
         html="results/tables/mixed_architectures.html",
         per_image="results/tables/mixed_architectures.per_image.csv",
@@ -142,7 +146,11 @@ rule mixed_grid:
         labels=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        png="results/figures/mixed_architectures.png",
+        png=report(
+            "results/figures/mixed_architectures.png",
+            caption="../report/captions/mixed.rst",
+            category="Mixed architectures",
+        ),
         pdf="results/figures/mixed_architectures.pdf",
     log:
         "logs/figures/mixed_architectures.log",

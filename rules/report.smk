@@ -14,7 +14,7 @@ rule report:
         section_templates=sorted(glob.glob(workflow_file("report/sections/*.html.j2"))),
         section_data=list(report_sections().values()),
     output:
-        "results/report/index.html",
+        report("results/report/index.html", caption="../report/captions/report.rst", category="The reproduction report"),
     log:
         "logs/report/report.log",
     conda:

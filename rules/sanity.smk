@@ -26,7 +26,13 @@ rule sanity_eea_curve:
     input:
         "results/sanity/{model}/{run}.similarity.csv",
     output:
-        multiext("results/figures/sanity_{model}_{run}_eea", ".png", ".pdf"),
+        report(
+            "results/figures/sanity_{model}_{run}_eea.png",
+            caption="../report/captions/sanity.rst",
+            category="Sanity checks",
+            labels={"model": "{model}", "run": "{run}", "figure": "eea"},
+        ),
+        "results/figures/sanity_{model}_{run}_eea.pdf",
     log:
         "logs/sanity/eea_curve_{model}_{run}.log",
     wildcard_constraints:
@@ -44,7 +50,13 @@ rule sanity_methods_curves:
     input:
         "results/sanity/{model}/{run}.similarity.csv",
     output:
-        multiext("results/figures/sanity_{model}_{run}_methods", ".png", ".pdf"),
+        report(
+            "results/figures/sanity_{model}_{run}_methods.png",
+            caption="../report/captions/sanity.rst",
+            category="Sanity checks",
+            labels={"model": "{model}", "run": "{run}", "figure": "methods"},
+        ),
+        "results/figures/sanity_{model}_{run}_methods.pdf",
     log:
         "logs/sanity/methods_curves_{model}_{run}.log",
     wildcard_constraints:
@@ -65,7 +77,13 @@ rule sanity_grid:
         images=PLAN.split_label_file("test"),
         classes=PLAN.classes_file,
     output:
-        multiext("results/figures/sanity_{model}_{run}_grid", ".png", ".pdf"),
+        report(
+            "results/figures/sanity_{model}_{run}_grid.png",
+            caption="../report/captions/sanity.rst",
+            category="Sanity checks",
+            labels={"model": "{model}", "run": "{run}", "figure": "grid"},
+        ),
+        "results/figures/sanity_{model}_{run}_grid.pdf",
     log:
         "logs/sanity/grid_{model}_{run}.log",
     wildcard_constraints:

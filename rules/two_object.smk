@@ -11,7 +11,12 @@ rule two_object_figure:
         labels=PLAN.split_label_file("two_object"),
         classes=PLAN.classes_file,
     output:
-        png="results/figures/two_object_{model}.png",
+        png=report(
+            "results/figures/two_object_{model}.png",
+            caption="../report/captions/two_object.rst",
+            category="Multiple-class images",
+            labels={"model": "{model}"},
+        ),
         pdf="results/figures/two_object_{model}.pdf",
     log:
         "logs/figures/two_object_{model}.log",

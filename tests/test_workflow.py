@@ -246,3 +246,51 @@ def test_metric_only_change_reruns_no_training_and_no_maps(repo, tiny_run, tmp_p
                                                                "mixed_table")}  # config/ci.yaml: replicates: 2
     assert set(counts) == downstream_of_metrics | {"all", "total"}, counts
     assert counts["metric_table"] == 4
+
+
+def test_another_workflow_runs_this_one_as_a_module(repo, tiny_run, tmp_path):
+    """A Snakefile elsewhere imports this workflow (`module`, `use rule * from eea as eea_*`) with the CI config:
+    the ViT's tables come out the bytes of the tiny run's (nothing assumes the repository is the working folder)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "Snakefile").write_text(
+        f'configfile: "{repo / "config/ci.yaml"}"\n\n\n'
+        f'module eea:\n    snakefile:\n        "{repo / "Snakefile"}"\n    config:\n        config\n\n\n'
+        "use rule * from eea as eea_*\n")
+    tables = ["results/tables/vit_target.csv", "results/tables/vit_target.per_image.csv"]
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *tables], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for table in tables:
+        assert (tmp_path / table).read_bytes() == (tiny_run / table).read_bytes(), table
+
+
+def _snakemake_without_cores(repo, workdir, *args):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(repo / "config/ci.yaml"), *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_snakemakes_own_report_gathers_the_jinja_report_the_tables_and_the_figures(repo, tiny_run, tmp_path):
+    """`snakemake --report report.zip` after a run: the Jinja report, the verdicts, every results table and the
+    qualitative grids, each under its category (no --cores needed)."""
+    import zipfile
+
+    result = _snakemake_without_cores(repo, tiny_run, "--report", str(tmp_path / "report.zip"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {Path(name).name for name in zipfile.ZipFile(tmp_path / "report.zip").namelist() if "/raw/" in name}
+    tables = {f"{model}_{variant}.csv" for model in ("vit", "resnet") for variant in ("target", "predicted")}
+    grids = {f"qualitative_{name}".replace(".csv", ".png") for name in tables}
+    assert {"index.html", "claims.csv", "mixed_architectures.png"} | tables | grids <= names
+
+
+@pytest.mark.parametrize("args", [["--unlock"], ["--summary"], ["--list-changes", "input"], ["-n"]])
+def test_a_user_command_needs_no_cores(repo, tiny_run, args):
+    """What the README and Snakemake's own messages tell a user to run works without --cores (the bench rule reads
+    the core count only when its job runs)."""
+    result = _snakemake_without_cores(repo, tiny_run, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
