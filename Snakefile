@@ -12,8 +12,9 @@ min_version("9.19")
 WORKFLOW_ROOT = Path(str(workflow.current_basedir))
 
 
-# A --configfile is a complete configuration (config/paper.yaml, config/ci.yaml or a copy of one), not a patch on
-# top of config.yaml: merging would leak the embedded models' settings into the paper's models.
+# A --configfile replaces config.yaml (config/paper.yaml, config/ci.yaml or your own), it is not a patch on top of it:
+# merging would leak the embedded models' settings into the paper's models. Keys it leaves out take the schema's
+# defaults (config/README.md).
 if not workflow.overwrite_configfiles:
 
     configfile: WORKFLOW_ROOT / "config.yaml"

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from eea_repro.compatibility import check_models
-from eea_repro.config import ConfigError
+from eea_repro.config import ConfigError, load_config
 from eea_repro.explainer import MaskExplainer
 from eea_repro.methods import METHODS, compute_maps, methods_for_family
 from eea_repro.methods.cnn_extra import bias_sites, full_gradient_decomposition
@@ -106,7 +106,7 @@ def test_explainer_and_sanity_layers_on_any_cnn(architecture):
 
 
 def _config(repo, **models) -> dict:
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     config["models"] = {name: {"family": family, "label": name, "timm_name": timm_name, "timm_kwargs": kwargs,
                                "input_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3,
                                "checkpoint": {"source": "train"}, "train": {"epochs": 1, "lr": 0.1, "batch_size": 8,

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from eea_repro import checkpoints
+from eea_repro.config import load_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.loading import LabeledImageFolder
 from eea_repro.data.splits import make_imagenet_split_lists
@@ -169,7 +169,7 @@ def test_report_counts_and_lists_skipped_images(repo, tmp_path):
     summary.write_text(json.dumps({"on_bad_image": "skip", "count": 23, "list": "results/data/skipped_images.csv",
                                    "first": first}))
     (tmp_path / "benchmarks").mkdir()
-    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config = load_config(repo / "config/paper.yaml")
     build_report(template=repo / "report/template.html.j2", style=repo / "report/style.css", config=config,
                  method_labels={}, controls=[], tables=[], figures=[], checkpoints=[], explainers=[],
                  benchmarks_dir=tmp_path / "benchmarks", output=tmp_path / "index.html",

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from eea_repro.bench import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
+from eea_repro.config import load_config
 from eea_repro.costs import paper_cost_estimate, throughputs_from_run
 from eea_repro.metrics import MAP_STEPS, METRICS, evaluate_batch
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
@@ -155,12 +156,11 @@ def test_compiled_model_gives_the_engine_equal_results(tmp_path):
 
 def test_report_estimate_from_a_runs_benchmark_files(repo, tmp_path):
     """Benchmark files of one 40-image shard -> hours for 50,000 images, rendered in the report's cost section."""
-    import yaml
 
     from eea_repro.costs import run_cost_estimate
     from eea_repro.report import method_costs, report_environment, rule_runtimes
 
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     shard_images = config["dataset"]["embedded"]["counts"]["test"]
     assert config["dataset"]["shard_size"] >= shard_images  # one shard
     bench = tmp_path / "benchmarks"

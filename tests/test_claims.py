@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from eea_repro.claims import CLAIMS, VERDICTS, Settings, check_claims, level_trend, side_of, write_claims
+from eea_repro.config import load_config
 from eea_repro.io import save_map_shard
 
 SETTINGS = Settings(bootstrap=200)
@@ -234,13 +235,12 @@ def test_a_departing_protocol_makes_the_eea_rows_inconclusive_and_names_the_depa
     """The cascading claim assumes EEA re-fitted against each randomized model: under sanity.eea_refit: finetune a
     curve that would reproduce it gives EEA 'inconclusive' with the departure named, while a method that does not
     rest on EEA's maps keeps its verdict; with the paper's refit EEA keeps 'reproduced'."""
-    import yaml
 
     from eea_repro.claims import protocol_departures
 
     curve = {1: 1, 2: 0.7, 3: 0.4, 4: 0.2, 5: 0.05}
     evidence = _sanity_evidence(_similarity(tmp_path, "cascading", curve, methods=("eea", "gradcam")), "cascading")
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     for refit, eea_verdict in (("finetune", "inconclusive"), ("pretrain", "reproduced")):
         config["sanity"]["eea_refit"] = refit
         settings = Settings(bootstrap=200, departures=protocol_departures(config))
@@ -258,11 +258,9 @@ def test_a_departing_protocol_makes_the_eea_rows_inconclusive_and_names_the_depa
 def test_the_paper_values_each_claim_assumes_are_departures_when_changed(repo):
     """λ and the fine-tuning steps other than the paper's (the embedded default's 10 and 5) are named; the claims that
     compare EEA's maps with other methods' assume them, the sanity claims the refit."""
-    import yaml
-
     from eea_repro.claims import protocol_departures
 
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config = load_config(repo / "config.yaml")
     departures = protocol_departures(config)
     assert departures["size_penalty"].startswith("explainer.lambda_size: 10 (paper: 50")
     assert departures["finetune_steps"].startswith("finetune.steps: 5 (paper: 25")

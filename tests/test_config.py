@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from eea_repro.config import ConfigError, validate_config
+from eea_repro.config import ConfigError, fill_defaults, load_config, redundant_keys, validate_config
 from eea_repro.methods import METHODS
 from eea_repro.plan import EEA_METHODS
 
@@ -14,7 +14,7 @@ KNOWN = {name: method.families for name, method in METHODS.items()} | EEA_METHOD
 
 @pytest.fixture()
 def default(repo):
-    return yaml.safe_load((repo / "config.yaml").read_text())
+    return load_config(repo / "config.yaml")
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "config/ci.yaml"])
@@ -23,7 +23,7 @@ def test_presets_are_valid(repo, name):
 
 
 def test_paper_preset_is_valid_once_imagenet_is_given(repo, tmp_path):
-    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config = load_config(repo / "config/paper.yaml")
     (tmp_path / "val").mkdir()
     (tmp_path / "labels.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\n")
     config |= {"imagenet_dir": str(tmp_path / "val"), "imagenet_labels": str(tmp_path / "labels.txt")}
@@ -69,7 +69,7 @@ def test_method_of_wrong_family(default):
 
 
 def test_imagenet_needs_paths(repo):
-    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config = load_config(repo / "config/paper.yaml")
     assert "imagenet_dir" in _error(config)
     config["imagenet_dir"] = "/nonexistent/imagenet/val"
     assert "does not exist" in _error(config)
@@ -95,3 +95,18 @@ def test_the_config_reference_is_generated_from_the_schema(repo):
     reference = (repo / "config/README.md").read_text()
     assert reference == reference_markdown()
     assert all(f"| `{key}` |" in reference for key, _ in schema_keys())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/ci.yaml", "config/paper.yaml", "config/real_photos.yaml"])
+def test_a_shipped_config_names_only_what_differs_from_the_schemas_defaults(repo, name):
+    assert redundant_keys(yaml.safe_load((repo / name).read_text())) == []
+
+
+def test_the_defaults_fill_what_a_config_leaves_out_and_keep_what_it_sets():
+    config = fill_defaults({"dataset": {"kind": "imagenet"}, "sanity": {"layers": {"vit": "block"}, "n_images": 9}})
+    assert config["explainer"]["lambda_size"] == 50 and config["finetune"]["steps"] == 25  # the paper's protocol
+    assert config["dataset"]["imagenet"]["eval_count"] == 43000 and config["replicates"] == 1
+    assert config["sanity"]["layers"] == {"vit": "block", "cnn": "stage"} and config["sanity"]["n_images"] == 9
+    assert "imagenet" not in fill_defaults({"dataset": {"kind": "embedded"}})["dataset"]  # only the kind's own block
+    folder = fill_defaults({"dataset": {"kind": "folder", "folder": {"root": "photos"}}})["dataset"]["folder"]
+    assert folder == {"root": "photos", "csv": None, "eval_count": None, "augment": None, "boxes": None}

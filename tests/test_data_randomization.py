@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image
 from scipy.stats import spearmanr
 
-from eea_repro.config import ConfigError, validate_config
+from eea_repro.config import ConfigError, load_config, validate_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.synthetic import generate_dataset
 from eea_repro.data_randomization import data_randomization_similarity, permuted_labels, train_permuted_label_model
@@ -24,7 +23,7 @@ N_CLASSES = 8
 
 
 def test_config_names_an_unknown_permuted_label_model(repo):
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config = load_config(repo / "config.yaml")
     config["data_randomization"]["models"]["vgg"] = config["data_randomization"]["models"]["resnet"]
     with pytest.raises(ConfigError, match=r"'data_randomization.models': 'vgg' is not a configured model"):
         validate_config(config)
@@ -52,7 +51,7 @@ def embedded(tmp_path_factory):
 
 
 def _ci(repo):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     return config["models"]["resnet"], config["data_randomization"]
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
+from eea_repro.config import load_config
 from eea_repro.explainer import PRETRAIN_STATE_FILE
 
 from workflow_helpers import snakemake, write_config
@@ -29,7 +29,7 @@ TARGET = "results/tables/vit_target.csv"  # pretraining, EEA/pEEA map shards, me
 def kill_test_config(repo: Path) -> dict:
     """The CI config with EEA only, the 'target' variant, three shards of 8 images and a 3-epoch explainer; the test
     asks for one table (ViT), so the other model stays configured but does not run."""
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     config["variants"] = ["target"]
     config["models"]["vit"]["train"]["epochs"] = 1
     config["methods"] = {"vit": ["eea"], "cnn": ["eea"]}
@@ -176,7 +176,7 @@ def test_a_bad_image_stops_the_run_at_the_split_stage(repo, tmp_path):
     broken.write_bytes(broken.read_bytes()[:300])
     labels = tmp_path / "val_labels.txt"
     labels.write_text("".join(lines))
-    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config = load_config(repo / "config/paper.yaml")
     config |= {"imagenet_dir": str(images), "imagenet_labels": str(labels)}
     config["dataset"] |= {"shard_size": 4, "imagenet": {"n_classes": 4, "eval_count": 8, "explainer_train_count": 2,
                                                          "explainer_val_count": 2}}
@@ -196,7 +196,7 @@ def test_a_bad_image_stops_the_run_at_the_split_stage(repo, tmp_path):
 
 def test_two_runs_with_the_same_seed_give_identical_tables(repo, tiny_run, tmp_path):
     """The metric tables and the localisation tables (every map of every method feeds them), rebuilt from scratch."""
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     tables = [Path(f"results/tables/{model}_{variant}.csv")
               for model in config["models"] for variant in config["variants"]]
     tables += [Path(f"results/tables/localisation_{model}.csv") for model in config["models"]]

@@ -32,8 +32,8 @@ from eea_repro.metrics import (
     removed_pixel_count,
     revealed_pixel_count,
 )
-from eea_repro.pixel_order import TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
 from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.pixel_order import TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
 
 
 class PixelLinearModel(nn.Module):

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from eea_repro import numerics
-from eea_repro.config import ConfigError, validate_config
+from eea_repro.config import ConfigError, load_config, validate_config
 
 x86_with_avx2 = pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64") or "avx2" not in numerics.cpu_vector_extensions(),
@@ -80,9 +80,8 @@ def test_every_job_log_starts_with_the_numerics_in_force(tiny_run):
 
 
 def test_compile_is_refused_for_a_portable_cpu_run(repo):
-    import yaml
 
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     config |= {"device": "cpu", "metrics": {**config["metrics"], "compile": True}}
     with pytest.raises(ConfigError, match="metrics.compile"):
         validate_config(config)

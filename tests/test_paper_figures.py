@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from eea_repro.checkpoints import save_state_dict
+from eea_repro.config import load_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.splits import make_embedded_split_lists
 from eea_repro.data.synthetic import make_embedded_dataset
@@ -35,7 +35,7 @@ EXPLAINER = {"lambda_size": 10, "size_loss": "ltx", "lr": 1e-3, "weight_decay": 
              "train_count": 8, "val_count": 4, "disjoint_from_eval": True}
 FINETUNE = {"steps": 3, "lr": 1e-2, "early_stop_pos": None, "chunk_size": 8, "select_with": "label"}
 N_CLASSES = 3
-METRICS = yaml.safe_load((Path(__file__).parents[1] / "config" / "ci.yaml").read_text())["metrics"]
+METRICS = load_config(Path(__file__).parents[1] / "config" / "ci.yaml")["metrics"]
 SCORING = {"batch_size": 64, "tie_break": METRICS["tie_break"], "seed": 0}
 
 
@@ -215,7 +215,7 @@ def test_load_explainer_reads_a_mixed_explainer(tiny_data, tmp_path):
 
 
 def test_tiny_run_writes_every_paper_figure_and_the_two_object_maps(tiny_run, repo):
-    config = yaml.safe_load((repo / "config" / "ci.yaml").read_text())
+    config = load_config(repo / "config" / "ci.yaml")
     two_object = read_label_file(tiny_run / "results/data/splits/two_object.txt")
     for model, settings in config["models"].items():
         for method in config["methods"][settings["family"]]:

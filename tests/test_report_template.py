@@ -7,14 +7,13 @@ from html import unescape
 
 from markupsafe import escape
 
-import yaml
-
+from eea_repro.config import load_config
 from eea_repro.metric_names import TIE_RULE_TEXT, conventions
 from eea_repro.report import numerics_provenance, report_environment
 
 
 def _render(repo, **extra):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     context = dict(style="", config=config, config_yaml="", checkpoints=[], explainers=[], runtimes=[],
                    method_costs=[], runtime_total=0.0, versions={}, commit="abc",
                    numerics=numerics_provenance(config["numerics"]),
@@ -49,7 +48,7 @@ def test_localisation_section_appears_with_its_data(repo):
 def test_metric_section_prints_the_conventions_in_force(repo):
     """The definitions come from the engine's constants, for the tie rule and convention of the run."""
     for ltx_code, tie_rule in ((False, "random"), (True, "raster")):
-        config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+        config = load_config(repo / "config/ci.yaml")
         config["metrics"].update(ltx_code=ltx_code, tie_break=tie_rule)
         html, _, _ = _render(repo, config=config, metric_conventions=conventions(ltx_code, tie_rule))
         section = html[html.index('<section id="metrics"'):].split("</section>")[0]
@@ -62,7 +61,7 @@ def test_metric_section_prints_the_conventions_in_force(repo):
 def test_docs_state_the_default_conventions(repo):
     """docs/metrics.md states the engine's metric conventions word for word (line breaks aside)."""
     readme = " ".join(re.sub(r"\*\*|`", "", (repo / "docs/metrics.md").read_text()).split())
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config = load_config(repo / "config.yaml")
     for term, definition in conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]):
         assert f"{term}: {definition}" in readme, term
 
@@ -77,9 +76,10 @@ def test_building_the_report_imports_no_torch(repo, tmp_path):
     (tmp_path / "table.html").write_text("<table></table>")
     (tmp_path / "benchmarks").mkdir()
     code = f"""
-import sys, yaml
+import sys
+from eea_repro.config import load_config
 from eea_repro.report import build_report
-config = yaml.safe_load(open({str(repo / "config/ci.yaml")!r}))
+config = load_config({str(repo / "config/ci.yaml")!r})
 table = {{"model": "vit", "variant": "target", "html": {str(tmp_path / "table.html")!r},
           "per_image": {str(per_image)!r}, "caption": "ViT"}}
 build_report(template={str(repo / "report/template.html.j2")!r}, style={str(repo / "report/style.css")!r},

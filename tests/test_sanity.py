@@ -26,6 +26,7 @@ from eea_repro.sanity import (
     save_predictions,
     untouched_parameters,
 )
+from eea_repro.config import load_config
 from eea_repro.similarity import MapStack, hog_similarity_per_image, spearman_per_image, ssim_per_image
 
 NUM_CLASSES = 4
@@ -356,9 +357,8 @@ def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, rep
     import json
 
     import pandas as pd
-    import yaml
 
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     summary = json.loads((tiny_run / "results/sanity/summary.json").read_text())
     runs = {m: sanity_runs(config["sanity"], settings["family"]) for m, settings in config["models"].items()}
     assert [(e["model"], e["run"]) for e in summary["entries"]] == [(m, run) for m in runs for run in runs[m]]
@@ -384,9 +384,7 @@ JOB_METHODS = ["eea", "peea", "raw_attention", "random"]
 def _sanity_job(tiny_run, repo, out_dir, settings, monkeypatch, **changes):
     """make_sanity_maps on the CI run's ViT for ``settings`` (cheap methods only), files under ``out_dir``; returns
     the output paths, setting -> [map files..., predictions file]."""
-    import yaml
-
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     monkeypatch.chdir(tiny_run)
     out_maps = {s: {m: str(out_dir / s / f"{m}.npz") for m in JOB_METHODS} for s in settings}
     out_predictions = {s: str(out_dir / s / "predictions.csv") for s in settings}

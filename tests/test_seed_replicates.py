@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from eea_repro.config import load_config
 from eea_repro.io import load_map_shard
 from workflow_helpers import snakemake
 
@@ -107,6 +107,6 @@ def test_one_replicate_plans_the_runs_jobs_and_files_without_replicate_ones(repo
     committed manifest (two replicates, checked bit for bit by the manifest test) then covers the one-seed run."""
     one = _planned_outputs(repo, tmp_path / "one", "--config", "replicates=1")
     two = _planned_outputs(repo, tmp_path / "two")
-    assert yaml.safe_load((repo / "config/ci.yaml").read_text())["replicates"] == 2
+    assert load_config(repo / "config/ci.yaml")["replicates"] == 2
     assert one == {path: rule for path, rule in two.items() if not path.startswith("results/replicate-")}
     assert any(path.startswith("results/replicate-1/") for path in two)

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import yaml
 
+from eea_repro.config import load_config
 from eea_repro.logs import job_context
 from slurm_cluster import PARTITION, missing_requirements, single_node_cluster
 from workflow_helpers import job_counts, snakemake
@@ -62,7 +62,7 @@ def slurm_run(repo, cluster, tmp_path_factory):
     base = tmp_path_factory.mktemp("slurm_run")
     profile = site_profile(repo, base / "profile")
     workdir = base / "work"
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     model = next(iter(config["models"]))  # one model's tables run every kind of model job; the second only adds time
     tables = [f"results/tables/{model}_{variant}.csv" for variant in config["variants"]]
     with pytest.MonkeyPatch.context() as patch:
@@ -130,7 +130,7 @@ def test_tables_equal_the_local_run(slurm_run, tiny_run):
 
 @pytest.mark.workflow
 def test_gpu_jobs_asked_for_gpus_and_cpu_jobs_for_none(repo, cluster, slurm_run):
-    gpus_per_job = yaml.safe_load((repo / "config/ci.yaml").read_text())["gpus_per_job"]
+    gpus_per_job = load_config(repo / "config/ci.yaml")["gpus_per_job"]
     remote = [job for job in printed_jobs(slurm_run.output) if not job.local]
     rules = {job.rule for job in remote}
     gpu_rules = {job.rule for job in remote if job.gpus}

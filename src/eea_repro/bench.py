@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from .config import load_config
 from .costs import paper_cost_estimate
 from .explainer import MaskExplainer, eea_loss, finetune_maps, finetune_maps_loop, trainable_parameters
 from .methods import compute_maps, control_methods
@@ -79,7 +80,7 @@ def preset_config(preset: str, workflow_dir: str | Path | None = None) -> dict:
     if preset not in PRESET_FILES:
         raise ValueError(f"preset {preset!r} is not one of {tuple(PRESET_FILES)}")
     path = Path(workflow_dir or default_workflow_dir()) / PRESET_FILES[preset]
-    return yaml.safe_load(path.read_text())
+    return load_config(path)  # the preset with the schema's defaults filled in
 
 
 def num_classes_of(config: dict) -> int:

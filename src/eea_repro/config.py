@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
 import jsonschema
@@ -32,12 +34,57 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {error.message}"
 
 
+def fill_defaults(config: dict, node: dict | None = None) -> dict:
+    """Add every key the config leaves out that the schema gives a default (the paper's protocol, mostly), in place:
+    a config names only what it sets on purpose. Returns ``config``."""
+    node = yaml.safe_load(SCHEMA_PATH.read_text()) if node is None else node
+    properties = node.get("properties", {})
+    dataset = config.get("dataset")
+    if "dataset" in properties and isinstance(dataset, dict) and dataset.get("kind") == "imagenet":
+        dataset.setdefault("imagenet", {})  # the split of the paper preset unless given (the other kinds have none)
+    for key, sub in properties.items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if isinstance(config.get(key), dict):
+            fill_defaults(config[key], sub)
+    if isinstance(node.get("additionalProperties"), dict):
+        for key, value in config.items():
+            if key not in properties and isinstance(value, dict):
+                fill_defaults(value, node["additionalProperties"])
+    return config
+
+
+def redundant_keys(config: dict, node: dict | None = None, prefix: str = "") -> list[str]:
+    """Keys a config sets to the schema's default (a shipped config leaves them out)."""
+    node = yaml.safe_load(SCHEMA_PATH.read_text()) if node is None else node
+    properties = node.get("properties", {})
+    found = []
+    for key, value in config.items():
+        sub = properties.get(key, node.get("additionalProperties") if key not in properties else None)
+        if not isinstance(sub, dict):
+            continue
+        dotted = f"{prefix}.{key}" if prefix else key
+        if "default" in sub and value == sub["default"]:
+            found.append(dotted)
+        elif isinstance(value, dict):
+            found += redundant_keys(value, sub, dotted)
+    return found
+
+
+def load_config(path) -> dict:
+    """A config file with the schema's defaults filled in (not validated: :func:`validate_config` does that)."""
+    return fill_defaults(yaml.safe_load(Path(path).read_text()) or {})
+
+
 def validate_config(config: dict, known_methods: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Raise :class:`ConfigError` for the first problem found, before any job runs.
+    """Fill in the schema's defaults (in place), then raise :class:`ConfigError` for the first problem found, before
+    any job runs.
 
     ``known_methods`` maps each method name to the model families it supports (the method registry's view).
     """
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    if isinstance(config, dict):
+        fill_defaults(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), _key_path(e)))
     if errors:
@@ -156,10 +203,13 @@ def reference_markdown() -> str:
              "config/README.md`; every config is checked against that schema before any job runs. Shipped configs: "
              "`config.yaml` (the embedded default), `config/ci.yaml` (the tiny run the tests use), "
              "`config/paper.yaml` (ImageNet, the paper's models) and `config/real_photos.yaml` (six photos and a "
-             "pretrained EfficientNet-Lite2).", "", "| key | accepts | what it sets |", "|---|---|---|"]
+             "pretrained EfficientNet-Lite2). A config names only what it sets on purpose: every key with a default "
+             "below (the paper's protocol where the paper has one) may be left out.", "",
+             "| key | accepts | default | what it sets |", "|---|---|---|---|"]
     for key, node in schema_keys():
         description = node.get("description", "").replace("|", "\\|").replace("<", "&lt;")
-        lines.append(f"| `{key}` | {_values(node)} | {description} |")
+        default = f"`{json.dumps(node['default'], ensure_ascii=False)}`" if "default" in node else ""
+        lines.append(f"| `{key}` | {_values(node)} | {default} | {description} |")
     return "\n".join(lines) + "\n"
 
 
