@@ -155,6 +155,20 @@ def test_data_randomization_differs(tmp_path, rho, train, test, expected):
     assert _verdicts("data_randomization_differs", _data_randomization(tmp_path, rho, train, test)) == [expected]
 
 
+def test_a_precondition_that_fails_under_one_seed_makes_the_pooled_row_inconclusive(tmp_path):
+    """Seed 0's permuted-label twin is at chance, seed 1's is not: seed 0 alone reproduces the claim, the pooled row
+    (whose check reads seed 0's record) is inconclusive and says which seed's setting failed."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    evidence = _data_randomization(tmp_path / "a", 0.05)
+    evidence["replicates"] = [_data_randomization(tmp_path / "b", 0.05, test_accuracy=0.5)]
+    row = _rows(evidence, "data_randomization_differs").iloc[0]
+    assert row["per_seed"] == "reproduced; inconclusive" and row["verdict"] == "inconclusive"
+    assert row["note"].startswith("the paper's setting did not hold under seed 1 of 0-1 (permuted-label model")
+    steady = _data_randomization(tmp_path / "a", 0.05)
+    steady["replicates"] = [_data_randomization(tmp_path / "b", 0.05)]
+    assert _rows(steady, "data_randomization_differs").iloc[0]["verdict"] == "reproduced"
+
+
 @pytest.mark.parametrize(("eea_hits", "expected"), [(0.9, "reproduced"), (0.1, "not reproduced")])
 def test_two_object_class_specific(tmp_path, eea_hits, expected):
     rng = _rng(5)

@@ -181,6 +181,7 @@ class Finding:
     seed_fragile: bool = False  # the per-seed verdicts disagree
     seed_share: float | None = None  # share of the variance between seeds (against between images)
     seed_note: str = ""
+    precondition_met: bool = True  # False: a precondition of the paper's setting failed, so the row is inconclusive
 
 
 @dataclass(frozen=True)
@@ -236,13 +237,14 @@ def side_of(low: float, high: float, threshold: float, paper_side: str) -> str:
 
 
 def _finding(key: str, subject: str, values, settings: Settings, statistic: str, threshold: float, paper_side: str,
-             evidence, note: str = "", estimator=np.mean, verdict: str | None = None,
-             rests_on_eea: bool = False, method: str = "") -> Finding:
+             evidence, note: str = "", estimator=np.mean, rests_on_eea: bool = False, method: str = "",
+             precondition_met: bool = True) -> Finding:
     value, low, high = settings.ci(values, estimator)
     relation = "<" if paper_side == "below" else ">"
-    return Finding(key, subject, verdict or side_of(low, high, threshold, paper_side), statistic, value, low, high,
+    verdict = side_of(low, high, threshold, paper_side) if precondition_met else "inconclusive"
+    return Finding(key, subject, verdict, statistic, value, low, high,
                    f"{100 * settings.confidence:g} % CI {relation} {threshold:g}", tuple(map(str, evidence)), note,
-                   rests_on_eea, method=method)
+                   rests_on_eea, method=method, precondition_met=precondition_met)
 
 
 def not_run(key: str, subject: str, reason: str) -> Finding:
@@ -526,8 +528,8 @@ def data_randomization_differs(evidence: dict, settings: Settings) -> list[Findi
                                _by_image(frame[frame["method"] == method], "spearman"), settings,
                                "median per-image ρ (original vs permuted-label model's map)",
                                settings.low_correlation, "below", [entry["similarity"], entry["record"]],
-                               note=precondition, estimator=np.median,
-                               verdict=None if trained and chance else "inconclusive", method=method)
+                               note=precondition, estimator=np.median, method=method,
+                               precondition_met=trained and chance)
             findings.append(finding)
     return findings
 
@@ -618,6 +620,11 @@ def check_over_seeds(entry: Claim, evidence: dict, settings: Settings) -> list[F
             findings.append(finding)
             continue
         verdicts = tuple(seed[index].verdict for seed in per_seed)
+        failed = [k for k, seed in enumerate(per_seed) if not seed[index].precondition_met]
+        if failed:  # the pooled check read the first seed's preconditions: every seed's must hold
+            finding = replace(finding, verdict="inconclusive", precondition_met=False, note=(
+                f"the paper's setting did not hold under seed {', '.join(map(str, failed))} of 0-{len(per_seed) - 1} "
+                f"({per_seed[failed[0]][index].note}); {finding.note}"))
         interval = pooling.interval_of(finding)
         findings.append(replace(
             finding, seeds=len(verdicts), per_seed=verdicts, seed_fragile=seed_fragile(list(verdicts)),
@@ -635,7 +642,7 @@ def check_claims(evidence: dict, settings: Settings) -> pd.DataFrame:
             if finding.verdict not in VERDICTS:
                 raise ValueError(f"claim {entry.key!r}: verdict {finding.verdict!r} is not one of {VERDICTS}")
             row = asdict(finding)
-            del row["rests_on_eea"]
+            del row["rests_on_eea"], row["precondition_met"]
             row.update(section=entry.section, quote=entry.quote, figure=entry.figure,
                        evidence="; ".join(finding.evidence), per_seed="; ".join(finding.per_seed))
             rows.append(row)
