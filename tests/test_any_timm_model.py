@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 
 from eea_repro.compatibility import check_models
 from eea_repro.config import ConfigError, load_config
@@ -118,7 +117,7 @@ def _config(repo, **models) -> dict:
 
 def test_every_preset_model_passes_the_checks(repo):
     for preset in ("config.yaml", "config/ci.yaml", "config/paper.yaml"):
-        check_models(yaml.safe_load((repo / preset).read_text()))
+        check_models(load_config(repo / preset))
 
 
 @pytest.mark.parametrize(("models", "message"), [

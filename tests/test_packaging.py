@@ -19,8 +19,11 @@ def test_conda_env_matches_pyproject(repo, env):
 
 
 def test_every_rule_has_a_log_and_an_env(repo):
+    """Every rule has its log and env; a rule made from another (`use rule ... with:`, the seed replicates) keeps
+    the env and needs a log of its own."""
     for path in (repo / "rules").glob("*.smk"):
         text = path.read_text()
         rules = len(re.findall(r"^\s*rule\b", text, re.MULTILINE))  # named, and anonymous ones made in a loop
-        assert text.count("log:") == rules, f"{path.name}: a rule without log:"
+        derived = len(re.findall(r"^use rule \w+ as \w+ with:", text, re.MULTILINE))
+        assert text.count("log:") == rules + derived, f"{path.name}: a rule without log:"
         assert text.count("conda:") == rules, f"{path.name}: a rule without conda:"
