@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+@cache
+def schema() -> dict:
+    """The parsed schema, read once per process (callers copy what they put into a config)."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 class ConfigError(ValueError):
@@ -37,7 +44,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def fill_defaults(config: dict, node: dict | None = None) -> dict:
     """Add every key the config leaves out that the schema gives a default (the paper's protocol, mostly), in place:
     a config names only what it sets on purpose. Returns ``config``."""
-    node = yaml.safe_load(SCHEMA_PATH.read_text()) if node is None else node
+    node = schema() if node is None else node
     properties = node.get("properties", {})
     dataset = config.get("dataset")
     if "dataset" in properties and isinstance(dataset, dict) and dataset.get("kind") == "imagenet":
@@ -56,7 +63,7 @@ def fill_defaults(config: dict, node: dict | None = None) -> dict:
 
 def redundant_keys(config: dict, node: dict | None = None, prefix: str = "") -> list[str]:
     """Keys a config sets to the schema's default (a shipped config leaves them out)."""
-    node = yaml.safe_load(SCHEMA_PATH.read_text()) if node is None else node
+    node = schema() if node is None else node
     properties = node.get("properties", {})
     found = []
     for key, value in config.items():
@@ -82,10 +89,9 @@ def validate_config(config: dict, known_methods: dict[str, tuple[str, ...]] | No
 
     ``known_methods`` maps each method name to the model families it supports (the method registry's view).
     """
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     if isinstance(config, dict):
-        fill_defaults(config, schema)
-    validator = jsonschema.Draft202012Validator(schema)
+        fill_defaults(config)
+    validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), _key_path(e)))
     if errors:
         raise ConfigError(_describe(errors[0]))
@@ -169,7 +175,7 @@ def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | 
 def schema_keys(node: dict | None = None, prefix: str = "") -> list[tuple[str, dict]]:
     """(dotted key, schema node) of every key the schema describes, in its order; a free name (models, twins) is
     ``<name>``."""
-    node = yaml.safe_load(SCHEMA_PATH.read_text()) if node is None else node
+    node = schema() if node is None else node
     keys = []
     for key, sub in node.get("properties", {}).items():
         dotted = f"{prefix}.{key}" if prefix else key
