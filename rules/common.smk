@@ -6,13 +6,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(WORKFLOW_ROOT / "src"))
 
-from eea_repro.allocator import export_allocator_settings
-from eea_repro.config import ConfigError, validate_config
+from eea_repro.workflow.allocator import export_allocator_settings
+from eea_repro.workflow.config import ConfigError, validate_config
 from eea_repro.data.folder import AUGMENTED, IMAGES, LABELS as FOLDER_LABELS, MASKS as FOLDER_MASKS
-from eea_repro.numerics import export_numerics_settings
-from eea_repro.plan import EEA_LABELS, EEA_METHODS, export_package_path, plan_from_config
-from eea_repro.replicates import in_replicate, replicate_seed
-from eea_repro.workflow_facts import WorkflowFacts
+from eea_repro.workflow.numerics import export_numerics_settings
+from eea_repro.data.plan import export_package_path, plan_from_config
+from eea_repro.workflow.names import EEA_LABELS, EEA_METHODS
+from eea_repro.workflow.replicates import in_replicate, replicate_seed
+from eea_repro.preflight.facts import WorkflowFacts
 
 # The method registry's entries and the model checks, kept in .snakemake/ between invocations (torch and timm are
 # imported only when the package, their versions or the config's models / methods / sanity sections changed).
@@ -336,7 +337,7 @@ def mixed_figure(wildcards=None):
 
 
 # --- mixed.smk: Paper Fig ------------------------------------------------------------------------
-from eea_repro.paper_figures import mixed_method, pair_label
+from eea_repro.figures.mixed import mixed_method, pair_label
 
 MIXED_FAMILIES = {config["models"][m]["family"] for m in MODELS}
 MIXED_PAIRS = (
@@ -407,7 +408,7 @@ def two_object_map_files(wildcards):
 
 
 # --- sanity.smk: Parameter-randomization sanity checks (paper Section 3 --------------------------
-from eea_repro.randomization_runs import (
+from eea_repro.sanity.runs import (
     ORIGINAL,
     RUN_PATTERN,
     layer_kinds,

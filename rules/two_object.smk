@@ -1,6 +1,6 @@
 # Paper Fig. 10, class-specific maps on two-object images (embedded data only: ImageNet has no such split). One job per
 # explained model computes every configured method's maps for both classes of every two-object image; the files
-# results/two_object/{model}/{method}.npz (format: eea_repro.two_object) also feed the class-specific pointing game.
+# results/two_object/{model}/{method}.npz (format: eea_repro.localisation.two_object) also feed the class-specific pointing game.
 
 
 rule two_object_figure:

@@ -1,6 +1,6 @@
 """Snakemake wrapper: the data-randomization summary (JSON) that feeds the report section."""
-from eea_repro.data_randomization_figures import write_data_randomization_summary
-from eea_repro.logs import job_context
+from eea_repro.sanity.data_randomization_figures import write_data_randomization_summary
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p = snakemake.params

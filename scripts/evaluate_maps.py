@@ -1,6 +1,6 @@
 """Snakemake wrapper: per-image ADP, PIC, POS, NEG, DEL, INS of every map shard of one model and shard."""
-from eea_repro.logs import job_context
-from eea_repro.stages import evaluate_shard
+from eea_repro.workflow.logs import job_context
+from eea_repro.metrics.stage import evaluate_shard
 
 with job_context(snakemake):
     p, i = snakemake.params, snakemake.input

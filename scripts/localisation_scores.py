@@ -1,6 +1,6 @@
 """Snakemake wrapper: per-image pointing game and mask AP of every method's maps for one model, per variant."""
-from eea_repro.localisation import localisation_scores
-from eea_repro.logs import job_context
+from eea_repro.localisation.scores import localisation_scores
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p = snakemake.params

@@ -1,6 +1,6 @@
 """Snakemake wrapper: every model's localisation table in one JSON for the report."""
-from eea_repro.localisation_tables import localisation_summary
-from eea_repro.logs import job_context
+from eea_repro.localisation.tables import localisation_summary
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p = snakemake.params

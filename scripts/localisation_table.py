@@ -1,6 +1,6 @@
 """Snakemake wrapper: one localisation table (CSV, HTML, JSON for the report) per explained model."""
-from eea_repro.localisation_tables import localisation_table
-from eea_repro.logs import job_context
+from eea_repro.localisation.tables import localisation_table
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

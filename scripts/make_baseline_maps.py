@@ -1,6 +1,6 @@
 """Snakemake wrapper: maps of every registry method of a model for one shard of evaluated images, every variant."""
-from eea_repro.logs import job_context
-from eea_repro.stages import make_baseline_maps
+from eea_repro.workflow.logs import job_context
+from eea_repro.methods.stage import make_baseline_maps
 
 with job_context(snakemake):
     p, i, w = snakemake.params, snakemake.input, snakemake.wildcards

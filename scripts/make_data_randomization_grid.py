@@ -1,6 +1,6 @@
 """Snakemake wrapper: Figs. 7 and 8, the first sanity images with EEA's map of each model overlaid (one column each)."""
-from eea_repro.data_randomization import make_randomization_comparison
-from eea_repro.logs import job_context
+from eea_repro.sanity.data_randomization import make_randomization_comparison
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p, i = snakemake.params, snakemake.input

@@ -1,6 +1,6 @@
 """Snakemake wrapper: EEA (per-image fine-tuned) and / or pEEA maps of one shard of evaluated images, every variant."""
-from eea_repro.logs import job_context
-from eea_repro.stages import make_eea_maps
+from eea_repro.workflow.logs import job_context
+from eea_repro.explainer.stage import make_eea_maps
 
 with job_context(snakemake):
     p, i, o, w = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards

@@ -1,7 +1,7 @@
 """Snakemake wrapper: generate the embedded procedural dataset."""
 from pathlib import Path
 
-from eea_repro.logs import job_context
+from eea_repro.workflow.logs import job_context
 from eea_repro.data.synthetic import make_embedded_dataset
 
 with job_context(snakemake):

@@ -1,6 +1,6 @@
 """Snakemake wrapper: EEA maps of one shard from an explainer of another model's architecture (Fig. 9)."""
-from eea_repro.logs import job_context
-from eea_repro.stages import make_eea_maps
+from eea_repro.workflow.logs import job_context
+from eea_repro.explainer.stage import make_eea_maps
 
 with job_context(snakemake):
     p, i, o, w = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards

@@ -1,6 +1,6 @@
 """Snakemake wrapper: the grid of images x explainer/explained pairs (Fig. 9)."""
-from eea_repro.logs import job_context
-from eea_repro.paper_figures import make_mixed_grid
+from eea_repro.workflow.logs import job_context
+from eea_repro.figures.mixed import make_mixed_grid
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

@@ -1,6 +1,6 @@
 """Snakemake wrapper: the metric table of the explainer/explained pairs (Fig. 9)."""
-from eea_repro.logs import job_context
-from eea_repro.paper_figures import make_mixed_table
+from eea_repro.workflow.logs import job_context
+from eea_repro.figures.mixed import make_mixed_table
 
 with job_context(snakemake):
     p, o = snakemake.params, snakemake.output

@@ -1,6 +1,6 @@
 """Snakemake wrapper: the report's index of paper-style figures (captions, PNG paths, the mixed-pair table)."""
-from eea_repro.logs import job_context
-from eea_repro.paper_figures import write_paper_figures_summary
+from eea_repro.workflow.logs import job_context
+from eea_repro.figures.mixed import write_paper_figures_summary
 
 with job_context(snakemake):
     p = snakemake.params

@@ -1,6 +1,6 @@
 """Snakemake wrapper: every method's maps of the sanity images on the permuted-label model."""
-from eea_repro.data_randomization import make_permuted_label_maps
-from eea_repro.logs import job_context
+from eea_repro.sanity.data_randomization import make_permuted_label_maps
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p, i = snakemake.params, snakemake.input

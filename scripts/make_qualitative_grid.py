@@ -1,6 +1,6 @@
 """Snakemake wrapper: the qualitative grid (images x methods) of one explained model and variant."""
-from eea_repro.logs import job_context
-from eea_repro.stages import make_qualitative_grid
+from eea_repro.workflow.logs import job_context
+from eea_repro.figures.qualitative import make_qualitative_grid
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

@@ -1,6 +1,6 @@
 """Snakemake wrapper: render the HTML report."""
-from eea_repro.logs import job_context
-from eea_repro.report import build_report
+from eea_repro.workflow.logs import job_context
+from eea_repro.report.page import build_report
 
 with job_context(snakemake):
     p, i = snakemake.params, snakemake.input

@@ -1,6 +1,6 @@
 """Snakemake wrapper: EEA's maps and overlays per randomization level (paper Fig. 3 or Fig. 5)."""
-from eea_repro.logs import job_context
-from eea_repro.sanity import level_inputs, make_sanity_grid
+from eea_repro.workflow.logs import job_context
+from eea_repro.sanity.parameter import level_inputs, make_sanity_grid
 
 with job_context(snakemake):
     p, i = snakemake.params, snakemake.input

@@ -1,6 +1,6 @@
 """Snakemake wrapper: every method's maps of the sanity images on each randomized model of one job."""
-from eea_repro.logs import job_context
-from eea_repro.sanity import make_sanity_maps
+from eea_repro.workflow.logs import job_context
+from eea_repro.sanity.parameter import make_sanity_maps
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

@@ -1,6 +1,6 @@
 """Snakemake wrapper: every method's Spearman, SSIM and HOG curves over randomization levels."""
-from eea_repro.logs import job_context
-from eea_repro.sanity_figures import make_methods_curves
+from eea_repro.workflow.logs import job_context
+from eea_repro.sanity.figures import make_methods_curves
 
 with job_context(snakemake):
     p = snakemake.params

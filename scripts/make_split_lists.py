@@ -1,7 +1,7 @@
 """Snakemake wrapper: write the label files of every split (explainer-training images disjoint from evaluated ones)."""
 from eea_repro.data.folder import make_folder_split_lists
-from eea_repro.logs import job_context
-from eea_repro.plan import EMBEDDED_ROOT, SPLITS_DIR
+from eea_repro.workflow.logs import job_context
+from eea_repro.data.plan import EMBEDDED_ROOT, SPLITS_DIR
 from eea_repro.data.splits import make_embedded_split_lists, make_imagenet_split_lists
 
 with job_context(snakemake):

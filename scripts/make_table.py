@@ -1,6 +1,6 @@
 """Snakemake wrapper: one metric table (CSV, LaTeX, HTML) with bootstrap confidence intervals."""
-from eea_repro.logs import job_context
-from eea_repro.tables import make_table
+from eea_repro.workflow.logs import job_context
+from eea_repro.metrics.tables import make_table
 
 with job_context(snakemake):
     o = snakemake.output

@@ -1,6 +1,6 @@
 """Snakemake wrapper: the class-specific maps of two-object images for one explained model (Fig. 10)."""
-from eea_repro.logs import job_context
-from eea_repro.two_object import make_two_object_figure
+from eea_repro.workflow.logs import job_context
+from eea_repro.figures.two_object import make_two_object_figure
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

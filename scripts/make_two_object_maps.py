@@ -1,6 +1,6 @@
 """Snakemake wrapper: every method's maps for both classes of each two-object image, for one explained model (Fig. 10)."""
-from eea_repro.logs import job_context
-from eea_repro.two_object import make_two_object_maps
+from eea_repro.workflow.logs import job_context
+from eea_repro.localisation.two_object import make_two_object_maps
 
 with job_context(snakemake):
     p, i = snakemake.params, snakemake.input

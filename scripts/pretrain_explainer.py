@@ -1,8 +1,8 @@
 """Snakemake wrapper: pretrain the EEA explainer (pEEA) of one explained model, for one variant or for all."""
 from pathlib import Path
 
-from eea_repro.logs import job_context
-from eea_repro.stages import pretrain_variant_explainers
+from eea_repro.workflow.logs import job_context
+from eea_repro.explainer.stage import pretrain_variant_explainers
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

@@ -1,6 +1,6 @@
 """Snakemake wrapper: pretrain an EEA explainer against the permuted-label model ('target' variant, main settings)."""
-from eea_repro.logs import job_context
-from eea_repro.stages import pretrain_explainer
+from eea_repro.workflow.logs import job_context
+from eea_repro.explainer.stage import pretrain_explainer
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

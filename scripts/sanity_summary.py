@@ -1,7 +1,7 @@
 """Snakemake wrapper: the sanity-check summary the report reads (figures, per-level mean ρ with CI per method)."""
-from eea_repro.io import read_classes
-from eea_repro.logs import job_context
-from eea_repro.sanity_figures import write_sanity_summary
+from eea_repro.workflow.io import read_classes
+from eea_repro.workflow.logs import job_context
+from eea_repro.sanity.figures import write_sanity_summary
 
 with job_context(snakemake):
     p = snakemake.params

@@ -1,6 +1,6 @@
 """Snakemake wrapper: train a small explained classifier on the embedded dataset."""
-from eea_repro.logs import job_context
-from eea_repro.stages import train_explained_model
+from eea_repro.workflow.logs import job_context
+from eea_repro.models.stage import train_explained_model
 
 with job_context(snakemake):
     p = snakemake.params

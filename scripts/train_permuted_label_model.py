@@ -1,6 +1,6 @@
 """Snakemake wrapper: train the explained architecture on permuted labels until it fits them (data randomization)."""
-from eea_repro.data_randomization import train_permuted_label_model
-from eea_repro.logs import job_context
+from eea_repro.sanity.data_randomization import train_permuted_label_model
+from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):
     p, i, o = snakemake.params, snakemake.input, snakemake.output

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from eea_repro.allocator import JOB_ALLOCATOR_ENV, export_allocator_settings
+from eea_repro.workflow.allocator import JOB_ALLOCATOR_ENV, export_allocator_settings
 
 
 def test_settings_are_exported_where_absent_and_kept_where_set():

@@ -12,17 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from eea_repro import checkpoints
-from eea_repro.config import load_config
+from eea_repro.models import checkpoints
+from eea_repro.workflow.config import load_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.loading import LabeledImageFolder
 from eea_repro.data.splits import make_imagenet_split_lists
-from eea_repro.logs import log_to
+from eea_repro.workflow.logs import log_to
 from eea_repro.methods import METHODS
 from eea_repro.methods.registry import Method
-from eea_repro.models import ModelSpec, create_network
-from eea_repro.report import build_report
-from eea_repro.stages import make_baseline_maps, make_eea_maps
+from eea_repro.models.network import ModelSpec, create_network
+from eea_repro.report.page import build_report
+from eea_repro.explainer.stage import make_eea_maps
+from eea_repro.methods.stage import make_baseline_maps
 
 N_CLASSES = 10
 
@@ -219,7 +220,7 @@ def test_a_crashing_method_fails_its_shard_naming_the_images(tiny_shard, tmp_pat
 
 
 def test_a_crashing_eea_shard_names_its_images(tiny_shard, tmp_path, monkeypatch):
-    import eea_repro.explainer as explainer
+    import eea_repro.explainer.network as explainer
 
     def explain_fails(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")

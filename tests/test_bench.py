@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from eea_repro.bench import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
-from eea_repro.config import load_config
-from eea_repro.costs import paper_cost_estimate, throughputs_from_run
-from eea_repro.metrics import MAP_STEPS, METRICS, evaluate_batch
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.bench.core import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
+from eea_repro.workflow.config import load_config
+from eea_repro.report.costs import paper_cost_estimate, throughputs_from_run
+from eea_repro.metrics.engine import MAP_STEPS, METRICS, evaluate_batch
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 
 TINY_VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
                      {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2})
@@ -40,7 +40,7 @@ def tiny_inputs(count, size, num_classes=5, grid=4, seed=1):
 
 def test_bench_cli_prints_every_ratio(repo, tmp_path):
     out = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "eea_repro.bench", "--preset", "ci", "--device", "cpu", "--threads", "1",
+    command = [sys.executable, "-m", "eea_repro.bench.core", "--preset", "ci", "--device", "cpu", "--threads", "1",
                "--benchmarks", "engine,naive,finetune,dry_run,maps,numerics", "--images", "6", "--naive-images", "3",
                "--finetune-images", "4", "--finetune-loop-images", "2", "--finetune-steps", "2", "--chunk-size", "4",
                "--map-images", "2", "--batch-size", "32", "--repeats", "1", "--dry-run-images", "2000",
@@ -130,8 +130,8 @@ def test_compiled_model_gives_the_engine_equal_results(tmp_path):
     """torch.compile (inductor) through compile_model; skipped when compiling takes too long on this machine."""
     script = textwrap.dedent(f"""
         import numpy as np, torch
-        from eea_repro.metrics import evaluate_batch
-        from eea_repro.models import ExplainedModel, ModelSpec, compile_model, create_network
+        from eea_repro.metrics.engine import evaluate_batch
+        from eea_repro.models.network import ExplainedModel, ModelSpec, compile_model, create_network
         torch.set_num_threads(1)
         spec = ModelSpec{tuple(TINY_VIT.__dict__.values())!r}
         torch.manual_seed(0)
@@ -157,8 +157,8 @@ def test_compiled_model_gives_the_engine_equal_results(tmp_path):
 def test_report_estimate_from_a_runs_benchmark_files(repo, tmp_path):
     """Benchmark files of one 40-image shard -> hours for 50,000 images, rendered in the report's cost section."""
 
-    from eea_repro.costs import run_cost_estimate
-    from eea_repro.report import method_costs, report_environment, rule_runtimes
+    from eea_repro.report.costs import run_cost_estimate
+    from eea_repro.report.page import method_costs, report_environment, rule_runtimes
 
     config = load_config(repo / "config/ci.yaml")
     shard_images = config["dataset"]["embedded"]["counts"]["test"]

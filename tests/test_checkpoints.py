@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from eea_repro import checkpoints
-from eea_repro.models import ModelSpec, build_explained_model, create_network
+from eea_repro.models import checkpoints
+from eea_repro.models.network import ModelSpec, build_explained_model, create_network
 
 TINY_VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
                      {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2})
@@ -37,7 +37,7 @@ def _fake_hub_cache(root, spec: ModelSpec, tag: str) -> dict:
 def _download_in_fresh_process(hf_home, destination) -> subprocess.CompletedProcess:
     """The hub client reads HF_HOME / HF_HUB_OFFLINE at import, so run the download as the rule does: a new process."""
     code = (
-        "import sys; from eea_repro.models import ModelSpec, download_pretrained; "
+        "import sys; from eea_repro.models.network import ModelSpec, download_pretrained; "
         f"download_pretrained({TINY_VIT!r}, {TAG!r}, 1000, sys.argv[1])"
     )
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}

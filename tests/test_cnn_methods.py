@@ -17,7 +17,7 @@ from eea_repro.methods.cnn_extra import (
     integrated_gradients_attributions,
     liftcam_channel_contributions,
 )
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 
 NUM_CLASSES = 6
 INPUT_SIZE = 128

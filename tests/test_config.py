@@ -5,9 +5,9 @@ import copy
 import pytest
 import yaml
 
-from eea_repro.config import ConfigError, fill_defaults, load_config, redundant_keys, validate_config
+from eea_repro.workflow.config import ConfigError, fill_defaults, load_config, redundant_keys, validate_config
 from eea_repro.methods import METHODS
-from eea_repro.plan import EEA_METHODS
+from eea_repro.workflow.names import EEA_METHODS
 
 KNOWN = {name: method.families for name, method in METHODS.items()} | EEA_METHODS
 
@@ -81,16 +81,16 @@ def test_local_checkpoint_file_must_exist(default):
 
 
 def test_every_schema_key_has_a_description():
-    from eea_repro.config import schema_keys
+    from eea_repro.workflow.config import schema_keys
 
     keys = schema_keys()
     assert len(keys) > 100 and [key for key, node in keys if not node.get("description")] == []
 
 
 def test_the_config_reference_is_generated_from_the_schema(repo):
-    """config/README.md is what `python -m eea_repro.config --write config/README.md` writes: regenerate it with the
+    """config/README.md is what `python -m eea_repro.workflow.config --write config/README.md` writes: regenerate it with the
     schema."""
-    from eea_repro.config import reference_markdown, schema_keys
+    from eea_repro.workflow.config import reference_markdown, schema_keys
 
     reference = (repo / "config/README.md").read_text()
     assert reference == reference_markdown()

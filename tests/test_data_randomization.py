@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.stats import spearmanr
 
-from eea_repro.config import ConfigError, load_config, validate_config
+from eea_repro.workflow.config import ConfigError, load_config, validate_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.synthetic import generate_dataset
-from eea_repro.data_randomization import data_randomization_similarity, permuted_labels, train_permuted_label_model
-from eea_repro.data_randomization_figures import make_spearman_boxplot, spearman_by_method
-from eea_repro.io import save_map_shard
-from eea_repro.models import build_explained_model, ModelSpec
+from eea_repro.sanity.data_randomization import data_randomization_similarity, permuted_labels, train_permuted_label_model
+from eea_repro.sanity.data_randomization_figures import make_spearman_boxplot, spearman_by_method
+from eea_repro.workflow.io import save_map_shard
+from eea_repro.models.network import build_explained_model, ModelSpec
 
 N_CLASSES = 8
 

@@ -41,7 +41,7 @@ def test_every_relative_link_and_anchor_resolves(repo, page):
 
 
 def test_the_cost_table_in_the_docs_is_the_one_the_code_computes(repo):
-    from eea_repro.costs import H200_FP32, markdown_table, paper_cost_estimate
+    from eea_repro.report.costs import H200_FP32, markdown_table, paper_cost_estimate
 
     assert markdown_table(paper_cost_estimate(H200_FP32)) in (repo / "docs/benchmarks.md").read_text()
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eea_repro.explainer import (
+from eea_repro.explainer.network import (
     MaskExplainer,
     eea_loss,
     explain,
@@ -18,8 +18,8 @@ from eea_repro.explainer import (
     save_explainer,
     upsample_masks,
 )
-from eea_repro.metrics import normalize_maps, pos_auc_per_image
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.metrics.engine import normalize_maps, pos_auc_per_image
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 
 NUM_CLASSES = 4
 VIT = ModelSpec(

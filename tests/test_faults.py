@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eea_repro.config import load_config
-from eea_repro.explainer import PRETRAIN_STATE_FILE
+from eea_repro.workflow.config import load_config
+from eea_repro.explainer.network import PRETRAIN_STATE_FILE
 
 from workflow_helpers import snakemake, write_config
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eea_repro.figures import CELL_INCHES, DPI, GAP_INCHES, overlay, qualitative_grid
+from eea_repro.figures.grids import CELL_INCHES, DPI, GAP_INCHES, overlay, qualitative_grid
 
 
 def test_overlay_blends_image_and_colormap():

@@ -13,7 +13,7 @@ from itertools import combinations
 
 import pytest
 
-from eea_repro.gpu_slots import (
+from eea_repro.workflow.gpu_slots import (
     GpuSlotTimeout,
     bound_gpus,
     lock_path,
@@ -24,7 +24,7 @@ from eea_repro.gpu_slots import (
 # A fake job: wait for a common start time, bind `count` devices, hold them, report what it saw.
 FAKE_JOB = """
 import json, os, sys, time
-from eea_repro.gpu_slots import bound_gpus
+from eea_repro.workflow.gpu_slots import bound_gpus
 lock_dir, count, go_at, hold_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 time.sleep(max(0.0, go_at - time.time()))
 with bound_gpus(count, lock_dir, timeout_s=30, poll_s=0.05, log=lambda _: None) as devices:
@@ -88,7 +88,7 @@ def test_a_killed_jobs_device_is_free_again(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from eea_repro.gpu_slots import bound_gpus\n"
+         "from eea_repro.workflow.gpu_slots import bound_gpus\n"
          "with bound_gpus(1, sys.argv[1], devices=['0'], environ={}, log=print):\n"
          "    sys.stdout.flush()\n"
          "    time.sleep(60)\n",

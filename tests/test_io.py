@@ -6,8 +6,8 @@ import stat
 import numpy as np
 import pytest
 
-from eea_repro.figures import save_figure
-from eea_repro.io import atomic_path, save_map_shard, write_json
+from eea_repro.figures.grids import save_figure
+from eea_repro.workflow.io import atomic_path, save_map_shard, write_json
 
 
 @pytest.fixture

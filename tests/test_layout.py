@@ -76,5 +76,5 @@ def test_the_reader_finds_a_cycle_when_there_is_one():
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert "eea_repro.stages" in graph and "eea_repro.io" in graph["eea_repro.stages"]  # the reader reads
+    assert "eea_repro.stages" in graph and "eea_repro.workflow.io" in graph["eea_repro.stages"]  # the reader reads
     assert cycles(graph) == []

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from eea_repro.io import save_map_shard
-from eea_repro.localisation import average_precision, localisation_scores, pointing_game, two_object_scores
-from eea_repro.localisation_tables import localisation_table
+from eea_repro.workflow.io import save_map_shard
+from eea_repro.localisation.scores import average_precision, localisation_scores, pointing_game, two_object_scores
+from eea_repro.localisation.tables import localisation_table
 
 
 def _disc_masks(batch=4, size=24, seed=0):

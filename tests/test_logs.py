@@ -1,4 +1,4 @@
-"""What every job's script starts with (eea_repro.logs.job_context): its thread count reaches torch whether the script
+"""What every job's script starts with (eea_repro.workflow.logs.job_context): its thread count reaches torch whether the script
 imported torch before the job started or imports it later, and a job that never uses torch does not import it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ SCRIPT = """
 import sys
 from types import SimpleNamespace
 {before}
-from eea_repro.logs import job_context
+from eea_repro.workflow.logs import job_context
 
 job = SimpleNamespace(threads=1, log=[sys.argv[1]], resources=SimpleNamespace(gpu=0))
 with job_context(job):

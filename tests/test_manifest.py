@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eea_repro import manifest
+from eea_repro.workflow import manifest
 
 
 def make_run(workdir, files: dict[str, str], rules: dict[str, str]):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from eea_repro.io import gather_maps, save_map_shard
-from eea_repro.metrics import normalize_maps
-from eea_repro.stages import figure_maps
+from eea_repro.workflow.io import gather_maps, save_map_shard
+from eea_repro.metrics.engine import normalize_maps
+from eea_repro.figures.qualitative import figure_maps
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from eea_repro.methods import METHODS, compute_maps, methods_for_family, register
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 
 NUM_CLASSES = 6
 VIT_SPEC = ModelSpec(

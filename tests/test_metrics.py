@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eea_repro.metric_names import (
+from eea_repro.metrics.names import (
     FRACTIONS_DEL_INS,
     FRACTIONS_POS_NEG,
     REMOVED_COUNT_TEXT,
@@ -19,7 +19,7 @@ from eea_repro.metric_names import (
     TIE_RULE_TEXT,
     conventions,
 )
-from eea_repro.metrics import (
+from eea_repro.metrics.engine import (
     METRICS,
     PER_IMAGE_COLUMNS,
     classes_for_variant,
@@ -32,8 +32,8 @@ from eea_repro.metrics import (
     removed_pixel_count,
     revealed_pixel_count,
 )
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
-from eea_repro.pixel_order import TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
+from eea_repro.metrics.pixel_order import TIE_RULES, TieBreak, image_tie_permutation, pixel_ranks
 
 
 class PixelLinearModel(nn.Module):

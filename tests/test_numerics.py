@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from eea_repro import numerics
-from eea_repro.config import ConfigError, load_config, validate_config
+from eea_repro.workflow import numerics
+from eea_repro.workflow.config import ConfigError, load_config, validate_config
 
 x86_with_avx2 = pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64") or "avx2" not in numerics.cpu_vector_extensions(),
@@ -22,7 +22,7 @@ def fingerprint_under(environ_changes: dict[str, str]) -> dict[str, str]:
     """The fingerprint computed in a fresh process started in portable mode with ``environ_changes`` on top."""
     env = {k: v for k, v in os.environ.items() if k not in numerics.SHOWN_VARIABLES and k != numerics.MODE_VARIABLE}
     env.update(environ_changes)
-    result = subprocess.run([sys.executable, "-m", "eea_repro.numerics", "portable", "--json"], env=env,
+    result = subprocess.run([sys.executable, "-m", "eea_repro.workflow.numerics", "portable", "--json"], env=env,
                             check=True, capture_output=True, text=True)
     return json.loads(result.stdout)
 

@@ -12,17 +12,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from eea_repro.checkpoints import save_state_dict
-from eea_repro.config import load_config
+from eea_repro.models.checkpoints import save_state_dict
+from eea_repro.workflow.config import load_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.splits import make_embedded_split_lists
 from eea_repro.data.synthetic import make_embedded_dataset
-from eea_repro.explainer import MaskExplainer, finetune_maps, load_explainer
-from eea_repro.figures import DPI, MAX_COLUMNS, column_bands, qualitative_grid_figure
+from eea_repro.explainer.network import MaskExplainer, finetune_maps, load_explainer
+from eea_repro.figures.grids import DPI, MAX_COLUMNS, column_bands, qualitative_grid_figure
 from eea_repro.methods import METHODS, compute_maps
-from eea_repro.models import ModelSpec, create_network
-from eea_repro.stages import evaluate_shard, load_model, make_eea_maps, method_label, pretrain_explainer
-from eea_repro.two_object import (explain_both_classes, is_class_specific, load_two_object_images,
+from eea_repro.models.network import ModelSpec, create_network
+from eea_repro.explainer.stage import make_eea_maps, pretrain_explainer
+from eea_repro.methods import method_label
+from eea_repro.metrics.stage import evaluate_shard
+from eea_repro.models.network import load_model
+from eea_repro.localisation.two_object import (explain_both_classes, is_class_specific, load_two_object_images,
                                   load_two_object_maps, save_two_object_maps)
 
 VIT = {"family": "vit", "label": "ViT (tiny)", "timm_name": "vit_tiny_patch16_224", "input_size": 48,

@@ -12,17 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
-from eea_repro import checkpoints
-from eea_repro.config import load_config
+from eea_repro.models import checkpoints
+from eea_repro.workflow.config import load_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.folder import IMAGES, box_masks, write_folder_labels
 from eea_repro.data.loading import LabeledImageFolder
-from eea_repro.localisation import load_masks, pointing_game
+from eea_repro.localisation.scores import load_masks, pointing_game
 from eea_repro.methods import METHODS, compute_maps, methods_for_family
-from eea_repro.metrics import normalize_maps
-from eea_repro.models import ModelSpec, for_inference, reference_state
-from eea_repro.paths import resolve
-from eea_repro.stages import fetch_checkpoint, load_model
+from eea_repro.metrics.engine import normalize_maps
+from eea_repro.models.network import ModelSpec, for_inference, reference_state
+from eea_repro.workflow.paths import resolve
+from eea_repro.models.network import load_model
+from eea_repro.models.stage import fetch_checkpoint
 
 from workflow_helpers import snakemake, write_config
 

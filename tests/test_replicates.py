@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eea_repro.replicates import (ONE_SEED, crossed_replicates, pooled_interval, seed_fragile, seed_t_interval,
+from eea_repro.workflow.replicates import (ONE_SEED, crossed_replicates, pooled_interval, seed_fragile, seed_t_interval,
                                   variance_split)
 
 
@@ -71,7 +71,7 @@ def test_disagreeing_per_seed_verdicts_are_seed_fragile():
 
 
 def test_replicate_seeds_keep_the_runs_seed_first_and_differ_after_it():
-    from eea_repro.replicates import in_replicate, replicate_seed
+    from eea_repro.workflow.replicates import in_replicate, replicate_seed
 
     assert replicate_seed(7, 0) == 7  # replicates: 1 is the run as before
     seeds = [replicate_seed(7, r) for r in range(1, 50)] + [replicate_seed(8, r) for r in range(1, 50)]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from eea_repro.report import embed_png, method_costs, rule_runtimes
+from eea_repro.report.page import embed_png, method_costs, rule_runtimes
 
 matplotlib.use("Agg")
 

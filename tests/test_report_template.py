@@ -7,9 +7,9 @@ from html import unescape
 
 from markupsafe import escape
 
-from eea_repro.config import load_config
-from eea_repro.metric_names import TIE_RULE_TEXT, conventions
-from eea_repro.report import numerics_provenance, report_environment
+from eea_repro.workflow.config import load_config
+from eea_repro.metrics.names import TIE_RULE_TEXT, conventions
+from eea_repro.report.page import numerics_provenance, report_environment
 
 
 def _render(repo, **extra):
@@ -77,8 +77,8 @@ def test_building_the_report_imports_no_torch(repo, tmp_path):
     (tmp_path / "benchmarks").mkdir()
     code = f"""
 import sys
-from eea_repro.config import load_config
-from eea_repro.report import build_report
+from eea_repro.workflow.config import load_config
+from eea_repro.report.page import build_report
 config = load_config({str(repo / "config/ci.yaml")!r})
 table = {{"model": "vit", "variant": "target", "html": {str(tmp_path / "table.html")!r},
           "per_image": {str(per_image)!r}, "caption": "ViT"}}

@@ -11,11 +11,11 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from skimage.feature import hog
 
-from eea_repro.explainer import MaskExplainer
+from eea_repro.explainer.network import MaskExplainer
 from eea_repro.methods import METHODS
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
-from eea_repro.randomization_runs import layer_kinds, parse_setting, run_label, sanity_runs, setting_name
-from eea_repro.sanity import (
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
+from eea_repro.sanity.runs import layer_kinds, parse_setting, run_label, sanity_runs, setting_name
+from eea_repro.sanity.parameter import (
     cascading,
     independent,
     level_inputs,
@@ -26,8 +26,8 @@ from eea_repro.sanity import (
     save_predictions,
     untouched_parameters,
 )
-from eea_repro.config import load_config
-from eea_repro.similarity import MapStack, hog_similarity_per_image, spearman_per_image, ssim_per_image
+from eea_repro.workflow.config import load_config
+from eea_repro.sanity.similarity import MapStack, hog_similarity_per_image, spearman_per_image, ssim_per_image
 
 NUM_CLASSES = 4
 VIT = ModelSpec("vit_tiny_patch16_224", "vit", 32, (0.5,) * 3, (0.5,) * 3,
@@ -110,7 +110,7 @@ def test_a_reference_prepared_once_gives_the_pairwise_values_exactly():
     """The sanity similarity prepares the original maps once and reuses them for every level; each value must equal
     the pairwise functions' (which prepare both stacks afresh) bit for bit, also for non-finite and constant maps,
     whichever side they are on, and for the reference compared with itself."""
-    from eea_repro.sanity import similarity_frame
+    from eea_repro.sanity.parameter import similarity_frame
 
     rng = np.random.default_rng(4)
     reference, others = rng.random((5, 6, 6)), [rng.random((5, 6, 6)) for _ in range(3)]
@@ -299,9 +299,9 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     import pandas as pd
     from scipy import stats
 
-    from eea_repro.io import load_map_shard, save_map_shard
-    from eea_repro.sanity import sanity_similarity
-    from eea_repro.sanity_figures import level_summary, make_eea_curve, make_methods_curves, write_sanity_summary
+    from eea_repro.workflow.io import load_map_shard, save_map_shard
+    from eea_repro.sanity.parameter import sanity_similarity
+    from eea_repro.sanity.figures import level_summary, make_eea_curve, make_methods_curves, write_sanity_summary
 
     rng = np.random.default_rng(9)
     ids, labels = [f"img{i}" for i in range(6)], np.arange(6) % 3
@@ -411,7 +411,7 @@ def test_settings_sharing_a_job_get_the_bits_of_one_job_each(tiny_run, repo, tmp
 
 
 def test_a_killed_sanity_job_resumes_from_the_settings_it_finished(tiny_run, repo, tmp_path, monkeypatch):
-    import eea_repro.sanity as sanity
+    import eea_repro.sanity.parameter as sanity
 
     reference = _sanity_job(tiny_run, repo, tmp_path / "reference", JOB_SETTINGS, monkeypatch)
     computed = []
@@ -446,7 +446,7 @@ def test_a_killed_sanity_job_resumes_from_the_settings_it_finished(tiny_run, rep
 
 
 def test_a_resume_folder_of_other_settings_is_not_reused(tiny_run, repo, tmp_path, monkeypatch):
-    import eea_repro.sanity as sanity
+    import eea_repro.sanity.parameter as sanity
 
     real = sanity._setting_maps
     computed = []
@@ -471,7 +471,7 @@ def test_the_original_models_maps_are_read_from_the_evaluated_ones_with_the_byte
     """The original setting explains the sanity images' labels with the evaluated model and explainer: the same
     computation as the 'target' map jobs, so its maps are read from them; only the seeded random control (its maps
     depend on their place in a job's batches) is made again."""
-    import eea_repro.sanity as sanity
+    import eea_repro.sanity.parameter as sanity
 
     made = _sanity_job(tiny_run, repo, tmp_path / "made", ["original"], monkeypatch)["original"]
     reference = {method: sorted(str(path) for path in (tiny_run / "results/maps/vit/target" / method).glob("*.npz"))

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eea_repro.config import load_config
-from eea_repro.io import load_map_shard
+from eea_repro.workflow.config import load_config
+from eea_repro.workflow.io import load_map_shard
 from workflow_helpers import snakemake
 
 pytestmark = pytest.mark.workflow

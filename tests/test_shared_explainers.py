@@ -9,13 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from eea_repro.checkpoints import save_state_dict
+from eea_repro.models.checkpoints import save_state_dict
 from eea_repro.data.files import read_label_file
 from eea_repro.data.splits import make_embedded_split_lists
 from eea_repro.data.synthetic import make_embedded_dataset
-from eea_repro.explainer import SURE_MARGIN, predicted_as_labelled
-from eea_repro.models import ModelSpec, create_network
-from eea_repro.stages import load_model, load_tensors, make_eea_maps, open_split, pretrain_variant_explainers
+from eea_repro.explainer.network import SURE_MARGIN, predicted_as_labelled
+from eea_repro.models.network import ModelSpec, create_network
+from eea_repro.data.loading import load_tensors, open_split
+from eea_repro.explainer.stage import make_eea_maps, pretrain_variant_explainers
+from eea_repro.models.network import load_model
 
 VIT = {"family": "vit", "label": "ViT (tiny)", "timm_name": "vit_tiny_patch16_224", "input_size": 48,
        "timm_kwargs": {"patch_size": 6, "depth": 2, "embed_dim": 32, "num_heads": 2},

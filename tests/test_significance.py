@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from eea_repro.methods import control_methods
-from eea_repro.significance import compare_to_best_baseline, paired_wilcoxon, table_sentence
+from eea_repro.metrics.significance import compare_to_best_baseline, paired_wilcoxon, table_sentence
 
 
 def _exact_signed_rank_p(differences: np.ndarray) -> float:

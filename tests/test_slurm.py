@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from eea_repro.config import load_config
-from eea_repro.logs import job_context
+from eea_repro.workflow.config import load_config
+from eea_repro.workflow.logs import job_context
 from slurm_cluster import PARTITION, missing_requirements, single_node_cluster
 from workflow_helpers import job_counts, snakemake
 

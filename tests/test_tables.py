@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eea_repro.metrics import METRICS
-from eea_repro.tables import bootstrap_ci, summarize, write_table
+from eea_repro.metrics.engine import METRICS
+from eea_repro.metrics.tables import bootstrap_ci, summarize, write_table
 
 
 def test_bootstrap_mean_excludes_nan_and_interval_shrinks():

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from eea_repro.methods import compute_maps
-from eea_repro.metrics import MAP_STEPS, METRICS, per_image_frame, prepare_shard, score_maps, score_variants
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
-from eea_repro.pixel_order import TieBreak
-from eea_repro.stages import unique_explanations
-from eea_repro.tables import summarize, write_table
+from eea_repro.metrics.engine import MAP_STEPS, METRICS, per_image_frame, prepare_shard, score_maps, score_variants
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
+from eea_repro.metrics.pixel_order import TieBreak
+from eea_repro.methods.stage import unique_explanations
+from eea_repro.metrics.tables import summarize, write_table
 
 SPECS = {
     "vit": ModelSpec("vit_tiny_patch16_224", "vit", 48, (0.5,) * 3, (0.5,) * 3,
@@ -116,3 +116,14 @@ def test_sharing_copies_flags_and_values_of_invalid_and_constant_maps():
         np.testing.assert_array_equal(shared["predicted"][name], alone[name])
     assert shared["predicted"]["valid"].tolist() == [False] + [True] * 7
     assert shared["predicted"]["constant"].tolist() == [False, False, True] + [False] * 5
+
+
+def test_variants_share_the_maps_of_equal_image_class_pairs():
+    classes = torch.tensor([[3, 1, 4, 1], [3, 2, 4, 0]])  # target / predicted: images 0 and 2 agree
+    rows, pair_classes, index = unique_explanations(classes, class_specific=True)
+    assert len(rows) == 6
+    for variant in range(2):  # every variant's (image, class) is found at its index
+        assert torch.equal(rows[index[variant]], torch.arange(4))
+        assert torch.equal(pair_classes[index[variant]], classes[variant])
+    rows, _, index = unique_explanations(classes, class_specific=False)
+    assert torch.equal(rows, torch.arange(4)) and torch.equal(index[0], index[1])

@@ -19,7 +19,7 @@ from eea_repro.methods.vit_lrp import (
     relevance_stage_totals,
     residual_relevance_product,
 )
-from eea_repro.models import ExplainedModel, ModelSpec, create_network
+from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 
 NUM_CLASSES = 5
 LRP_METHODS = ("transformer_attribution", "partial_lrp", "full_lrp")

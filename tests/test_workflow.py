@@ -18,11 +18,11 @@ import yaml
 from markupsafe import escape
 from PIL import Image
 
-from eea_repro.bench import paper_dry_run_config
-from eea_repro.config import load_config
+from eea_repro.bench.core import paper_dry_run_config
+from eea_repro.workflow.config import load_config
 from eea_repro.data.synthetic import generate_split
-from eea_repro.metric_names import conventions
-from eea_repro.models import ModelSpec, create_network
+from eea_repro.metrics.names import conventions
+from eea_repro.models.network import ModelSpec, create_network
 
 from workflow_helpers import job_counts, snakemake, write_config
 

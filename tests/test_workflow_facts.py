@@ -11,11 +11,11 @@ import sys
 import pytest
 import yaml
 
-from eea_repro import workflow_facts
-from eea_repro.compatibility import check_models
-from eea_repro.config import ConfigError, load_config
+from eea_repro.preflight import facts as workflow_facts
+from eea_repro.preflight.compatibility import check_models
+from eea_repro.workflow.config import ConfigError, load_config
 from eea_repro.methods import METHODS
-from eea_repro.workflow_facts import WorkflowFacts, kept
+from eea_repro.preflight.facts import WorkflowFacts, kept
 from workflow_helpers import job_counts, write_config
 
 

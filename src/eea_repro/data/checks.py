@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .files import first_line, open_rgb
+from eea_repro.data.files import first_line, open_rgb
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())  # what an image with no label line is recognised by
 

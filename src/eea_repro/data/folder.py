@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_path
-from ..paths import resolve
-from .checks import IMAGE_SUFFIXES
-from .files import open_rgb, read_label_file
-from .splits import imagenet_class_names, make_imagenet_split_lists, write_label_lines
+from eea_repro.workflow.io import atomic_path
+from eea_repro.workflow.paths import resolve
+from eea_repro.data.checks import IMAGE_SUFFIXES
+from eea_repro.data.files import open_rgb, read_label_file
+from eea_repro.data.splits import imagenet_class_names, make_imagenet_split_lists, write_label_lines
 
 FOLDER_ROOT = "results/data/folder"
 IMAGES = f"{FOLDER_ROOT}/images"  # the image root every split file is relative to

@@ -15,7 +15,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from .files import first_line, open_rgb, read_label_file
+from eea_repro.data.files import first_line, open_rgb, read_label_file
+from eea_repro.workflow.io import read_classes
+from eea_repro.workflow.logs import progress
 
 MASK_SUFFIXES_TWO_OBJECTS = ("_a", "_b")
 
@@ -144,3 +146,31 @@ def subset_by_count(dataset_len: int, count: int, seed: int, exclude: Iterable[i
             f"asked for {count} indices but only {len(eligible)} of {dataset_len} remain after excluding {len(excluded)}"
         )
     return sorted(eligible[:count])
+
+
+def open_split(image_root, split_file, model_cfg: dict, classes_file, rows=None, mask_dir=None) -> LabeledImageFolder:
+    """The images of a split (or of its ``rows``, in that order), resized to the model's input size."""
+    return LabeledImageFolder(image_root, split_file, size=model_cfg["input_size"],
+                              num_classes=len(read_classes(classes_file)), mask_dir=mask_dir, indices=rows)
+
+
+def pick_images(image_root, split_file, model_cfg: dict, classes_file, rows, mask_dir=None):
+    """The dataset items of a figure's ``rows`` and their images stacked (N, 3, size, size)."""
+    dataset = open_split(image_root, split_file, model_cfg, classes_file, rows, mask_dir)
+    items = [dataset[i] for i in range(len(dataset))]
+    return items, torch.stack([item["image"] for item in items])
+
+
+def load_tensors(dataset: LabeledImageFolder, batch_size: int = 64, desc: str = "loading images"):
+    """All images of a (small) split as one tensor; used where a job needs its whole shard in memory anyway."""
+    images, labels, ids = [], [], []
+    for batch in progress()(make_loader(dataset, batch_size), desc=desc):
+        images.append(batch["image"])
+        labels.append(torch.as_tensor(batch["label"]))
+        ids.extend(batch["image_id"])
+    return torch.cat(images), torch.cat(labels), ids
+
+
+def shard_tensors(model_cfg, image_root, split_file, classes_file, shard_range):
+    return load_tensors(open_split(image_root, split_file, model_cfg, classes_file, range(*shard_range)),
+                        desc="shard images")

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path, write_json
-from .checks import BadImage, first_usable, scan_label_file, unlabeled_images
-from .files import read_label_file
+from eea_repro.workflow.io import atomic_path, write_json
+from eea_repro.data.checks import BadImage, first_usable, scan_label_file, unlabeled_images
+from eea_repro.data.files import read_label_file
 
 SKIPPED_SHOWN = 20  # skipped inputs listed in the report; the CSV has them all
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_path
-from ..logs import progress
+from eea_repro.workflow.io import atomic_path
+from eea_repro.workflow.logs import progress
 
 TWO_OBJECT_SPLIT = "two_object"
 

@@ -3,7 +3,8 @@
 Importing the package registers every method module below.
 """
 
-from .registry import METHODS, Method, compute_maps, control_methods, methods_for_family, register
-from . import vit, vit_lrp, cnn, cnn_extra, controls  # noqa: F401,E402  (registration side effect)
+from eea_repro.methods.registry import (METHODS, Method, compute_maps, control_methods, method_label, methods_for_family,
+                                        register)
+from eea_repro.methods import vit, vit_lrp, cnn, cnn_extra, controls  # noqa: F401,E402  (registration side effect)
 
-__all__ = ["METHODS", "Method", "compute_maps", "control_methods", "methods_for_family", "register"]
+__all__ = ["METHODS", "Method", "compute_maps", "control_methods", "method_label", "methods_for_family", "register"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import enabled_autograd, register
+from eea_repro.methods.registry import enabled_autograd, register
 
 GRADCAM_PP_EPS = 1e-6  # keeps Grad-CAM++'s alpha finite where the gradient vanishes (as pytorch-grad-cam does)
 

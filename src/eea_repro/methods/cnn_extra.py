@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cnn import _features_and_gradients, _weighted_activation_map, feature_map_network, last_features
-from .registry import enabled_autograd, register
+from eea_repro.methods.cnn import _features_and_gradients, _weighted_activation_map, feature_map_network, last_features
+from eea_repro.methods.registry import enabled_autograd, register
 
 SCORECAM_CHUNK = 256  # masked images per forward pass of the whole network
 SCORECAM_EPS = 1e-8  # pytorch-grad-cam's guard in the per-mask min-max

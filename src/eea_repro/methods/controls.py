@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from .cnn import feature_map_network, last_features
-from .vit import attention_network
-from .registry import register
+from eea_repro.methods.cnn import feature_map_network, last_features
+from eea_repro.methods.vit import attention_network
+from eea_repro.methods.registry import register
 
 
 def native_grid(model, images01: torch.Tensor) -> tuple[int, int]:

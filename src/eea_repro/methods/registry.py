@@ -6,7 +6,7 @@ grid, CNN last feature grid), float32, shape (B, h, w). Adding a method is one f
 
 A method also names what it reads from a network (``requires``: raises ``ValueError`` with the reason when a timm
 model lacks it), so that a configured method that cannot explain a configured model is refused before any job runs
-(:mod:`eea_repro.compatibility`), on a network built on the meta device.
+(:mod:`eea_repro.preflight.compatibility`), on a network built on the meta device.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..models import FAMILIES
+from eea_repro.models.network import FAMILIES
+from eea_repro.workflow.names import EEA_LABELS
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,8 @@ def enabled_autograd() -> Iterator[None]:
     """
     with torch.inference_mode(False), torch.enable_grad():
         yield
+
+
+def method_label(name: str) -> str:
+    """The name a table or figure shows: the registry's label, or EEA's and pEEA's."""
+    return EEA_LABELS.get(name) or METHODS[name].label

@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .registry import enabled_autograd, register
+from eea_repro.methods.registry import enabled_autograd, register
 
 ROLLOUT_START_BLOCK = 1  # Chefer's rollout skips the first block's attention (start_layer=1)
 

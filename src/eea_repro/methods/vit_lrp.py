@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import enabled_autograd, register
-from .vit import _checked_blocks, _patch_tokens_on_grid, recorded_attention
+from eea_repro.methods.registry import enabled_autograd, register
+from eea_repro.methods.vit import _checked_blocks, _patch_tokens_on_grid, recorded_attention
 
 T_ATTR_START_BLOCK = 1  # Chefer's T-Attr product starts at block 1 (start_layer=1)
 STABILISER = 1e-9  # Chefer's safe_divide offset

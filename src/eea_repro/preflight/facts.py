@@ -1,0 +1,94 @@
+"""What the workflow learns from the method registry and the configured models while Snakemake reads it, kept between
+invocations so that reading the workflow imports neither torch nor timm when nothing they answer has changed.
+
+Snakemake reads the workflow on every invocation: a dry run, one table rebuilt, and once more inside every cluster job.
+Each read checked every configured model with every configured method (timm builds the models on the meta device) and
+counted the sanity checks' layers: 6 of the 8 s a dry run took on a 2-core CPU. The answers are kept in ``cache_dir``
+(the working directory's ``.snakemake/``) under a key of everything they depend on — the package's source files, the
+installed torch and timm, and the config's ``models``, ``methods`` and ``sanity`` sections — so a changed input is a
+new key and a kept answer is never stale. A config that fails the checks raises before anything is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from eea_repro.workflow.io import atomic_path
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole eea_repro package
+KEYED_CONFIG_SECTIONS = ("models", "methods", "sanity")
+
+
+def package_digest() -> str:
+    """sha256 of the package's source and schema files (their paths and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*")):
+        if path.suffix in (".py", ".yaml") and path.is_file():
+            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def kept(cache_dir: str | Path, name: str, key: object, compute: Callable[[], object]):
+    """``compute()``'s JSON value, kept in ``cache_dir`` as ``<name>-<hash of key>.json`` and read from there when the
+    key is the same. An unwritable ``cache_dir`` only means computing it again next time."""
+    key_hash = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    path = Path(cache_dir) / f"{name}-{key_hash}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    try:
+        for old in Path(cache_dir).glob(f"{name}-*.json"):
+            old.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(value))  # the value's key order is kept: rules' params compare it
+    except OSError:
+        pass
+    return value
+
+
+def _method_entries() -> dict[str, dict]:
+    from eea_repro.methods import METHODS
+
+    return {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded,
+                   "control": method.control}
+            for name, method in METHODS.items()}
+
+
+def _checked_models(config: dict) -> dict[str, dict[str, int]]:
+    from eea_repro.preflight.compatibility import check_models
+
+    return check_models(config)
+
+
+class WorkflowFacts:
+    """The method registry's entries and the checked models' sanity layer counts, through the cache in ``cache_dir``."""
+
+    def __init__(self, cache_dir: str | Path):
+        self.cache_dir = Path(cache_dir)
+        self.package = package_digest()
+        self.versions = {name: _installed_version(name) for name in ("torch", "timm")}
+
+    def methods(self) -> dict[str, dict]:
+        """Every registered map method: name -> {"families", "label", "seeded", "control"} (see
+        ``methods.registry.Method``)."""
+        return kept(self.cache_dir, "methods", {"package": self.package}, _method_entries)
+
+    def models(self, config: dict) -> dict[str, dict[str, int]]:
+        """``compatibility.check_models(config)``: raises ``ConfigError`` for a model or method that cannot run, else
+        each model's sanity-check layer count per granularity."""
+        key = {"package": self.package, "versions": self.versions,
+               "config": {section: config[section] for section in KEYED_CONFIG_SECTIONS}}
+        return kept(self.cache_dir, "models", key, lambda: _checked_models(config))

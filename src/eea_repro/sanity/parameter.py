@@ -1,0 +1,449 @@
+"""Parameter-randomization sanity checks (Adebayo et al. 2018; the seed's Section 3, Figs. 2-5).
+
+A *layer* is a list of parameter names of the explained model (see :func:`randomization_layers`), ordered bottom to
+top. Randomization levels count from the top, as the seed's figures:
+
+- cascading, x = k: the last k - 1 layers are re-initialised (x = 1 is the original model, x = L + 1 all layers), and
+  a last level x = L + 2 re-initialises everything no layer holds too (embeddings, CLS token, final norm and head of a
+  ViT, the MLPs when the layers are attention weights; stem and classifier of a CNN): Adebayo et al.'s full
+  randomization, so the curve ends at a fully random network;
+- independent, x = i: only layer i - 1 counted from the top (the (i-1)-th last) is re-initialised, so cascading and
+  independent agree at x = 2.
+
+Re-initialisation is seeded per layer (the same layer gets the same new weights in both modes) and is either the
+module's own ``reset_parameters()`` (``module``: Linear/Conv get PyTorch's default Kaiming-uniform init, norm layers
+become the identity, BN running statistics are kept; parameters no module re-initialises, such as a ViT's CLS token
+and position embeddings, get N(0, σ)) or N(0, σ) for every randomized parameter (``normal``). Only the named
+parameters change; the original model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from eea_repro.data.files import read_label_file
+from eea_repro.data.loading import subset_by_count
+from eea_repro.workflow.io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
+from eea_repro.workflow.logs import progress
+from eea_repro.models.network import ModelSpec, resolve_device
+from eea_repro.sanity.runs import ORIGINAL, layer_kinds, parse_setting
+from eea_repro.sanity.similarity import MapStack, stack_hog_similarity, stack_spearman, stack_ssim
+
+LAYER_CHOICES = {"vit": ("attention", "block"), "cnn": ("stage", "block")}
+REINIT_CHOICES = ("module", "normal")
+
+
+# --- images ------------------------------------------------------------------------------------------------------
+
+
+def sanity_image_rows(split_file, n_images: int, seed: int) -> list[int]:
+    """Rows (in the evaluated split) of the images every sanity check explains: a seeded sample, sorted."""
+    count = len(read_label_file(split_file))
+    return subset_by_count(count, min(n_images, count), seed)
+
+
+def grid_image_rows(split_file, sanity_cfg: dict, seed: int) -> list[int]:
+    """Rows of the images in the sanity grids: the first ``sanity.grid_images`` of the sanity sample."""
+    return sanity_image_rows(split_file, sanity_cfg["n_images"], seed)[: sanity_cfg["grid_images"]]
+
+
+# --- layers and randomization ------------------------------------------------------------------------------------
+
+
+def _network(model: nn.Module) -> tuple[nn.Module, str]:
+    """The bare timm network and the prefix of its parameter names inside ``model``."""
+    return (model.net, "net.") if hasattr(model, "net") else (model, "")
+
+
+def randomization_layers(model: nn.Module, family: str, which: str) -> list[list[str]]:
+    """Parameter names of each randomizable layer of ``model``, ordered bottom -> top, for any timm classifier.
+
+    The units are timm's own parameter groups (``group_matcher``, the grouping timm uses for layer-wise learning
+    rates): the first group is the stem (embeddings), the last the head, and the ones between are the layers. CNN:
+    ``stage`` = the coarse groups (a ResNet's layer1..layer4, an EfficientNet's blocks.0..6, a ConvNeXt's stages),
+    ``block`` = the fine ones (each residual / inverted-residual block). ViT: one layer per transformer block;
+    ``attention`` = the block's attention parameters (qkv + proj, the seed's choice), ``block`` = all of it. The stem
+    and the head are not layers here (the seed counts the ViT's 12 blocks); the last cascading level adds them.
+    """
+    from timm.models import group_parameters
+
+    if which not in LAYER_CHOICES.get(family, ()):
+        raise ValueError(f"layers {which!r} is not one of {LAYER_CHOICES.get(family)} for family {family!r}")
+    net, prefix = _network(model)
+    if not hasattr(net, "group_matcher"):
+        raise ValueError(f"{type(net).__name__} has no timm group_matcher(), so its layers cannot be found")
+    groups = list(group_parameters(net, net.group_matcher(coarse=which == "stage")).values())[1:-1]
+    if which == "attention":
+        groups = [[name for name in group if ".attn." in name] for group in groups]
+    layers = [[prefix + name for name in group] for group in groups if group]
+    if not layers:
+        raise ValueError(f"{type(net).__name__}: timm's parameter groups hold no layer between stem and head")
+    return layers
+
+
+def _layer_seed(seed: int, layer: int) -> int:
+    return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
+
+
+def untouched_parameters(model: nn.Module, layers: list[list[str]]) -> list[str]:
+    """The parameter names of ``model`` that no layer holds: what only the full-randomization level re-initialises."""
+    held = {name for layer in layers for name in layer}
+    return [name for name, _ in model.named_parameters() if name not in held]
+
+
+@torch.no_grad()
+def _reinitialise(model: nn.Module, names: list[str], *, reinit: str, std: float, seed: int) -> None:
+    """Overwrite the named parameters of ``model`` in place (the caller's copy) with seeded fresh values on the CPU."""
+    if reinit not in REINIT_CHOICES:
+        raise ValueError(f"reinit {reinit!r} is not one of {REINIT_CHOICES}")
+    parameters = dict(model.named_parameters())
+    owners: dict[str, list[str]] = {}
+    for name in names:
+        owner, leaf = name.rsplit(".", 1)
+        owners.setdefault(owner, []).append(leaf)
+    drawn = []  # parameters that get N(0, std): all of them under "normal", the ones no module resets under "module"
+    for j, (owner, leaves) in enumerate(owners.items()):
+        module = model.get_submodule(owner)
+        if reinit == "normal" or not hasattr(module, "reset_parameters"):
+            drawn += [f"{owner}.{leaf}" for leaf in leaves]
+            continue
+        fresh = copy.deepcopy(module).cpu()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + j)
+            fresh.reset_parameters()
+        for leaf in leaves:
+            parameters[f"{owner}.{leaf}"].copy_(getattr(fresh, leaf))
+    generator = torch.Generator().manual_seed(seed)
+    drawn = set(drawn)
+    for name in (name for name in names if name in drawn):
+        target = parameters[name]
+        target.copy_(torch.randn(target.shape, generator=generator) * std)
+
+
+def randomized_model(model: nn.Module, layers: list[list[str]], indices, *, reinit: str = "module",
+                     std: float = 0.02, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with the layers at ``indices`` (bottom -> top numbering) re-initialised."""
+    copied = copy.deepcopy(model)
+    for index in indices:
+        _reinitialise(copied, layers[index], reinit=reinit, std=std, seed=_layer_seed(seed, index))
+    return copied
+
+
+def cascading(model: nn.Module, k: int, layers: list[list[str]], **reinit) -> nn.Module:
+    """Cascading level x = k: the last k - 1 layers re-initialised (k = 1 the original weights, k = L + 1 all layers,
+    k = L + 2 every parameter of the network)."""
+    if not 1 <= k <= len(layers) + 2:
+        raise ValueError(f"cascading level {k} is outside 1..{len(layers) + 2}")
+    if k == len(layers) + 2:
+        return randomized_model(model, [*layers, untouched_parameters(model, layers)], range(len(layers) + 1),
+                                **reinit)
+    return randomized_model(model, layers, range(len(layers) - (k - 1), len(layers)), **reinit)
+
+
+def independent(model: nn.Module, i: int, layers: list[list[str]], **reinit) -> nn.Module:
+    """Independent level x = i: only layer i - 1 counted from the top re-initialised (i = 1 the original weights)."""
+    if not 1 <= i <= len(layers) + 1:
+        raise ValueError(f"independent level {i} is outside 1..{len(layers) + 1}")
+    return randomized_model(model, layers, [len(layers) - (i - 1)] if i > 1 else [], **reinit)
+
+
+def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sanity_cfg: dict, seed: int) -> nn.Module:
+    mode, _, level = parse_setting(setting)
+    if mode is None:
+        return model
+    step = cascading if mode == "cascading" else independent
+    return step(model, level, layers, reinit=sanity_cfg["reinit"], std=sanity_cfg["reinit_std"], seed=seed)
+
+
+# --- stage: maps of every method on one randomized model ---------------------------------------------------------
+
+
+def _refit_explainer(model_cfg, explainer_cfg, scoring, randomized, image_root, train_file, val_file,
+                     classes_file, seed, device):
+    """Pretrain a fresh explainer against the randomized model, started from its weights (as for the original). A
+    one-epoch re-fit keeps its only epoch, so it skips the validation pass that would choose among epochs."""
+    from eea_repro.explainer.network import MaskExplainer
+    from eea_repro.explainer.stage import fit_explainer
+    from eea_repro.workflow.io import read_classes
+    from eea_repro.workflow.numerics import seed_everything
+
+    seed_everything(seed)
+    state = {name.removeprefix("net."): tensor for name, tensor in randomized.state_dict().items()}
+    explainer = MaskExplainer(ModelSpec.from_config(model_cfg), state, len(read_classes(classes_file))).to(device)
+    with tempfile.TemporaryDirectory() as scratch:
+        record = fit_explainer(explainer, randomized, model_cfg, explainer_cfg, scoring, image_root,
+                               train_file, val_file, classes_file, variant="target", resume_dir=scratch, seed=seed,
+                               device=device, validate=explainer_cfg["epochs"] > 1)
+    history = record["history"]
+    print(f"re-pretrained explainer: kept epoch {history['best_epoch']} of {explainer_cfg['epochs']}, "
+          f"val POS {history['best_val_pos']:.3f} (NaN: not validated)")
+    return explainer
+
+
+def load_sanity_images(image_root, split_file, model_cfg, classes_file, n_images: int, seed: int, device):
+    """The sanity images (a seeded sample of the evaluated split) with their labels and ids, on ``device``."""
+    from eea_repro.data.loading import load_tensors, open_split
+
+    rows = sanity_image_rows(split_file, n_images, seed)
+    images, labels, ids = load_tensors(open_split(image_root, split_file, model_cfg, classes_file, rows),
+                                       desc="sanity images")
+    return images.to(device), labels.to(device), ids
+
+
+def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> None:
+    """The model's class for each sanity image: how much of the model's function a randomization left intact (maps
+    of a model that still classifies should stay similar)."""
+    from eea_repro.models.training import predict
+
+    predicted, labels = predict(model, images, batch_size), labels.cpu()
+    print(f"the model predicts the label of {(predicted == labels).float().mean().item():.1%} of the sanity images")
+    frame = pd.DataFrame({"image_id": ids, "label": labels.numpy(), "predicted": predicted.numpy()})
+    with atomic_path(out_csv) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, ties, seed,
+                     precision, batch_size, reference_maps: dict | None = None) -> None:
+    """Every method's maps of the sanity images for their ground-truth class, one map file per method (the map
+    methods on the model's inference layout, EEA fine-tuned against the model as it is). A method in
+    ``reference_maps`` (method -> map shards of this model for the ground truth) is read from them instead."""
+    from eea_repro.models.network import for_inference
+    from eea_repro.workflow.names import EEA_METHODS
+
+    inference = for_inference(model)
+    for method in progress()(methods, desc="methods"):
+        if method in (reference_maps or {}):
+            maps = _reference_maps(reference_maps[method], ids, labels, method)
+        else:
+            maps = method_maps(method, model if method in EEA_METHODS else inference, images, labels,
+                               explainer=explainer, eea_settings=eea_settings, ties=ties, seed=seed,
+                               precision=precision, batch_size=batch_size).cpu().numpy()
+        save_map_shard(out_maps[method], maps, ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
+
+
+def _reference_maps(map_files, ids, labels, method: str) -> np.ndarray:
+    """The evaluated maps of the sanity images, checked to explain their ground truth."""
+    gathered = gather_maps(map_files, ids, method)
+    if not np.array_equal(gathered["classes"], labels.cpu().numpy()):
+        raise ValueError(f"{method}: the maps in {map_files[0]} ... do not explain the sanity images' labels")
+    return gathered["maps"]
+
+
+def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *, explainer=None,
+                eea_settings: dict | None = None, ties: torch.Tensor | None = None, seed: int, precision: str = "fp32",
+                batch_size: int = 64):
+    """Maps (B, h, w) of one method for a batch; eea / peea use ``explainer`` (fine-tuned with ``eea_settings``, its
+    POS selection breaking ties by ``ties``)."""
+    from eea_repro.explainer.network import explain, finetune_maps
+    from eea_repro.methods import compute_maps
+    from eea_repro.metrics.engine import autocast
+
+    if method == "peea":
+        return explain(explainer, images)
+    if method == "eea":
+        return finetune_maps(explainer, model, images, classes, **eea_settings, ties=ties)[0]
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        part = slice(start, start + batch_size)
+        with autocast(images.device, precision):
+            # clone: gradient methods index with the classes under autograd
+            chunks.append(compute_maps(method, model, images[part], classes[part].clone(), seed=seed + start).float())
+    return torch.cat(chunks)
+
+
+def make_sanity_maps(settings, methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
+                     checkpoint, explainer_file, image_root, split_file, explainer_train_file, explainer_val_file,
+                     classes_file, out_maps: dict, out_predictions: dict, resume_dirs: dict, *, seed, device,
+                     precision, batch_size, reference_maps: dict | None = None, training_seed: int | None = None) -> None:
+    """Maps of every method in ``methods`` on the sanity images for each randomized model in ``settings``, and that
+    model's predicted class of each image: ``out_maps[setting][method]``, ``out_predictions[setting]`` (a seed
+    replicate's job gives no predictions: its randomized models are the run's).
+
+    ``seed`` draws the images and the randomized weights; ``training_seed`` (default: ``seed``; a seed replicate's
+    own) the EEA re-fits and the seeded methods' maps.
+
+    Class explained: the ground truth ('target' variant) for every method. EEA is re-fitted against the randomized
+    model (``sanity.eea_refit``); pEEA is the explainer EEA starts from (the original one under ``finetune``: no
+    re-fit, so it cannot react to the randomization).
+
+    Several settings share one job (``sanity.settings_per_job``) so that imports, the model and the images are loaded
+    once; each setting starts from the same seeded state, so its files are the same bits whichever job makes them. A
+    finished setting is kept in ``resume_dirs[setting]`` (with a fingerprint of this call) until the whole job is done:
+    a killed job skips the settings it finished.
+
+    The original model's maps are the evaluated 'target' maps of the sanity images (the same computation): methods in
+    ``reference_maps`` (method -> those map shards) are read from them, not made again.
+    """
+    from eea_repro.models.network import load_model
+    from eea_repro.workflow.numerics import seed_everything
+
+    device = resolve_device(device)
+    training_seed = seed if training_seed is None else training_seed
+    fingerprint = _job_fingerprint(
+        [methods, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring, seed, str(device), precision, batch_size,
+         *([training_seed] if training_seed != seed else [])],
+        [checkpoint, explainer_file, split_file, explainer_train_file, explainer_val_file, classes_file,
+         *(path for paths in (reference_maps or {}).values() for path in paths)])
+    shared = None
+    for setting in progress()(settings, desc="randomized models"):
+        resume = Path(resume_dirs[setting])
+        if _finished(resume, fingerprint):
+            print(f"{setting}: finished by an earlier, interrupted job; taken from {resume}")
+        else:
+            if shared is None:
+                original = load_model(model_cfg, checkpoint, classes_file, device)
+                images, labels, ids = load_sanity_images(image_root, split_file, model_cfg, classes_file,
+                                                         sanity_cfg["n_images"], seed, device)
+                shared = original, images, labels, ids
+            seed_everything(training_seed)
+            shutil.rmtree(resume, ignore_errors=True)
+            predictions = resume / Path(out_predictions[setting]).name if setting in out_predictions else None
+            _setting_maps(setting, methods, *shared, model_cfg, sanity_cfg, explainer_cfg, finetune_cfg, scoring,
+                          explainer_file, image_root, explainer_train_file, explainer_val_file, classes_file,
+                          {method: resume / Path(path).name for method, path in out_maps[setting].items()},
+                          predictions, seed=seed, training_seed=training_seed, precision=precision,
+                          batch_size=batch_size, reference_maps=reference_maps if setting == ORIGINAL else None)
+            write_json(resume / FINGERPRINT, {"fingerprint": fingerprint})
+        for path in [*out_maps[setting].values(), *([out_predictions[setting]] if setting in out_predictions else [])]:
+            with atomic_path(path) as tmp:
+                shutil.copyfile(resume / Path(path).name, tmp)
+    for setting in settings:
+        shutil.rmtree(resume_dirs[setting], ignore_errors=True)
+
+
+FINGERPRINT = "fingerprint.json"
+
+
+def _job_fingerprint(arguments: list, files: list) -> str:
+    """A digest of a sanity job's settings and of its input files' names, sizes and times: a resume folder written
+    under any other is not reused."""
+    stamp = [(str(f), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    text = json.dumps([arguments, stamp], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _finished(resume: Path, fingerprint: str) -> bool:
+    marker = resume / FINGERPRINT
+    return marker.is_file() and json.loads(marker.read_text())["fingerprint"] == fingerprint
+
+
+def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sanity_cfg, explainer_cfg,
+                  finetune_cfg, scoring, explainer_file, image_root, explainer_train_file, explainer_val_file,
+                  classes_file, out_maps: dict, out_predictions, *, seed, training_seed, precision, batch_size,
+                  reference_maps=None) -> None:
+    """One randomized model's predictions and every method's maps (see :func:`make_sanity_maps`)."""
+    from eea_repro.explainer.network import load_explainer
+    from eea_repro.explainer.stage import finetune_settings
+    from eea_repro.metrics.pixel_order import scoring_ties
+    from eea_repro.workflow.io import read_classes
+
+    which = parse_setting(setting)[1] or layer_kinds(sanity_cfg, model_cfg["family"])[0]
+    layers = randomization_layers(original, model_cfg["family"], which)
+    model = settings_model(original, setting, layers, sanity_cfg, seed)
+    print(f"{setting}: {len(layers)} {which} layers of {sum(map(len, layers))} parameter tensors; explaining {len(ids)} images")
+    if out_predictions is not None:
+        save_predictions(model, images, labels, ids, out_predictions, batch_size)
+
+    explainer = None
+    if {"eea", "peea"} & set(methods):
+        if sanity_cfg["eea_refit"] == "pretrain" and setting != ORIGINAL:
+            refit_cfg = {**explainer_cfg, "epochs": sanity_cfg["refit_epochs"] or explainer_cfg["epochs"]}
+            explainer = _refit_explainer(model_cfg, refit_cfg, scoring, model, image_root,
+                                         explainer_train_file, explainer_val_file, classes_file, training_seed,
+                                         images.device)
+        else:
+            num_classes = len(read_classes(classes_file))
+            explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(images.device)
+    save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
+                     eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
+                     ties=scoring_ties(scoring, ids, images.shape[-1], images.device), seed=training_seed,
+                     precision=precision, batch_size=batch_size, reference_maps=reference_maps)
+
+
+# --- stage: similarity of randomized maps to the original ones -------------------------------------------------
+
+
+def similarity_frame(original: dict, randomized: dict, size: int, original_stack: MapStack | None = None,
+                     randomized_stack: MapStack | None = None) -> pd.DataFrame:
+    """Per-image similarities of two map shards (dicts from ``load_map_shard``) of the same images and method.
+
+    ``original_stack`` / ``randomized_stack``: the shards' maps already prepared at ``size`` (a reference compared
+    with many shards is prepared once); built here when not given.
+    """
+    if original["image_ids"] != randomized["image_ids"]:
+        raise ValueError(f"{original['method']}: the randomized maps are of other images than the original ones")
+    a = MapStack.at_size(original["maps"], size) if original_stack is None else original_stack
+    b = MapStack.at_size(randomized["maps"], size) if randomized_stack is None else randomized_stack
+    return pd.DataFrame({
+        "image_id": original["image_ids"],
+        "method": original["method"],
+        "spearman": stack_spearman(a, b),
+        "spearman_abs": stack_spearman(a, b, absolute=True),
+        "ssim": stack_ssim(a, b),
+        "hog": stack_hog_similarity(a, b),
+        # Spread of the compared map: near 0 flags a collapsed (almost constant) map, whose ρ says little.
+        "map_range": np.ptp(randomized["maps"].reshape(len(randomized["maps"]), -1), axis=1),
+    })
+
+
+def level_inputs(named_inputs, prefix: str = "level") -> dict[int, list[str]]:
+    """Snakemake's named inputs '<prefix><k>' -> {k: files} (other inputs are ignored; a single file is a list of
+    one)."""
+    return {int(name[len(prefix):]): [files] if isinstance(files, str) else list(files)
+            for name, files in named_inputs.items() if name.startswith(prefix) and name[len(prefix):].isdigit()}
+
+
+def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[int, str], run: str, input_size: int,
+                      out_csv) -> None:
+    """One row per image x method x level: similarity of the level's map to the original (level 1) map, and whether
+    the level's model predicts the image's label (``model_correct``).
+
+    ``map_files`` maps each level (1 = original) to its maps, one file per method; ``prediction_files`` each level to
+    its model's predictions. Maps are compared at the model's input size (bilinear upsampling), where the metrics
+    read them.
+    """
+    reference = {shard["method"]: shard for shard in map(load_map_shard, map_files[1])}
+    reference_stacks = {method: MapStack.at_size(shard["maps"], input_size) for method, shard in reference.items()}
+    frames = []
+    for level in sorted(map_files):
+        predictions = pd.read_csv(prediction_files[level], dtype={"image_id": str}).set_index("image_id")
+        correct = predictions["predicted"] == predictions["label"]
+        shards = reference.values() if level == 1 else map(load_map_shard, map_files[level])
+        for shard in shards:
+            method = shard["method"]
+            frame = similarity_frame(reference[method], shard, input_size, reference_stacks[method],
+                                     reference_stacks[method] if level == 1 else None)
+            frame.insert(2, "level", level)
+            frame["model_correct"] = correct.reindex(frame["image_id"]).to_numpy()
+            frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, "mode", run)  # the run: mode, and the layer granularity unless it is the family's first
+    with atomic_path(out_csv) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sanity_cfg, image_root, split_file,
+                     classes_file, out_paths, *, title, seed) -> None:
+    """Fig. 3 / 5: rows = images (map and overlay), columns = randomization level, for one method."""
+    from eea_repro.sanity.figures import randomization_grid
+    from eea_repro.data.loading import pick_images
+    from eea_repro.figures.qualitative import figure_maps
+    from eea_repro.workflow.io import read_classes
+
+    picked, images = pick_images(image_root, split_file, model_cfg, classes_file, grid_image_rows(split_file,
+                                 sanity_cfg, seed))
+    wanted = [item["image_id"] for item in picked]
+    columns = {level: figure_maps(map_files[level], wanted, images.shape[-1], method) for level in sorted(map_files)}
+    class_names = read_classes(classes_file)
+    randomization_grid(images.numpy(), columns, [class_names[item["label"]] for item in picked], out_paths,
+                       title=title)
