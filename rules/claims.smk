@@ -1,4 +1,4 @@
-# The appendix's claims checked against this run's numbers (src/eea_repro/claims/core.py): one verdict per claim and
+# The appendix's claims checked against this run's numbers (src/eea_repro/claims/): one verdict per claim and
 # subject, thresholds from config `claims:`. Evidence a configuration does not produce makes its claim 'not run', with
 # the config key that would produce it.
 

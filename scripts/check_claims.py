@@ -1,5 +1,6 @@
 """Snakemake wrapper: the appendix's claims checked against this run's evidence (results/claims.*)."""
-from eea_repro.claims.core import Settings, write_claims
+from eea_repro.claims.render import write_claims
+from eea_repro.claims.verdicts import Settings
 from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):

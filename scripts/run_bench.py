@@ -1,5 +1,5 @@
 """Snakemake wrapper: benchmark the heavy stages on this config's models (random weights)."""
-from eea_repro.bench.core import run_benchmarks, save_results
+from eea_repro.bench.run import run_benchmarks, save_results
 from eea_repro.workflow.logs import job_context
 
 with job_context(snakemake):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from eea_repro.bench.core import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
+from eea_repro.bench.naive import NAIVE_FORWARDS_PER_IMAGE, naive_metrics
 from eea_repro.workflow.config import load_config
 from eea_repro.report.costs import paper_cost_estimate, throughputs_from_run
 from eea_repro.metrics.engine import MAP_STEPS, METRICS, evaluate_batch
@@ -40,7 +40,7 @@ def tiny_inputs(count, size, num_classes=5, grid=4, seed=1):
 
 def test_bench_cli_prints_every_ratio(repo, tmp_path):
     out = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "eea_repro.bench.core", "--preset", "ci", "--device", "cpu", "--threads", "1",
+    command = [sys.executable, "-m", "eea_repro.bench", "--preset", "ci", "--device", "cpu", "--threads", "1",
                "--benchmarks", "engine,naive,finetune,dry_run,maps,numerics", "--images", "6", "--naive-images", "3",
                "--finetune-images", "4", "--finetune-loop-images", "2", "--finetune-steps", "2", "--chunk-size", "4",
                "--map-images", "2", "--batch-size", "32", "--repeats", "1", "--dry-run-images", "2000",

@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eea_repro.claims.core import CLAIMS, VERDICTS, Settings, check_claims, level_trend, side_of, write_claims
+from eea_repro.claims.randomization import level_trend
+from eea_repro.claims.registry import CLAIMS, check_claims
+from eea_repro.claims.render import write_claims
+from eea_repro.claims.verdicts import VERDICTS, Settings, side_of
 from eea_repro.workflow.config import load_config
 from eea_repro.workflow.io import save_map_shard
 
@@ -250,7 +253,7 @@ def test_a_departing_protocol_makes_the_eea_rows_inconclusive_and_names_the_depa
     curve that would reproduce it gives EEA 'inconclusive' with the departure named, while a method that does not
     rest on EEA's maps keeps its verdict; with the paper's refit EEA keeps 'reproduced'."""
 
-    from eea_repro.claims.core import protocol_departures
+    from eea_repro.claims.verdicts import protocol_departures
 
     curve = {1: 1, 2: 0.7, 3: 0.4, 4: 0.2, 5: 0.05}
     evidence = _sanity_evidence(_similarity(tmp_path, "cascading", curve, methods=("eea", "gradcam")), "cascading")
@@ -272,7 +275,7 @@ def test_a_departing_protocol_makes_the_eea_rows_inconclusive_and_names_the_depa
 def test_the_paper_values_each_claim_assumes_are_departures_when_changed(repo):
     """λ and the fine-tuning steps other than the paper's (the embedded default's 10 and 5) are named; the claims that
     compare EEA's maps with other methods' assume them, the sanity claims the refit."""
-    from eea_repro.claims.core import protocol_departures
+    from eea_repro.claims.verdicts import protocol_departures
 
     config = load_config(repo / "config.yaml")
     departures = protocol_departures(config)
@@ -288,7 +291,7 @@ def test_the_paper_values_each_claim_assumes_are_departures_when_changed(repo):
 def test_the_verdict_matrix_counts_each_claim_and_methods_rows_with_eea_first(tmp_path):
     """Cells count the verdicts of a (claim, method) pair's rows, mark a protocol departure and read 'mixed' when the
     rows disagree; EEA is the first column whatever the order of the rows."""
-    from eea_repro.claims.core import matrix_html, verdict_matrix
+    from eea_repro.claims.render import matrix_html, verdict_matrix
 
     row = dict(section="§3.1", quote="q", figure="sanity", statistic="", value=None, ci_low=None, ci_high=None,
                rule="", evidence="", note="", seed_fragile=False)
@@ -388,7 +391,7 @@ def test_a_claim_whose_evidence_has_no_replicates_keeps_one_seed(tmp_path):
 
 
 def test_seeds_pair_by_image_id_whatever_their_order_or_gaps():
-    from eea_repro.claims.core import seeds_by_images
+    from eea_repro.claims.pooling import seeds_by_images
 
     first = pd.Series([1.0, 2.0, 3.0], index=["a", "b", "c"])
     second = pd.Series([30.0, 10.0], index=["c", "a"])

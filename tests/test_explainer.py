@@ -7,17 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eea_repro.explainer.network import (
-    MaskExplainer,
-    eea_loss,
-    explain,
-    finetune_maps,
-    finetune_maps_loop,
-    load_explainer,
-    pretrain,
-    save_explainer,
-    upsample_masks,
-)
+from eea_repro.explainer.finetuning import finetune_maps, finetune_maps_loop
+from eea_repro.explainer.network import MaskExplainer, eea_loss, explain, load_explainer, save_explainer, upsample_masks
+from eea_repro.explainer.pretraining import pretrain
 from eea_repro.metrics.engine import normalize_maps, pos_auc_per_image
 from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from eea_repro.workflow.config import load_config
-from eea_repro.explainer.network import PRETRAIN_STATE_FILE
+from eea_repro.explainer.pretraining import PRETRAIN_STATE_FILE
 
 from workflow_helpers import snakemake, write_config
 

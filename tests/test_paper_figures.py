@@ -17,7 +17,8 @@ from eea_repro.workflow.config import load_config
 from eea_repro.data.files import read_label_file
 from eea_repro.data.splits import make_embedded_split_lists
 from eea_repro.data.synthetic import make_embedded_dataset
-from eea_repro.explainer.network import MaskExplainer, finetune_maps, load_explainer
+from eea_repro.explainer.finetuning import finetune_maps
+from eea_repro.explainer.network import MaskExplainer, load_explainer
 from eea_repro.figures.grids import DPI, MAX_COLUMNS, column_bands, qualitative_grid_figure
 from eea_repro.methods import METHODS, compute_maps
 from eea_repro.models.network import ModelSpec, create_network

@@ -13,7 +13,7 @@ from eea_repro.models.checkpoints import save_state_dict
 from eea_repro.data.files import read_label_file
 from eea_repro.data.splits import make_embedded_split_lists
 from eea_repro.data.synthetic import make_embedded_dataset
-from eea_repro.explainer.network import SURE_MARGIN, predicted_as_labelled
+from eea_repro.explainer.pretraining import SURE_MARGIN, predicted_as_labelled
 from eea_repro.models.network import ModelSpec, create_network
 from eea_repro.data.loading import load_tensors, open_split
 from eea_repro.explainer.stage import make_eea_maps, pretrain_variant_explainers

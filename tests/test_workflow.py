@@ -18,7 +18,7 @@ import yaml
 from markupsafe import escape
 from PIL import Image
 
-from eea_repro.bench.core import paper_dry_run_config
+from eea_repro.bench.dry_run import paper_dry_run_config
 from eea_repro.workflow.config import load_config
 from eea_repro.data.synthetic import generate_split
 from eea_repro.metrics.names import conventions

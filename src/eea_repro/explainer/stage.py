@@ -49,7 +49,7 @@ def pretrain_variant_explainers(model_cfg, explainer_cfg, scoring, image_root, t
     pretraining would repeat 'target' step for step, so the explainer is trained once and its file serves both (the
     history says which variant trained it)."""
 
-    from eea_repro.explainer.network import predicted_as_labelled
+    from eea_repro.explainer.pretraining import predicted_as_labelled
 
     variants = list(out_explainers)
     alike = False
@@ -82,7 +82,7 @@ def fit_explainer(explainer, explained, model_cfg, explainer_cfg, scoring, image
     Shared by the main explainers and the sanity checks' re-fits, so a re-fitted explainer is trained exactly as the
     original. Returns the history and the image counts.
     """
-    from eea_repro.explainer.network import pretrain
+    from eea_repro.explainer.pretraining import pretrain
 
     train_set = open_split(image_root, train_file, model_cfg, classes_file)
     if validate:
@@ -182,7 +182,8 @@ def _shared_eea_maps(method, explainer, model, images, variant_classes, settings
     """One explainer's maps for the variants it serves: variant -> (maps, EEA's selection per image or None, images
     computed for it). pEEA is class-agnostic, so one pass serves every variant; EEA fine-tunes the first variant's
     (image, class) pairs and, for the others, only the images whose class differs."""
-    from eea_repro.explainer.network import explain, finetune_maps
+    from eea_repro.explainer.finetuning import finetune_maps
+    from eea_repro.explainer.network import explain
 
     if method == "peea":
         maps = explain(explainer, images)

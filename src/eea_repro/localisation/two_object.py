@@ -67,7 +67,8 @@ def explain_both_classes(method: str, model, images01: torch.Tensor, classes: to
     Both classes of all images go through the method as one batch of 2N (image, class) pairs; EEA's POS scores break
     ties by the images' ``ties`` (N, H*W), the same for both classes of an image.
     """
-    from eea_repro.explainer.network import explain, finetune_maps
+    from eea_repro.explainer.finetuning import finetune_maps
+    from eea_repro.explainer.network import explain
     from eea_repro.methods import compute_maps
     from eea_repro.explainer.stage import finetune_settings
     from eea_repro.metrics.engine import autocast

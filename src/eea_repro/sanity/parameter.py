@@ -244,7 +244,8 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
                 batch_size: int = 64):
     """Maps (B, h, w) of one method for a batch; eea / peea use ``explainer`` (fine-tuned with ``eea_settings``, its
     POS selection breaking ties by ``ties``)."""
-    from eea_repro.explainer.network import explain, finetune_maps
+    from eea_repro.explainer.finetuning import finetune_maps
+    from eea_repro.explainer.network import explain
     from eea_repro.methods import compute_maps
     from eea_repro.metrics.engine import autocast
 
