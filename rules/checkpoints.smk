@@ -43,7 +43,8 @@ rule fetch_checkpoint:
         "logs/checkpoints/fetch_{model}.log",
     wildcard_constraints:
         model=one_of(FETCHED_MODELS),
-    retries: 2
+    # No `retries:` here: a wrong sha256, a refused pickle or weights that do not fit fail the same way on every try;
+    # only the download itself is tried again (models.network.download_pretrained).
     localrule: True
     conda:
         "../envs/torch.yaml"

@@ -22,10 +22,10 @@ REGISTERED_METHODS = FACTS.methods()
 try:
     validate_config(config, {name: entry["families"] for name, entry in REGISTERED_METHODS.items()} | EEA_METHODS)
     SANITY_LAYERS = FACTS.models(config)  # L per model and sanity layer granularity, from its architecture
+    PLAN = plan_from_config(config, FACTS.cache_dir)
 except ConfigError as error:
     sys.exit(f"Config error: {error}")
 
-PLAN = plan_from_config(config)
 FOLDER_AUGMENTED = f"{IMAGES}/{AUGMENTED}"
 
 export_package_path(WORKFLOW_ROOT / "src")

@@ -67,6 +67,7 @@ elif PLAN.kind == "folder":
         params:
             kind="folder",
             folder=config["dataset"]["folder"],
+            eval_count=PLAN.n_eval,
             on_bad_image=config["dataset"]["on_bad_image"],
             explainer=config["explainer"],
             seed=config["seed"],

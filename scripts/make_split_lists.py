@@ -10,7 +10,8 @@ with job_context(snakemake):
         make_embedded_split_lists(EMBEDDED_ROOT, SPLITS_DIR, p.explainer, p.seed)
     elif p.kind == "folder":
         make_folder_split_lists(p.folder, p.explainer, SPLITS_DIR, o.classes, o.skipped, o.skipped_summary,
-                                masks_dir=getattr(o, "masks", None), on_bad_image=p.on_bad_image, seed=p.seed,
+                                eval_count=p.eval_count, masks_dir=getattr(o, "masks", None),
+                                on_bad_image=p.on_bad_image, seed=p.seed,
                                 threads=snakemake.threads)
     else:
         make_imagenet_split_lists(snakemake.input.labels, p.image_dir, SPLITS_DIR, p.counts, p.seed, o.classes,

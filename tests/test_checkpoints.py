@@ -59,8 +59,58 @@ def test_download_offline_without_cache_is_one_line_naming_the_key(tmp_path):
     result = _download_in_fresh_process(tmp_path, tmp_path / "x.safetensors")
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("RuntimeError:") and "checkpoint.path" in last_line
+    assert last_line.startswith("ValueError:") and "checkpoint.path" in last_line
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_only_a_download_that_a_later_try_can_fix_is_tried_again(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from eea_repro.models import network
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    failures = [ConnectionError("reset by peer"), LocalEntryNotFoundError("cannot reach the Hub")]
+    calls = []
+
+    def flaky(spec, num_classes, pretrained=False):
+        calls.append(spec.timm_name)
+        if failures:
+            raise failures.pop(0)
+        return create_network(TINY_VIT, num_classes)
+
+    monkeypatch.setattr(network, "create_network", flaky)
+    network.download_pretrained(TINY_VIT, TAG, 10, tmp_path / "w.safetensors", retry_waits_s=(0, 0))
+    assert calls == [f"{TINY_VIT.timm_name}.{TAG}"] * 3 and (tmp_path / "w.safetensors").exists()
+
+    def unknown(spec, num_classes, pretrained=False):
+        calls.append(spec.timm_name)
+        raise RuntimeError(f"No pretrained weights exist for {spec.timm_name}")
+
+    calls.clear()
+    monkeypatch.setattr(network, "create_network", unknown)
+    with pytest.raises(ValueError, match="could not download pretrained weights"):
+        network.download_pretrained(TINY_VIT, TAG, 10, tmp_path / "x.safetensors", retry_waits_s=(0, 0))
+    assert len(calls) == 1  # tried once: a retry cannot make an unknown tag exist
+    def response(status):  # what the hub's errors read of an HTTP response
+        return SimpleNamespace(status_code=status, headers={}, request=None)
+
+    assert not network.worth_retrying(RepositoryNotFoundError("not found", response=response(401)))
+    assert network.worth_retrying(HfHubHTTPError("busy", response=response(503)))
+    assert network.worth_retrying(RuntimeError("timm wraps it")) is False
+    wrapped = RuntimeError("timm wraps it")
+    wrapped.__cause__ = TimeoutError("read timed out")
+    assert network.worth_retrying(wrapped)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert not network.worth_retrying(ConnectionError("offline on purpose"))
+
+
+def test_the_checkpoint_rule_does_not_retry_what_cannot_change(repo):
+    """A sha256 mismatch or weights that do not fit fail the same way every time: the rule has no `retries:`."""
+    rule = (repo / "rules" / "checkpoints.smk").read_text().split("rule fetch_checkpoint:")[1].split("\nrule ")[0]
+    assert "localrule" in rule and not [line for line in rule.splitlines() if line.strip().startswith("retries:")]
 
 
 def test_local_file_sha256_is_checked(tmp_path):
@@ -102,3 +152,19 @@ def test_atomic_save_leaves_no_partial_file(tmp_path):
     with pytest.raises(AttributeError):
         checkpoints.save_state_dict({"w": "not a tensor"}, path)
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_safetensors_file_that_does_not_fit_names_the_users_file_and_the_key_map(tmp_path):
+    from eea_repro.models.network import reference_state
+
+    net = create_network(TINY_VIT, num_classes=10)
+    source = tmp_path / "mine.safetensors"
+    save_file({f"backbone.{k}": v.contiguous() for k, v in net.state_dict().items()}, str(source))
+    with pytest.raises(ValueError) as refused:
+        checkpoints.import_local_checkpoint(source, tmp_path / "copy.safetensors", None, reference_state(TINY_VIT, 10))
+    assert str(refused.value).startswith(f"{source}: does not fit the model") and "checkpoint.key_map" in str(refused.value)
+    assert not (tmp_path / "copy.safetensors").exists()
+    fitting = tmp_path / "fits.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(fitting))
+    checkpoints.import_local_checkpoint(fitting, tmp_path / "copy.safetensors", None, reference_state(TINY_VIT, 10))
+    assert (tmp_path / "copy.safetensors").read_bytes() == fitting.read_bytes()  # copied as it is

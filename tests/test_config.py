@@ -25,6 +25,7 @@ def test_presets_are_valid(repo, name):
 def test_paper_preset_is_valid_once_imagenet_is_given(repo, tmp_path):
     config = load_config(repo / "config/paper.yaml")
     (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
     (tmp_path / "labels.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\n")
     config |= {"imagenet_dir": str(tmp_path / "val"), "imagenet_labels": str(tmp_path / "labels.txt")}
     validate_config(config, KNOWN)
@@ -68,11 +69,15 @@ def test_method_of_wrong_family(default):
     assert "does not support cnn" in _error(default)
 
 
-def test_imagenet_needs_paths(repo):
+def test_imagenet_needs_paths(repo, tmp_path):
     config = load_config(repo / "config/paper.yaml")
     assert "imagenet_dir" in _error(config)
     config["imagenet_dir"] = "/nonexistent/imagenet/val"
     assert "does not exist" in _error(config)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "labels.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\n")
+    config |= {"imagenet_dir": str(tmp_path / "val"), "imagenet_labels": str(tmp_path / "labels.txt")}
+    assert _error(config) == f"config key 'imagenet_dir': {tmp_path / 'val'} is not a folder of images"
 
 
 def test_local_checkpoint_file_must_exist(default):

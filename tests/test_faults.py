@@ -188,9 +188,11 @@ def test_a_bad_image_stops_the_run_at_the_split_stage(repo, tmp_path):
     result = snakemake(repo, workdir, "--configfile", str(write_config(tmp_path / "bad.yaml", config)), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    failure = next(line for line in output.splitlines() if line.startswith("ValueError: "))
-    assert failure.startswith(f"ValueError: {broken} (line 5 of {labels}): ") and "truncated" in failure.lower()
-    assert "Error in rule split_lists" in output
+    failure = next(line for line in output.splitlines() if line.startswith("Input error: "))
+    assert failure.startswith(f"Input error: {broken} (line 5 of {labels}): ") and "truncated" in failure.lower()
+    assert "Error in rule split_lists" in output and "Traceback" not in output  # one line; the log keeps the rest
+    log = failure.rsplit("(traceback in ", 1)[1].rstrip(")")
+    assert "Traceback (most recent call last)" in (workdir / log).read_text()
     assert not (workdir / "results/checkpoints").exists() and not (workdir / "logs/checkpoints").exists()
 
 

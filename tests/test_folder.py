@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from eea_repro.data.files import read_label_file
 from eea_repro.data.folder import (
     AUGMENTED,
     IMAGES,
@@ -18,8 +19,9 @@ from eea_repro.data.folder import (
     make_folder_split_lists,
     write_folder_labels,
 )
-from eea_repro.data.files import read_label_file
 from eea_repro.data.loading import LabeledImageFolder
+from eea_repro.data.plan import plan_from_config
+from eea_repro.workflow.config import ConfigError
 
 FOLDER = {"csv": None, "class_map": {"cat": 3, "dog": 5}, "n_classes": 8, "eval_count": None,
           "explainer_train_count": 1, "explainer_val_count": 1, "augment": None, "boxes": None}
@@ -80,7 +82,7 @@ def test_split_lists_augment_and_boxes(folder, tmp_path):
     boxes.write_text(json.dumps({"how": "by hand", "boxes": {"d": [[5, 5, 20, 15]], "e": [[0, 0, 40, 30]]}}))
     config = {**FOLDER, "root": str(folder), "augment": 3, "boxes": str(boxes)}
     make_folder_split_lists(config, {"disjoint_from_eval": True}, "splits", "classes.txt", "skipped.csv",
-                            "skipped.json", masks_dir="masks", on_bad_image="error", seed=0)
+                            "skipped.json", eval_count=3, masks_dir="masks", on_bad_image="error", seed=0)
     test = [name for name, _ in read_label_file("splits/test.txt")]
     train = read_label_file("splits/explainer_train.txt")
     assert len(test) == 3 and len(train) == 3 and all(name.startswith(f"{AUGMENTED}/") for name, _ in train)
@@ -110,3 +112,67 @@ def test_augmented_crops_are_seeded(folder):
     augmented_split("split.txt", 2, seed=4)
     again = [np.asarray(Image.open(f"{IMAGES}/{name}")) for name, _ in read_label_file("split.txt")]
     assert len(first) == 2 and all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def _plan_config(folder_cfg: dict, on_bad_image: str = "skip") -> dict:
+    return {"dataset": {"kind": "folder", "folder": folder_cfg, "on_bad_image": on_bad_image, "shard_size": 2},
+            "explainer": {"disjoint_from_eval": True}}
+
+
+def _split(config: dict, eval_count: int, on_bad_image: str = "skip") -> None:
+    make_folder_split_lists(config, {"disjoint_from_eval": True}, "splits", "classes.txt", "skipped.csv",
+                            "skipped.json", eval_count=eval_count, on_bad_image=on_bad_image, seed=0)
+
+
+def test_skipping_a_bad_image_without_an_eval_count_evaluates_the_rest(folder, tmp_path):
+    (folder / "cat" / "b.png").write_bytes(b"not an image")
+    config = {**FOLDER, "root": str(folder)}
+    plan = plan_from_config(_plan_config(config), tmp_path / "cache")
+    assert plan.n_eval == 2 and plan.shards == ["0000"]  # 5 listed, 1 bad, 2 for the explainer
+    assert plan_from_config(_plan_config(config), tmp_path / "cache").n_eval == 2  # read back from the cache
+    _split(config, plan.n_eval)
+    drawn = [name for split in ("test", "explainer_train", "explainer_val")
+             for name, _ in read_label_file(f"splits/{split}.txt")]
+    assert len(read_label_file("splits/test.txt")) == 2 and len(drawn) == 4 and "source/cat/b.png" not in drawn
+    assert plan_from_config(_plan_config(config, "error")).n_eval == 3  # refused at the split job instead
+
+
+def test_too_few_readable_images_points_to_a_skipped_list_that_exists(folder, tmp_path):
+    (folder / "cat" / "b.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="1 skipped, listed in skipped.csv"):
+        _split({**FOLDER, "root": str(folder)}, eval_count=3)
+    assert "source/cat/b.png" in (tmp_path / "run" / "skipped.csv").read_text()
+
+
+def test_a_bad_image_is_named_by_the_users_own_file_and_csv_line(folder, tmp_path):
+    (folder / "dog" / "d.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError) as refused:
+        _split({**FOLDER, "root": str(folder)}, eval_count=3, on_bad_image="error")
+    assert str(refused.value).startswith(f"{folder / 'dog' / 'd.png'}: not an image file")
+    assert "results/data" not in str(refused.value)
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\ncat/a.png,cat\ndog/d.png,dog\ncat/b.png,cat\ndog/e.png,dog\n")
+    with pytest.raises(ValueError) as refused:
+        _split({**FOLDER, "root": str(folder), "csv": str(csv)}, eval_count=2, on_bad_image="error")
+    assert str(refused.value).startswith(f"{folder / 'dog' / 'd.png'} (line 3 of {csv}): not an image file")
+
+
+def test_a_folder_that_leaves_no_image_to_evaluate_is_a_config_error(folder):
+    with pytest.raises(ConfigError, match="no image is left to evaluate"):
+        plan_from_config(_plan_config({**FOLDER, "root": str(folder), "explainer_train_count": 3,
+                                       "explainer_val_count": 2}))
+
+
+def test_a_reversed_box_is_named_as_such(folder, tmp_path):
+    write_folder_labels({**FOLDER, "root": str(folder)}, LABELS)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a": [[20, 0, 10, 10]]}))
+    with pytest.raises(ValueError, match=r"box \[20, 0, 10, 10\] of 'a' is empty or reversed"):
+        box_masks(boxes, LABELS, "masks")
+
+
+def test_a_csv_without_a_label_column_is_a_config_error(folder, tmp_path):
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,class\ncat/a.png,cat\n")
+    with pytest.raises(ConfigError, match=f"config key 'dataset.folder': {csv}: expected a header 'path,label'"):
+        plan_from_config(_plan_config({**FOLDER, "root": str(folder), "csv": str(csv)}))

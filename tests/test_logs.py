@@ -51,3 +51,31 @@ def test_table_and_figure_jobs_do_not_import_torch(repo):
     code = "\n".join(imports + ["import sys", "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+FAILING_JOB = """
+import sys
+from types import SimpleNamespace
+from eea_repro.workflow.logs import job_context
+
+with job_context(SimpleNamespace(threads=1, log=[sys.argv[1]], resources=SimpleNamespace(gpu=0))):
+    raise {error}("photos/cat 3.jpg (line 4 of labels.csv): cannot decode it;\\n fix it or set dataset.on_bad_image")
+"""
+
+
+def test_a_bad_input_is_one_line_on_screen_and_its_traceback_stays_in_the_log(tmp_path):
+    log = tmp_path / "job.log"
+    result = subprocess.run([sys.executable, "-c", FAILING_JOB.format(error="ValueError"), str(log)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Input error: photos/cat 3.jpg (line 4 of labels.csv): cannot decode it; fix it or set "
+        f"dataset.on_bad_image (traceback in {log})"]
+    assert "Traceback (most recent call last)" in log.read_text() and "ValueError: photos/cat 3.jpg" in log.read_text()
+
+
+def test_a_bug_keeps_its_traceback_on_screen(tmp_path):
+    result = subprocess.run([sys.executable, "-c", FAILING_JOB.format(error="RuntimeError"), str(tmp_path / "job.log")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
+    assert "Input error" not in result.stderr

@@ -51,3 +51,23 @@ def test_imagenet_splits_refuse_too_few_images_and_bad_labels(tmp_path):
     bad.write_text("ILSVRC2012_val_00000001.JPEG 12\n")
     with pytest.raises(ValueError, match="outside"):
         _draw_splits(tmp_path, bad, seed=0)
+
+
+def test_every_label_line_is_checked_for_its_file_drawn_or_not(tmp_path):
+    labels = _labels(tmp_path, 100)
+    with labels.open("a") as stream:
+        stream.write("ILSVRC2012_val_00000999.JPEG 3\n")  # line 101: no such file
+    with pytest.raises(ValueError, match=r"ILSVRC2012_val_00000999.JPEG \(line 101 of .*\): file not found"):
+        _draw_splits(tmp_path, labels, counts={**COUNTS, "eval_count": 2, "explainer_train_count": 1,
+                                               "explainer_val_count": 1})
+    _draw_splits(tmp_path, labels, on_bad_image="skip")
+    assert "ILSVRC2012_val_00000999.JPEG,101,file not found" in (tmp_path / "skipped.csv").read_text()
+
+
+def test_an_image_folder_without_the_listed_images_has_no_usable_image(tmp_path):
+    labels = _labels(tmp_path, 5)
+    for image in (tmp_path / "val").iterdir():
+        image.unlink()
+    with pytest.raises(ValueError, match="0 usable images"):
+        _draw_splits(tmp_path, labels, counts={**COUNTS, "eval_count": 3, "explainer_train_count": 0,
+                                               "explainer_val_count": 0}, on_bad_image="skip")

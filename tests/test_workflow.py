@@ -267,12 +267,12 @@ def test_another_workflow_runs_this_one_as_a_module(repo, tiny_run, tmp_path):
         assert (tmp_path / table).read_bytes() == (tiny_run / table).read_bytes(), table
 
 
-def _snakemake_without_cores(repo, workdir, *args):
+def _snakemake_without_cores(repo, workdir, *args, configfile=None):
     import subprocess
     import sys
 
     command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(repo / "config/ci.yaml"), *args]
+               "--configfile", str(configfile or repo / "config/ci.yaml"), *args]
     return subprocess.run(command, capture_output=True, text=True)
 
 
@@ -295,6 +295,21 @@ def test_a_user_command_needs_no_cores(repo, tiny_run, args):
     the core count only when its job runs)."""
     result = _snakemake_without_cores(repo, tiny_run, *args)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+RECOVERY_COMMANDS = [["--unlock"], ["--cleanup-metadata", "results/claims.csv"], ["--list-changes", "code"],
+                     ["--summary"], ["--touch", "-n"]]
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_the_recovery_commands_need_no_cores_on_the_default_and_the_paper_preset(repo, tmp_path, preset):
+    configfile = repo / "config.yaml" if preset == "default" else paper_dry_run_config(repo, tmp_path, n_images=2000)
+    for args in RECOVERY_COMMANDS:
+        result = _snakemake_without_cores(repo, tmp_path / "run", *args, configfile=configfile)
+        if args[0] == "--cleanup-metadata":  # a fresh folder has no metadata to clean: Snakemake says so, nothing else
+            assert "Failed to clean up metadata" in result.stderr and "cores" not in result.stderr, result.stderr
+            continue
+        assert result.returncode == 0, (args, result.stderr[-3000:])
 
 
 OWN_MODEL_CONFIG = """\

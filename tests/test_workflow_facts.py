@@ -11,11 +11,12 @@ import sys
 import pytest
 import yaml
 
+from eea_repro.methods import METHODS
 from eea_repro.preflight import facts as workflow_facts
 from eea_repro.preflight.compatibility import check_models
+from eea_repro.preflight.facts import WorkflowFacts
 from eea_repro.workflow.config import ConfigError, load_config
-from eea_repro.methods import METHODS
-from eea_repro.preflight.facts import WorkflowFacts, kept
+from eea_repro.workflow.io import kept
 from workflow_helpers import job_counts, write_config
 
 

@@ -16,11 +16,13 @@ from eea_repro.bench.common import preset_config
 
 
 def paper_dry_run_config(workflow_dir: str | Path, folder: str | Path, n_images: int = 50_000) -> Path:
-    """A complete paper-preset config over an ImageNet-val layout of ``n_images`` label lines (an empty image folder
-    and empty local checkpoint files suffice for ``snakemake -n``); returns the config file written in ``folder``."""
+    """A complete paper-preset config over an ImageNet-val layout of ``n_images`` label lines (an image folder that
+    holds one placeholder file and empty local checkpoint files suffice for ``snakemake -n``); returns the config file
+    written in ``folder``."""
     folder = Path(folder)
     images = folder / "val"
     images.mkdir(parents=True, exist_ok=True)
+    (images / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
     labels = folder / "val_labels.txt"
     labels.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {i % 1000}\n" for i in range(1, n_images + 1)))
     config = preset_config("paper", workflow_dir)

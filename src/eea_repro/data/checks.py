@@ -42,10 +42,11 @@ class BadImage:
         return f"{Path(image_dir) / self.name} ({where}): {self.reason}"
 
 
-def scan_label_file(label_file, n_classes: int) -> tuple[list[LabeledFile], list[BadImage]]:
+def scan_label_file(label_file, n_classes: int, image_dir=None) -> tuple[list[LabeledFile], list[BadImage]]:
     """Every non-blank line, either usable or bad (no label, a label that is not an integer in [0, n_classes), a file
-    listed twice), without touching the images."""
+    listed twice, and with ``image_dir`` a file that is not there), without opening the images."""
     usable, bad, first_line_of = [], [], {}
+    present = set() if image_dir is None else _files_under(Path(image_dir))
     for number, text in enumerate(Path(label_file).read_text().splitlines(), start=1):
         fields = text.split()
         if not fields:
@@ -64,10 +65,18 @@ def scan_label_file(label_file, n_classes: int) -> tuple[list[LabeledFile], list
             bad.append(BadImage(name, number, f"label {outside[0]} is outside [0, {n_classes})"))
         elif name in first_line_of:
             bad.append(BadImage(name, number, f"listed twice (first on line {first_line_of[name]})"))
+        elif image_dir is not None and name not in present and not (Path(image_dir) / name).is_file():
+            bad.append(BadImage(name, number, "file not found"))
         else:
             first_line_of[name] = number
             usable.append(LabeledFile(name, labels, number))
     return usable, bad
+
+
+def _files_under(root: Path) -> set[str]:
+    """Every file below ``root`` as a relative POSIX path: one walk instead of a stat per label line."""
+    return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root, followlinks=True)
+            for name in names}
 
 
 def unlabeled_images(image_dir, label_file) -> list[BadImage]:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from eea_repro.workflow.io import atomic_path
+from eea_repro.workflow.io import atomic_path, kept
 from eea_repro.workflow.paths import resolve
-from eea_repro.data.checks import IMAGE_SUFFIXES
+from eea_repro.data.checks import IMAGE_SUFFIXES, BadImage, LabeledFile, unreadable
 from eea_repro.data.files import open_rgb, read_label_file
 from eea_repro.data.splits import imagenet_class_names, make_imagenet_split_lists, write_label_lines
 
@@ -165,7 +166,10 @@ def box_masks(boxes_file, split_file, out_dir) -> int:
             width, height = image.size
         mask = np.zeros((height, width), dtype=np.uint8)
         for x0, y0, x1, y1 in boxes[image_id]:
-            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            if not (x0 < x1 and y0 < y1):
+                raise ValueError(f"{boxes_file}: box {[x0, y0, x1, y1]} of {image_id!r} is empty or reversed (a box "
+                                 "is [x0, y0, x1, y1] with x0 < x1 and y0 < y1)")
+            if not (0 <= x0 and x1 <= width and 0 <= y0 and y1 <= height):
                 raise ValueError(f"{boxes_file}: box {[x0, y0, x1, y1]} of {image_id!r} is outside its "
                                  f"{width}x{height} image")
             mask[int(y0):int(y1), int(x0):int(x1)] = 255
@@ -175,20 +179,59 @@ def box_masks(boxes_file, split_file, out_dir) -> int:
     return written
 
 
+def folder_image_count(folder_cfg: dict, without_bad: bool, cache_dir=None) -> int:
+    """How many images the folder lists; ``without_bad``: only those that decode (the split job's check, for
+    ``dataset.on_bad_image: skip``), the answer kept in ``cache_dir`` under every file's name, size and time."""
+    root = resolve(folder_cfg["root"])
+    csv_file = resolve(folder_cfg["csv"]) if folder_cfg["csv"] else None
+    entries = folder_entries(root, csv_file)
+    if not without_bad:
+        return len(entries)
+    files = [LabeledFile(path, (0,), line) for line, (path, _) in enumerate(entries, 1)]
+
+    def signature(path: str):
+        try:
+            stat = (root / path).stat()
+        except OSError:
+            return None
+        return [stat.st_size, stat.st_mtime_ns]
+
+    def decodable() -> int:
+        return len(files) - len(unreadable(root, files, threads=os.cpu_count() or 1))
+
+    if cache_dir is None:
+        return decodable()
+    key = {"root": str(root), "csv": str(csv_file), "files": [[path, signature(path)] for path, _ in entries]}
+    return kept(cache_dir, "folder-images", key, decodable)
+
+
+def in_user_terms(folder_cfg: dict) -> Callable[[BadImage], str]:
+    """A bad image named as the user wrote it: the file in their folder and, with a CSV, its line there (the header
+    is line 1), not the workflow's link and label file."""
+    root = resolve(folder_cfg["root"])
+    csv_file = resolve(folder_cfg["csv"]) if folder_cfg["csv"] else None
+
+    def describe(bad: BadImage) -> str:
+        where = f" (line {bad.line + 1} of {csv_file})" if csv_file and bad.line else ""
+        return f"{root / bad.name.removeprefix(SOURCE + '/')}{where}: {bad.reason}"
+
+    return describe
+
+
 def make_folder_split_lists(folder_cfg: dict, explainer_cfg: dict, out_dir, classes_out, skipped_csv,
-                            skipped_summary, *, masks_dir=None, on_bad_image: str, seed: int, threads: int = 1) -> None:
-    """The split lists of a plain folder: its label file, then the ImageNet path's checks and draws; the explainer
-    splits become augmented crops (``augment``), and boxes become masks of the evaluated images (``boxes``)."""
+                            skipped_summary, *, eval_count: int, masks_dir=None, on_bad_image: str, seed: int,
+                            threads: int = 1) -> None:
+    """The split lists of a plain folder: its label file, then the ImageNet path's checks and draws of ``eval_count``
+    evaluated images (the plan's count, :func:`folder_image_count`); the explainer splits become augmented crops
+    (``augment``), and boxes become masks of the evaluated images (``boxes``)."""
     names = write_folder_labels(folder_cfg, LABELS)
-    total = len(read_label_file(LABELS))
-    explainer = folder_cfg["explainer_train_count"] + folder_cfg["explainer_val_count"]
-    disjoint = explainer_cfg["disjoint_from_eval"]
     counts = {"n_classes": folder_cfg["n_classes"], "explainer_train_count": folder_cfg["explainer_train_count"],
-              "explainer_val_count": folder_cfg["explainer_val_count"],
-              "eval_count": folder_cfg["eval_count"] or (total - explainer if disjoint else total)}
+              "explainer_val_count": folder_cfg["explainer_val_count"], "eval_count": eval_count}
+    disjoint = explainer_cfg["disjoint_from_eval"]
     make_imagenet_split_lists(LABELS, IMAGES, out_dir, counts, seed, classes_out, skipped_csv, skipped_summary,
                               disjoint=disjoint, on_bad_image=on_bad_image, threads=threads, class_names=names,
-                              check_unlabeled=not folder_cfg["csv"], config_key="dataset.folder")
+                              check_unlabeled=not folder_cfg["csv"], config_key="dataset.folder",
+                              user_terms=in_user_terms(folder_cfg))
     if folder_cfg["augment"]:
         for offset, split in enumerate(("explainer_train", "explainer_val")):
             augmented_split(Path(out_dir) / f"{split}.txt", folder_cfg["augment"], seed + offset)

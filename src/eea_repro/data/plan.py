@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 SPLITS_DIR = "results/data/splits"
 EMBEDDED_ROOT = "results/data/embedded"
@@ -35,35 +36,47 @@ class Plan:
         return f"{SPLITS_DIR}/{split}.txt"
 
 
-def plan_from_config(config: dict) -> Plan:
+def plan_from_config(config: dict, cache_dir: str | Path | None = None) -> Plan:
+    """The plan of a validated config. A folder dataset without ``eval_count`` evaluates every image the explainer
+    splits leave; with ``dataset.on_bad_image: skip`` the bad ones are not counted, which takes a decode of every
+    image, kept in ``cache_dir`` under the files' names, sizes and times (see :func:`.folder.usable_images`)."""
+    from eea_repro.workflow.config import ConfigError
+
     dataset = config["dataset"]
     if dataset["kind"] == "embedded":
-        return Plan(
+        plan = Plan(
             kind="embedded",
             image_root=EMBEDDED_ROOT,
             classes_file=f"{EMBEDDED_ROOT}/classes.txt",
             n_eval=dataset["embedded"]["counts"]["test"],
             shard_size=dataset["shard_size"],
         )
-    if dataset["kind"] == "folder":
-        from eea_repro.data.folder import FOLDER_ROOT, IMAGES, folder_entries
-        from eea_repro.workflow.paths import resolve
+    elif dataset["kind"] == "folder":
+        from eea_repro.data.folder import FOLDER_ROOT, IMAGES, folder_image_count
 
         folder = dataset["folder"]
         n_eval = folder["eval_count"]
         if n_eval is None:  # every image the explainer splits leave
-            total = len(folder_entries(resolve(folder["root"]), resolve(folder["csv"]) if folder["csv"] else None))
+            try:
+                total = folder_image_count(folder, dataset["on_bad_image"] == "skip", cache_dir)
+            except (OSError, ValueError) as error:  # an unreadable CSV or folder: the user's file, before any job
+                raise ConfigError(f"config key 'dataset.folder': {error}") from None
             explainer = folder["explainer_train_count"] + folder["explainer_val_count"]
             n_eval = total - explainer if config["explainer"]["disjoint_from_eval"] else total
-        return Plan(kind="folder", image_root=IMAGES, classes_file=f"{FOLDER_ROOT}/classes.txt", n_eval=n_eval,
+        plan = Plan(kind="folder", image_root=IMAGES, classes_file=f"{FOLDER_ROOT}/classes.txt", n_eval=n_eval,
                     shard_size=dataset["shard_size"])
-    return Plan(
-        kind="imagenet",
-        image_root=config["imagenet_dir"],
-        classes_file="results/data/imagenet_classes.txt",
-        n_eval=dataset["imagenet"]["eval_count"],
-        shard_size=dataset["shard_size"],
-    )
+    else:
+        plan = Plan(
+            kind="imagenet",
+            image_root=config["imagenet_dir"],
+            classes_file="results/data/imagenet_classes.txt",
+            n_eval=dataset["imagenet"]["eval_count"],
+            shard_size=dataset["shard_size"],
+        )
+    if plan.n_eval < 1:
+        raise ConfigError(f"config key 'dataset.{dataset['kind']}': no image is left to evaluate ({plan.n_eval}) after "
+                          "the explainer's train and val images; add images or lower their counts")
+    return plan
 
 
 def export_package_path(src_dir) -> None:

@@ -6,6 +6,7 @@ Kept free of torch, so the job that writes them, which every later job waits for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ def make_embedded_split_lists(embedded_root, out_dir, explainer: dict, seed: int
 def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed: int, classes_out, skipped_csv,
                               skipped_summary, *, disjoint: bool = True, on_bad_image: str = "error",
                               threads: int = 1, class_names: list[str] | None = None,
-                              check_unlabeled: bool = True, config_key: str = "dataset.imagenet") -> None:
+                              check_unlabeled: bool = True, config_key: str = "dataset.imagenet",
+                              user_terms: Callable[[BadImage], str] | None = None) -> None:
     """Draw the evaluated images and the explainer's train/val images as seeded subsets of ImageNet-val.
 
     ``disjoint`` keeps explainer images out of the evaluated set; the released code trained the explainer on
@@ -57,14 +59,16 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
     ``skip`` draws past it and lists it in ``skipped_csv`` (file, line, reason), counted in ``skipped_summary``.
     A plain image folder (:mod:`.data.folder`) comes here as a label file too, with its own ``class_names``; a CSV of
     its images lists what belongs to the dataset, so other files under its root are not checked
-    (``check_unlabeled=False``).
+    (``check_unlabeled=False``), and ``user_terms`` names a bad image as the user knows it (their file and CSV line)
+    instead of by the workflow's label file.
     """
     skip = on_bad_image == "skip"
 
     def refuse(bad: BadImage) -> str:
-        return f"{bad.describe(image_dir, label_file)}; fix it, or set dataset.on_bad_image: skip to leave it out"
+        named = user_terms(bad) if user_terms else bad.describe(image_dir, label_file)
+        return f"{named}; fix it, or set dataset.on_bad_image: skip to leave it out"
 
-    usable, bad = scan_label_file(label_file, counts["n_classes"])
+    usable, bad = scan_label_file(label_file, counts["n_classes"], image_dir)
     if check_unlabeled:
         bad += unlabeled_images(image_dir, label_file)
     if bad and not skip:
@@ -73,13 +77,25 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
               "explainer_val": counts["explainer_val_count"]}
     needed = sum(wanted.values()) if disjoint else max(wanted["test"], wanted["explainer_train"] + wanted["explainer_val"])
     asked = f"{'eval_count + explainer_train_count + explainer_val_count' if disjoint else 'the larger subset'}"
+
+    def record_skipped() -> list[dict]:
+        skipped = [{"file": b.name, "line": b.line or None, "reason": b.reason} for b in bad]
+        with atomic_path(skipped_csv) as tmp:
+            pd.DataFrame(skipped, columns=["file", "line", "reason"]).astype({"line": "Int64"}).to_csv(tmp, index=False)
+        write_json(skipped_summary, {"on_bad_image": on_bad_image, "count": len(bad), "list": str(skipped_csv),
+                                     "first": skipped[:SKIPPED_SHOWN]})
+        return skipped
+
     if needed > len(usable):
-        raise ValueError(f"{label_file}: {len(usable)} usable images, but {config_key} asks for {needed} ({asked})")
+        record_skipped()
+        raise ValueError(f"{label_file}: {len(usable)} usable images, but {config_key} asks for {needed} ({asked})"
+                         + (f"; {len(bad)} skipped, listed in {skipped_csv}" if bad else ""))
     order = np.random.default_rng(seed).permutation(len(usable))
     chosen, unreadable_images = first_usable(image_dir, [usable[i] for i in order], needed, skip=skip,
                                              describe=refuse, threads=threads)
     bad += unreadable_images
     if len(chosen) < needed:
+        record_skipped()
         raise ValueError(f"{label_file}: {len(chosen)} readable images, but {config_key} asks for {needed} ({asked}); "
                          f"{len(bad)} skipped, listed in {skipped_csv}")
     starts = {"test": 0, "explainer_train": wanted["test"] if disjoint else 0}
@@ -90,11 +106,7 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
     names = class_names or imagenet_class_names(counts["n_classes"])
     with atomic_path(classes_out) as tmp:
         tmp.write_text("".join(f"{name}\n" for name in names))
-    skipped = [{"file": b.name, "line": b.line or None, "reason": b.reason} for b in bad]
-    with atomic_path(skipped_csv) as tmp:
-        pd.DataFrame(skipped, columns=["file", "line", "reason"]).astype({"line": "Int64"}).to_csv(tmp, index=False)
-    write_json(skipped_summary, {"on_bad_image": on_bad_image, "count": len(bad), "list": str(skipped_csv),
-                                 "first": skipped[:SKIPPED_SHOWN]})
+    record_skipped()
     if bad:
         print(f"skipped {len(bad)} bad images or label lines (dataset.on_bad_image: skip), listed in {skipped_csv}")
 

@@ -100,7 +100,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], reference: dict[str, torc
 def import_local_checkpoint(source: str | Path, destination: str | Path, expected_sha256: str | None,
                             reference: dict[str, torch.Tensor] | None = None, key_map=None) -> str:
     """Copy a user-supplied checkpoint into the results tree as safetensors, checking its recorded sha256; with a
-    ``reference`` state dict its tensors are renamed to the model's names (:func:`convert_state_dict`)."""
+    ``reference`` state dict its tensors are renamed to the model's names (:func:`convert_state_dict`), and a
+    safetensors file that needs no renaming is checked against it and copied byte for byte."""
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"checkpoint file not found: {source}")
@@ -109,6 +110,8 @@ def import_local_checkpoint(source: str | Path, destination: str | Path, expecte
         if actual != expected_sha256.lower():
             raise ValueError(f"{source}: sha256 {actual} does not match the configured {expected_sha256}")
     if source.suffix == ".safetensors" and key_map is None:
+        if reference is not None:  # names and shapes checked here, so that a misfit names the user's file
+            convert_state_dict(load_state_dict(source), reference, None, source)
         with atomic_path(destination) as tmp:
             shutil.copyfile(source, tmp)
         return sha256_of(destination)

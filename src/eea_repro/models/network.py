@@ -154,21 +154,58 @@ def _configure_numerics(device_type: str) -> None:
         print(line)
 
 
-def download_pretrained(spec: ModelSpec, pretrained_tag: str, num_classes: int, destination: str | Path) -> str:
+# A download that fails for a reason a later try can fix is tried again after these waits (seconds).
+DOWNLOAD_RETRY_WAITS_S = (10.0, 30.0)
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """A dropped connection, a timeout, the hub's 5xx / 429 or its "cannot reach the Hub" fallback (anywhere in the
+    error's chain): a later try may succeed. An unknown model, tag or repository, or offline mode set on purpose, fail
+    the same way every time, and so does a hub client told to stay offline (``HF_HUB_OFFLINE``)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    while error is not None:
+        if isinstance(error, OfflineModeIsEnabled):
+            return False
+        if isinstance(error, HfHubHTTPError):
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            return status is None or status >= 500 or status == 429
+        if isinstance(error, (ConnectionError, TimeoutError, LocalEntryNotFoundError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def download_pretrained(spec: ModelSpec, pretrained_tag: str, num_classes: int, destination: str | Path,
+                        retry_waits_s=DOWNLOAD_RETRY_WAITS_S) -> str:
     """Fetch pretrained weights through timm (Hugging Face hub) for a ``ModelSpec`` and store them as safetensors.
 
-    Offline, timm raises a connection error deep inside the hub client; we turn it into one line naming the key to set.
+    Only the download is tried again (:func:`worth_retrying`), once per entry of ``retry_waits_s``; the checks of the
+    weights that follow fail the same way on every try, so the rule itself does not retry. Offline, timm raises a
+    connection error deep inside the hub client; we turn it into one line naming the key to set.
     """
+    import time
     from dataclasses import replace
 
     tagged = replace(spec, timm_name=f"{spec.timm_name}.{pretrained_tag}")
-    try:
-        net = create_network(tagged, num_classes, pretrained=True)
-    except Exception as error:
-        raise RuntimeError(
-            f"could not download pretrained weights for {tagged.timm_name!r} ({type(error).__name__}); offline runs "
-            "must set models.<name>.checkpoint.source: file and models.<name>.checkpoint.path to a local weights file"
-        ) from None
+    for attempt in range(len(retry_waits_s) + 1):
+        try:
+            net = create_network(tagged, num_classes, pretrained=True)
+            break
+        except Exception as error:
+            if attempt < len(retry_waits_s) and worth_retrying(error):
+                print(f"downloading {tagged.timm_name!r} failed ({type(error).__name__}); trying again in "
+                      f"{retry_waits_s[attempt]:g} s")
+                time.sleep(retry_waits_s[attempt])
+                continue
+            raise ValueError(
+                f"could not download pretrained weights for {tagged.timm_name!r} ({type(error).__name__}); offline "
+                "runs must set models.<name>.checkpoint.source: file and models.<name>.checkpoint.path to a local "
+                "weights file"
+            ) from None
     return save_state_dict(net.state_dict(), destination)
 
 

@@ -12,12 +12,10 @@ new key and a kept answer is never stale. A config that fails the checks raises 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from eea_repro.workflow.io import atomic_path
+from eea_repro.workflow.io import kept
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole eea_repro package
 KEYED_CONFIG_SECTIONS = ("models", "methods", "sanity")
@@ -37,26 +35,6 @@ def _installed_version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
-
-
-def kept(cache_dir: str | Path, name: str, key: object, compute: Callable[[], object]):
-    """``compute()``'s JSON value, kept in ``cache_dir`` as ``<name>-<hash of key>.json`` and read from there when the
-    key is the same. An unwritable ``cache_dir`` only means computing it again next time."""
-    key_hash = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    path = Path(cache_dir) / f"{name}-{key_hash}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    value = compute()
-    try:
-        for old in Path(cache_dir).glob(f"{name}-*.json"):
-            old.unlink(missing_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(value))  # the value's key order is kept: rules' params compare it
-    except OSError:
-        pass
-    return value
 
 
 def _method_entries() -> dict[str, dict]:

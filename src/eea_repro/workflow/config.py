@@ -130,6 +130,8 @@ def _check_cross_keys(config: dict, known_methods: dict[str, tuple[str, ...]] | 
                 )
             if not Path(value).exists():
                 raise ConfigError(f"config key '{key}': {value} does not exist")
+        if not Path(config["imagenet_dir"]).is_dir() or not any(Path(config["imagenet_dir"]).iterdir()):
+            raise ConfigError(f"config key 'imagenet_dir': {config['imagenet_dir']} is not a folder of images")
     for name, model in config["models"].items():
         checkpoint = model["checkpoint"]
         prefix = f"models.{name}.checkpoint"

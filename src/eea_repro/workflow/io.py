@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,23 @@ def gather_maps(map_files, image_ids, method: str | None = None) -> dict:
         "labels": np.asarray([shard["labels"][index] for shard, index in picked]),
         "method": picked[0][0]["method"],
     }
+
+
+def kept(cache_dir: str | Path, name: str, key: object, compute: Callable[[], object]):
+    """``compute()``'s JSON value, kept in ``cache_dir`` as ``<name>-<hash of key>.json`` and read from there when the
+    key is the same. An unwritable ``cache_dir`` only means computing it again next time."""
+    key_hash = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    path = Path(cache_dir) / f"{name}-{key_hash}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    try:
+        for old in Path(cache_dir).glob(f"{name}-*.json"):
+            old.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(value))  # the value's key order is kept: rules' params compare it
+    except OSError:
+        pass
+    return value

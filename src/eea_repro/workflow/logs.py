@@ -46,18 +46,28 @@ def job_context(job):
     the job to its own free GPU(s) before anything touches CUDA (Snakemake only counts ``resources: gpu``).
 
     The thread count reaches torch through OpenMP's variable when the job imports torch later, so that table and
-    figure jobs that never use it do not pay its import."""
+    figure jobs that never use it do not pay its import. A ``ValueError`` is how the package reports a bad input (a
+    file, a line, a config key and what to do): it reaches the console as that one line, its traceback stays in the
+    log for a bug report; any other error is a bug and keeps its traceback on the console too."""
     from eea_repro.workflow.gpu_slots import bound_gpus
 
     threads = max(1, int(job.threads))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
-    with log_to(job.log[0]):
-        if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this rule job: the key to sacct/scontrol records
-            print(f"Slurm job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}")
-        with bound_gpus(int(getattr(job.resources, "gpu", 0) or 0), GPU_LOCK_DIR):
-            yield
+    try:
+        with log_to(job.log[0]):
+            if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this rule job: the key to sacct/scontrol records
+                print(f"Slurm job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}")
+            with bound_gpus(int(getattr(job.resources, "gpu", 0) or 0), GPU_LOCK_DIR):
+                yield
+    except ValueError as error:
+        sys.exit(input_error_line(error, job.log[0]))
+
+
+def input_error_line(error: ValueError, log) -> str:
+    """The one line a bad input shows on the console (the log keeps the traceback)."""
+    return f"Input error: {' '.join(str(error).split())} (traceback in {log})"
 
 
 def progress():
