@@ -13,7 +13,7 @@ from eea_repro.explainer.network import MaskExplainer
 from eea_repro.methods import METHODS, compute_maps, methods_for_family
 from eea_repro.methods.cnn_extra import bias_sites, full_gradient_decomposition
 from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
-from eea_repro.sanity.parameter import cascading, randomization_layers, untouched_parameters
+from eea_repro.sanity.randomization import cascading, randomization_layers, untouched_parameters
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CNNS = {
@@ -147,12 +147,12 @@ def test_a_method_that_cannot_read_a_model_is_refused_by_name(repo):
 
 
 def test_sanity_layers_are_only_looked_up_for_models_that_run_them(repo, monkeypatch):
-    import eea_repro.sanity.parameter
+    import eea_repro.sanity.randomization
 
     def no_layers(net, family, which):
         raise ValueError(f"{type(net).__name__} has no layers")
 
-    monkeypatch.setattr(eea_repro.sanity.parameter, "randomization_layers", no_layers)
+    monkeypatch.setattr(eea_repro.sanity.randomization, "randomization_layers", no_layers)
     config = _config(repo, effnet=("cnn", "efficientnet_lite0", {}))
     config["sanity"]["modes"] = []
     check_models(config)  # no sanity checks: their layers are not looked up

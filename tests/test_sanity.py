@@ -15,17 +15,8 @@ from eea_repro.explainer.network import MaskExplainer
 from eea_repro.methods import METHODS
 from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 from eea_repro.sanity.runs import layer_kinds, parse_setting, run_label, sanity_runs, setting_name
-from eea_repro.sanity.parameter import (
-    cascading,
-    independent,
-    level_inputs,
-    make_sanity_maps,
-    method_maps,
-    randomization_layers,
-    sanity_image_rows,
-    save_predictions,
-    untouched_parameters,
-)
+from eea_repro.sanity.parameter import level_inputs, make_sanity_maps, method_maps, sanity_image_rows, save_predictions
+from eea_repro.sanity.randomization import cascading, independent, randomization_layers, untouched_parameters
 from eea_repro.workflow.config import load_config
 from eea_repro.sanity.similarity import MapStack, hog_similarity_per_image, spearman_per_image, ssim_per_image
 

@@ -30,7 +30,7 @@ def check_models(config: dict) -> dict[str, dict[str, int]]:
     from eea_repro.models.network import ModelSpec, create_network
     from eea_repro.workflow.names import EEA_METHODS
     from eea_repro.sanity.runs import layer_kinds
-    from eea_repro.sanity.parameter import randomization_layers
+    from eea_repro.sanity.randomization import randomization_layers
 
     layer_counts: dict[str, dict[str, int]] = {}
     for name, entry in config["models"].items():
