@@ -282,3 +282,49 @@ def test_fullgrad_map_from_pytorch_grad_cam_bias_gradients(model):
     ours = compute_maps("fullgrad", model, images, classes).numpy()
 
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_chunk_is_the_methods_own_count_or_what_fits_in_the_budget():
+    from eea_repro.methods.memory import inputs_per_chunk
+
+    assert inputs_per_chunk(256, bytes_per_input=1_000, budget=10**9) == 256  # a small network keeps its chunk
+    assert inputs_per_chunk(256, bytes_per_input=10**7, budget=10**9) == 100
+    assert inputs_per_chunk(256, bytes_per_input=10**10, budget=10**9) == 1  # one input at least
+
+
+def test_the_footprint_is_every_leaf_output_of_one_input_measured_once(model):
+    from eea_repro.methods.memory import input_footprint
+
+    outputs = []
+    hooks = [module.register_forward_hook(lambda m, i, o: outputs.append(o.numel() * 4))
+             for module in model.net.modules() if not list(module.children())]
+    with torch.no_grad():
+        model.net(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
+    for hook in hooks:
+        hook.remove()
+    footprint = input_footprint(model.net, INPUT_SIZE, torch.device("cpu"))
+    assert (footprint.retained, footprint.largest) == (sum(outputs), max(outputs))
+    assert footprint.image == 3 * INPUT_SIZE**2 * 4
+    calls = []
+    probe = model.net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    assert input_footprint(model.net, INPUT_SIZE, torch.device("cpu")) == footprint and calls == []  # kept
+    probe.remove()
+
+
+@pytest.mark.parametrize("name", ["scorecam", "integrated_gradients"])
+def test_a_tight_memory_budget_shrinks_the_chunks_not_the_maps(model, monkeypatch, name):
+    from eea_repro.methods import memory
+
+    images, classes = _images(2), torch.tensor([1, 4])
+    roomy = compute_maps(name, model, images, classes)
+    sizes = []
+    probe = model.net.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    footprint = memory.input_footprint(model.net, INPUT_SIZE, torch.device("cpu"))
+    per_input = footprint.retained + footprint.image if name == "integrated_gradients" else (
+        footprint.image + 3 * footprint.largest)
+    monkeypatch.setattr(memory, "CPU_BUDGET_BYTES", 5 * per_input)
+    tight = compute_maps(name, model, images, classes)
+    probe.remove()
+    # Score-CAM: 5 masked images per pass; IG: captum runs whole steps of every image, 5 // 2 steps of 2 images
+    assert max(sizes) == {"scorecam": 5, "integrated_gradients": (5 // len(images)) * len(images)}[name]
+    torch.testing.assert_close(tight, roomy, rtol=1e-4, atol=1e-5)

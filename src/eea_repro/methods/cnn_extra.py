@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eea_repro.methods.cnn import _features_and_gradients, _weighted_activation_map, feature_map_network, last_features
+from eea_repro.methods.memory import input_footprint, inputs_per_chunk, memory_budget
 from eea_repro.methods.registry import enabled_autograd, register
 
 SCORECAM_CHUNK = 256  # masked images per forward pass of the whole network
@@ -38,9 +39,12 @@ def _image_channel_pairs(batch: int, channels: int, chunk: int, device: torch.de
 @register("scorecam", "Score-CAM", ("cnn",), class_specific=True, requires=feature_map_network)
 def scorecam(model, images01, classes, generator=None, chunk: int = SCORECAM_CHUNK):
     """Score-CAM as pytorch-grad-cam computes it: each channel, upsampled (align_corners=True) and min-max normalised,
-    masks the *normalised* input; channel weights are the softmax over channels of the masked inputs' class logits."""
+    masks the *normalised* input; channel weights are the softmax over channels of the masked inputs' class logits.
+    At most ``chunk`` masked images per forward pass, fewer where they would not fit (:mod:`.memory`)."""
     features = last_features(model, images01)
     batch, channels = features.shape[:2]
+    footprint = input_footprint(model.net, images01.shape[-1], images01.device)
+    chunk = inputs_per_chunk(chunk, footprint.image + 3 * footprint.largest, memory_budget(images01.device))
     with torch.no_grad():
         normalized = model.normalize(images01)
         class_logits = torch.empty(batch * channels, device=features.device, dtype=torch.float32)
@@ -132,9 +136,13 @@ def liftcam(model, images01, classes, generator=None):
 def integrated_gradients_attributions(
     model, images01, classes, n_steps: int = IG_STEPS, internal_batch_size: int = IG_INTERNAL_BATCH_SIZE
 ) -> torch.Tensor:
-    """captum Integrated Gradients of the class logit in normalised input space, zero baseline: (B, 3, H, W)."""
+    """captum Integrated Gradients of the class logit in normalised input space, zero baseline: (B, 3, H, W); at most
+    ``internal_batch_size`` interpolated images per pass, fewer where they would not fit (:mod:`.memory`)."""
     from captum.attr import IntegratedGradients  # only this method needs captum
 
+    footprint = input_footprint(model.net, images01.shape[-1], images01.device)
+    internal_batch_size = inputs_per_chunk(internal_batch_size, footprint.retained + footprint.image,
+                                           memory_budget(images01.device))
     with enabled_autograd():
         inputs = model.normalize(images01.detach().clone())
         attributions = IntegratedGradients(model.net).attribute(
