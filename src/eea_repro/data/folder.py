@@ -105,10 +105,14 @@ def link_source(root: Path) -> None:
     link.symlink_to(root.resolve(), target_is_directory=True)
 
 
+def user_paths(folder_cfg: dict) -> tuple[Path, Path | None]:
+    """The user's image folder and CSV (None without one), resolved as the config names them."""
+    return resolve(folder_cfg["root"]), resolve(folder_cfg["csv"]) if folder_cfg.get("csv") else None
+
+
 def write_folder_labels(folder_cfg: dict, out_labels) -> list[str]:
     """The folder as an ImageNet-style label file over :data:`IMAGES`; returns the class names per output index."""
-    root = resolve(folder_cfg["root"])
-    csv_file = resolve(folder_cfg["csv"]) if folder_cfg.get("csv") else None
+    root, csv_file = user_paths(folder_cfg)
     if not root.is_dir():
         raise ValueError(f"config key 'dataset.folder.root': {root} is not a folder")
     entries = folder_entries(root, csv_file)
@@ -182,8 +186,7 @@ def box_masks(boxes_file, split_file, out_dir) -> int:
 def folder_image_count(folder_cfg: dict, without_bad: bool, cache_dir=None) -> int:
     """How many images the folder lists; ``without_bad``: only those that decode (the split job's check, for
     ``dataset.on_bad_image: skip``), the answer kept in ``cache_dir`` under every file's name, size and time."""
-    root = resolve(folder_cfg["root"])
-    csv_file = resolve(folder_cfg["csv"]) if folder_cfg["csv"] else None
+    root, csv_file = user_paths(folder_cfg)
     entries = folder_entries(root, csv_file)
     if not without_bad:
         return len(entries)
@@ -208,8 +211,7 @@ def folder_image_count(folder_cfg: dict, without_bad: bool, cache_dir=None) -> i
 def in_user_terms(folder_cfg: dict) -> Callable[[BadImage], str]:
     """A bad image named as the user wrote it: the file in their folder and, with a CSV, its line there (the header
     is line 1), not the workflow's link and label file."""
-    root = resolve(folder_cfg["root"])
-    csv_file = resolve(folder_cfg["csv"]) if folder_cfg["csv"] else None
+    root, csv_file = user_paths(folder_cfg)
 
     def describe(bad: BadImage) -> str:
         where = f" (line {bad.line + 1} of {csv_file})" if csv_file and bad.line else ""

@@ -78,13 +78,12 @@ def make_imagenet_split_lists(label_file, image_dir, out_dir, counts: dict, seed
     needed = sum(wanted.values()) if disjoint else max(wanted["test"], wanted["explainer_train"] + wanted["explainer_val"])
     asked = f"{'eval_count + explainer_train_count + explainer_val_count' if disjoint else 'the larger subset'}"
 
-    def record_skipped() -> list[dict]:
+    def record_skipped() -> None:
         skipped = [{"file": b.name, "line": b.line or None, "reason": b.reason} for b in bad]
         with atomic_path(skipped_csv) as tmp:
             pd.DataFrame(skipped, columns=["file", "line", "reason"]).astype({"line": "Int64"}).to_csv(tmp, index=False)
         write_json(skipped_summary, {"on_bad_image": on_bad_image, "count": len(bad), "list": str(skipped_csv),
                                      "first": skipped[:SKIPPED_SHOWN]})
-        return skipped
 
     if needed > len(usable):
         record_skipped()
