@@ -285,7 +285,7 @@ def test_fullgrad_map_from_pytorch_grad_cam_bias_gradients(model):
 
 
 def test_a_chunk_is_the_methods_own_count_or_what_fits_in_the_budget():
-    from eea_repro.methods.memory import inputs_per_chunk
+    from eea_repro.models.memory import inputs_per_chunk
 
     assert inputs_per_chunk(256, bytes_per_input=1_000, budget=10**9) == 256  # a small network keeps its chunk
     assert inputs_per_chunk(256, bytes_per_input=10**7, budget=10**9) == 100
@@ -293,7 +293,7 @@ def test_a_chunk_is_the_methods_own_count_or_what_fits_in_the_budget():
 
 
 def test_the_footprint_is_every_leaf_output_of_one_input_measured_once(model):
-    from eea_repro.methods.memory import input_footprint
+    from eea_repro.models.memory import input_footprint
 
     outputs = []
     hooks = [module.register_forward_hook(lambda m, i, o: outputs.append(o.numel() * 4))
@@ -313,7 +313,7 @@ def test_the_footprint_is_every_leaf_output_of_one_input_measured_once(model):
 
 @pytest.mark.parametrize("name", ["scorecam", "integrated_gradients"])
 def test_a_tight_memory_budget_shrinks_the_chunks_not_the_maps(model, monkeypatch, name):
-    from eea_repro.methods import memory
+    from eea_repro.models import memory
 
     images, classes = _images(2), torch.tensor([1, 4])
     roomy = compute_maps(name, model, images, classes)

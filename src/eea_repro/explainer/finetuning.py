@@ -16,6 +16,7 @@ from torch.func import functional_call, grad, vmap
 from eea_repro.explainer.network import (MaskExplainer, check_names, eea_loss, freeze, is_better, selection_pos_auc,
                                          trainable_parameters)
 from eea_repro.models.network import for_inference
+from eea_repro.models.memory import input_footprint, inputs_per_chunk, memory_budget, training_bytes
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -39,7 +40,8 @@ def finetune_maps(
     ties: torch.Tensor | None = None,
     keep: str = "best",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """EEA maps: per-image fine-tuning from the pretrained explainer, all images of a chunk at once.
+    """EEA maps: per-image fine-tuning from the pretrained explainer, all images of a chunk at once (``chunk_size``
+    images, fewer where their activations under autograd would not fit in the memory budget).
 
     ``steps`` counts the maps scored, as the released code's per-image epochs: step 0 scores the pretrained map
     (pEEA), step k the map after k AdamW updates on that image alone. The map with the lowest POS AUC against
@@ -63,6 +65,10 @@ def finetune_maps(
     images01, classes, selection = images01.to(device), classes.to(device), selection.to(device)
     ties = None if ties is None else ties.to(device)
     scorer = for_inference(explained)  # the POS selection's forwards (most of the work) in the fastest layout
+    size = images01.shape[-1]
+    per_image = (training_bytes(input_footprint(explainer, size, device))
+                 + training_bytes(input_footprint(explained, size, device)))
+    chunk_size = inputs_per_chunk(chunk_size, per_image, memory_budget(device))
     results = [
         _finetune_chunk(
             explainer, explained, scorer, images01[chunk], classes[chunk], selection[chunk],

@@ -25,6 +25,7 @@ from torch import nn
 
 from eea_repro.metrics.engine import normalize_maps, pos_auc_per_image
 from eea_repro.models.checkpoints import load_state_dict, save_state_dict
+from eea_repro.models.memory import inference_chunk
 from eea_repro.models.network import ModelSpec, create_network
 
 SIZE_LOSSES = ("l1", "ltx")
@@ -156,9 +157,11 @@ def freeze(explained: nn.Module) -> None:
 
 @torch.no_grad()
 def explain(explainer: MaskExplainer, images01: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """pEEA maps: the pretrained explainer's token masks (B, h, w), float32, on the images' device."""
+    """pEEA maps: the pretrained explainer's token masks (B, h, w), float32, on the images' device; ``batch_size``
+    images per forward pass, fewer where they would not fit in the memory budget."""
     explainer.eval()
     device = next(explainer.parameters()).device
+    batch_size = inference_chunk(explainer, batch_size, images01.shape[-1], device)
     chunks = [explainer(chunk.to(device)).float().to(images01.device) for chunk in images01.split(batch_size)]
     return torch.cat(chunks)
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from eea_repro.explainer.network import (MaskExplainer, check_names, eea_loss, explain, freeze, is_better,
                                          selection_pos_auc, trainable_parameters)
+from eea_repro.models.memory import input_footprint, inputs_per_chunk, memory_budget, training_bytes
 from eea_repro.models.network import for_inference
 from eea_repro.workflow.io import atomic_path
 
@@ -84,11 +85,9 @@ def pretrain(
             if variant == "predicted":
                 with torch.no_grad():
                     labels = explained(images01).argmax(1)
-            total, ce, size = eea_loss(explained, explainer(images01), images01, labels, lam, size_loss)
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            totals += _accumulate_gradients(explainer, explained, images01, labels, lam, size_loss)
             optimizer.step()
-            totals += torch.stack([total, ce, size]).detach().cpu().double() * len(images01)
             seen += len(images01)
         loss, ce, size = (totals / max(seen, 1)).tolist()
         val_pos = (_validation_pos(explainer, scorer, val_images, val_labels, eval_batch_size, metric_batch_size,
@@ -104,6 +103,24 @@ def pretrain(
         explainer.load_state_dict(best["state"])
     explainer.eval()
     return {"epochs": history, "best_epoch": best["epoch"], "best_val_pos": best["val_pos"]}
+
+
+def _accumulate_gradients(explainer, explained, images01, labels, lam: float, size_loss: str) -> torch.Tensor:
+    """Backpropagate one batch's loss, in micro-batches where the whole batch would not fit in the job's memory
+    budget (:mod:`eea_repro.models.memory`): each micro-batch's loss weighted by its share of the batch, so the
+    gradient is the batch's (up to float rounding; the networks run in eval mode, so no batch statistics change).
+    Returns the batch's (total, ce, size) summed over its images, float64 on the CPU."""
+    size = images01.shape[-1]
+    per_image = (training_bytes(input_footprint(explainer, size, images01.device))
+                 + training_bytes(input_footprint(explained, size, images01.device)))
+    micro = inputs_per_chunk(len(images01), per_image, memory_budget(images01.device))
+    sums = torch.zeros(3, dtype=torch.float64)
+    for part_images, part_labels in zip(images01.split(micro), labels.split(micro)):
+        total, ce, size_term = eea_loss(explained, explainer(part_images), part_images, part_labels, lam, size_loss)
+        # one micro-batch is the whole batch: its loss as is, so a batch that fits keeps its bits
+        (total if micro >= len(images01) else total * (len(part_images) / len(images01))).backward()
+        sums += torch.stack([total, ce, size_term]).detach().cpu().double() * len(part_images)
+    return sums
 
 
 # A logit lead below this could flip between batch compositions (float rounding), so such an image does not count

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from eea_repro.methods.cnn import _features_and_gradients, _weighted_activation_map, feature_map_network, last_features
-from eea_repro.methods.memory import input_footprint, inputs_per_chunk, memory_budget
+from eea_repro.models.memory import (inference_chunk, input_footprint, inputs_per_chunk, memory_budget,
+                                     training_bytes)
 from eea_repro.methods.registry import enabled_autograd, register
 
 SCORECAM_CHUNK = 256  # masked images per forward pass of the whole network
@@ -43,8 +44,7 @@ def scorecam(model, images01, classes, generator=None, chunk: int = SCORECAM_CHU
     At most ``chunk`` masked images per forward pass, fewer where they would not fit (:mod:`.memory`)."""
     features = last_features(model, images01)
     batch, channels = features.shape[:2]
-    footprint = input_footprint(model.net, images01.shape[-1], images01.device)
-    chunk = inputs_per_chunk(chunk, footprint.image + 3 * footprint.largest, memory_budget(images01.device))
+    chunk = inference_chunk(model.net, chunk, images01.shape[-1], images01.device)
     with torch.no_grad():
         normalized = model.normalize(images01)
         class_logits = torch.empty(batch * channels, device=features.device, dtype=torch.float32)
@@ -141,7 +141,7 @@ def integrated_gradients_attributions(
     from captum.attr import IntegratedGradients  # only this method needs captum
 
     footprint = input_footprint(model.net, images01.shape[-1], images01.device)
-    internal_batch_size = inputs_per_chunk(internal_batch_size, footprint.retained + footprint.image,
+    internal_batch_size = inputs_per_chunk(internal_batch_size, training_bytes(footprint),
                                            memory_budget(images01.device))
     with enabled_autograd():
         inputs = model.normalize(images01.detach().clone())

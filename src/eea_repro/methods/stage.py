@@ -12,6 +12,7 @@ import torch
 from eea_repro.data.loading import shard_tensors
 from eea_repro.metrics.engine import autocast, classes_for_variant
 from eea_repro.models.network import for_inference, load_model, resolve_device
+from eea_repro.models.memory import gradient_chunk
 from eea_repro.workflow.io import atomic_path, save_map_shard
 from eea_repro.workflow.logs import progress
 from eea_repro.workflow.numerics import seed_everything
@@ -63,6 +64,8 @@ def make_baseline_maps(methods, model_cfg, checkpoint, image_root, split_file, c
     # clone: the classes come out of inference mode, and gradient methods index with them under autograd
     classes = torch.stack([classes_for_variant(model, images.to(device), labels.to(device), variant).cpu().clone()
                            for variant in variants])
+    # gradient methods keep every activation of a batch for the backward pass: fewer images where they would not fit
+    batch_size = gradient_chunk(model, batch_size, images.shape[-1], device)
     timings = []
     for method in methods:
         started = time.perf_counter()

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from eea_repro.models.memory import inference_chunk
 from eea_repro.metrics.names import FRACTION_STEPS, METRICS
 from eea_repro.metrics.pixel_order import pixel_ranks
 
@@ -395,13 +396,15 @@ def _score_perturbations(
     model, images01: Tensor, maps01: Tensor, scored: Tensor, steps: list[_Perturbation], batch_size: int, precision: str,
     ties: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Score every (image, step) input in forward passes of ``batch_size`` inputs.
+    """Score every (image, step) input in forward passes of ``batch_size`` inputs (fewer where they would not fit
+    in the job's memory budget, :mod:`eea_repro.models.memory`).
 
     Returns (B, steps) tables: p_scored (fp32), argmax == scored, and argmax.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     count, size = images01.shape[0], images01.shape[-1]
+    batch_size = inference_chunk(model, batch_size, size, images01.device)
     num_pixels = size * size
     ranks = pixel_ranks(maps01, ties) if any(not step.soft_mask for step in steps) else None
     step_order = torch.tensor([step.order for step in steps], device=images01.device)
@@ -446,6 +449,7 @@ def _logits(model, inputs: Tensor, precision: str) -> Tensor:
 @torch.inference_mode()
 def _clean_top1(model, images01: Tensor, batch_size: int, precision: str) -> Tensor:
     _check_precision(precision)
+    batch_size = inference_chunk(model, batch_size, images01.shape[-1], images01.device)
     predictions = [_logits(model, chunk, precision).argmax(dim=-1) for chunk in images01.split(batch_size)]
     if not predictions:
         return torch.empty(0, dtype=torch.long, device=images01.device)

@@ -19,6 +19,7 @@ from eea_repro.data.files import read_label_file
 from eea_repro.data.loading import subset_by_count
 from eea_repro.workflow.io import atomic_path, gather_maps, load_map_shard, save_map_shard, write_json
 from eea_repro.workflow.logs import progress
+from eea_repro.models.memory import gradient_chunk
 from eea_repro.models.network import ModelSpec, resolve_device
 from eea_repro.sanity.randomization import randomization_layers, settings_model
 from eea_repro.sanity.runs import ORIGINAL, layer_kinds, parse_setting
@@ -126,6 +127,7 @@ def method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: to
         return explain(explainer, images)
     if method == "eea":
         return finetune_maps(explainer, model, images, classes, **eea_settings, ties=ties)[0]
+    batch_size = gradient_chunk(model, batch_size, images.shape[-1], images.device)
     chunks = []
     for start in range(0, len(images), batch_size):
         part = slice(start, start + batch_size)
