@@ -15,6 +15,7 @@ rule bench:
     threads: lambda wildcards: workflow.cores  # every core; read only when the job runs (commands without --cores work)
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         models=config["models"],
         methods=config["methods"],

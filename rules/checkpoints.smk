@@ -23,6 +23,10 @@ rule train_explained_model:
     threads: 2
     resources:
         gpu=gpu_request,
+        mem_mb=training_mem_mb(
+            lambda model: config["models"][model]["train"]["batch_size"],
+            EMBEDDED_TRAIN_IMAGES,
+        ),
     params:
         model=model_settings,
         image_root=image_root,
@@ -48,6 +52,8 @@ rule fetch_checkpoint:
     localrule: True
     conda:
         "../envs/torch.yaml"
+    resources:
+        mem_mb=model_mem_mb,
     params:
         model=model_settings,
     script:

@@ -14,6 +14,7 @@ from eea_repro.data.plan import export_package_path, plan_from_config
 from eea_repro.workflow.names import EEA_LABELS, EEA_METHODS
 from eea_repro.workflow.replicates import in_replicate, replicate_seed
 from eea_repro.preflight.facts import WorkflowFacts
+from eea_repro.preflight.job_memory import model_job_mb, training_job_mb
 
 # The method registry's entries and the model checks, kept in .snakemake/ between invocations (torch and timm are
 # imported only when the package, their versions or the config's models / methods / sanity sections changed).
@@ -22,6 +23,7 @@ REGISTERED_METHODS = FACTS.methods()
 try:
     validate_config(config, {name: entry["families"] for name, entry in REGISTERED_METHODS.items()} | EEA_METHODS)
     SANITY_LAYERS = FACTS.models(config)  # L per model and sanity layer granularity, from its architecture
+    MODEL_MEMORY = FACTS.memory(config)  # weights and footprint per input of each model: the jobs' mem_mb
     PLAN = plan_from_config(config, FACTS.cache_dir)
 except ConfigError as error:
     sys.exit(f"Config error: {error}")
@@ -95,6 +97,29 @@ def replicate_training_seed(wildcards):
 def gpu_request(wildcards=None):
     """GPU-capable rules ask for GPUs only when they may use one."""
     return 0 if config["device"] == "cpu" else config["gpus_per_job"]
+
+
+def model_mem_mb(wildcards):
+    """resources: mem_mb of a job running the networks of its {model} (and {explainer_model}), or of every model
+    (preflight.job_memory: the process, the weights, the shard's images and the job's largest bounded pass)."""
+    models = [getattr(wildcards, key) for key in ("model", "explainer_model") if key in wildcards.keys()] or MODELS
+    return max(model_job_mb(MODEL_MEMORY[model], config, config["device"]) for model in models)
+
+
+def model_mem_mb_of(model):
+    return model_job_mb(MODEL_MEMORY[model], config, config["device"])
+
+
+# the images an explained model trains on (checkpoint.source train: the embedded dataset's train split)
+EMBEDDED_TRAIN_IMAGES = config["dataset"].get("embedded", {}).get("counts", {}).get("train", 0)
+
+
+def training_mem_mb(batch_size_of, images_held):
+    """resources: mem_mb of a job training the weights of {model} on ``images_held`` images,
+    ``batch_size_of(model)`` per step."""
+    return lambda wildcards: training_job_mb(
+        MODEL_MEMORY[wildcards.model], batch_size_of(wildcards.model), images_held, config["device"]
+    )
 
 
 def shard_files(pattern, model, variant, method):

@@ -59,6 +59,9 @@ rule permuted_label_model:
     threads: 2
     resources:
         gpu=gpu_request,
+        mem_mb=training_mem_mb(
+            lambda model: DATA_RANDOMIZATION["models"][model]["batch_size"], DATA_RANDOMIZATION["train_count"]
+        ),
     params:
         model=model_settings,
         settings=lambda wildcards: DATA_RANDOMIZATION["models"][wildcards.model],
@@ -92,6 +95,7 @@ rule permuted_label_explainer:
     threads: 2
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         model=model_settings,
         explainer=config["explainer"],
@@ -144,6 +148,7 @@ for data_randomization_family in sorted({config["models"][m]["family"] for m in 
             threads: 1
             resources:
                 gpu=gpu_request,
+                mem_mb=model_mem_mb,
             params:
                 **explain_images_params(data_randomization_family, sanity_methods(data_randomization_family)),
                 training_seed=replicate_training_seed if data_randomization_replicate else config["seed"],

@@ -21,6 +21,7 @@ rule pretrain_explainer:
     threads: 2
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         variants=explainer_job_variants,
         model=model_settings,

@@ -25,6 +25,7 @@ rule localisation_scores:
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         variants=VARIANTS,
         mask_dir=LOCALISATION_MASKS,

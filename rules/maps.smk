@@ -31,6 +31,7 @@ for maps_family in FAMILIES:
         threads: 1
         resources:
             gpu=gpu_request,
+            mem_mb=model_mem_mb,
         params:
             methods=family_baselines(maps_family),
             variants=VARIANTS,
@@ -71,6 +72,7 @@ rule eea_maps:
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         methods=["eea", "peea"],
         variants=VARIANTS,
@@ -105,6 +107,7 @@ rule peea_maps:  # models whose methods list pEEA without EEA: no fine-tuning
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         methods=["peea"],
         variants=VARIANTS,
@@ -191,6 +194,7 @@ rule seeded_maps_replicate:
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         methods=lambda wildcards: [wildcards.method],
         variants=VARIANTS,

@@ -21,6 +21,7 @@ rule evaluate_maps:
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         map_files=map_files_of_shard,
         model=model_settings,

@@ -27,6 +27,7 @@ rule pretrain_mixed_explainer:
     threads: 2
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         model=model_settings,
         explainer_model=lambda wildcards: config["models"][wildcards.explainer_model],
@@ -60,6 +61,7 @@ rule mixed_eea_maps:
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         model=model_settings,
         explainer_model=lambda wildcards: config["models"][wildcards.explainer_model],
@@ -94,6 +96,7 @@ rule evaluate_mixed_maps:
     threads: 1
     resources:
         gpu=gpu_request,
+        mem_mb=model_mem_mb,
     params:
         map_files=lambda wildcards: [
             (

@@ -177,6 +177,7 @@ for sanity_model in MODELS:
                 threads: 1
                 resources:
                     gpu=gpu_request,
+                    mem_mb=model_mem_mb_of(sanity_model),
                 params:
                     **{
                         **explain_images_params(sanity_family, sanity_job_methods),

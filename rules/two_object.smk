@@ -66,6 +66,7 @@ for two_object_family in sorted({config["models"][m]["family"] for m in MODELS})
             threads: 1
             resources:
                 gpu=gpu_request,
+                mem_mb=model_mem_mb,
             params:
                 **{
                     **explain_images_params(two_object_family, two_object_methods),

@@ -327,3 +327,28 @@ def test_keep_last_returns_the_map_learnt_for_each_class(spec):
     assert not torch.allclose(maps, explain(explainer, pair_images))
     single, _ = finetune_maps(explainer, explained, pair_images[2:3], pair_classes[2:3], chunk_size=1, **kwargs)
     torch.testing.assert_close(single[0], maps[2], rtol=1e-4, atol=1e-5)
+
+
+def test_micro_batches_give_the_batch_gradient_when_the_batch_does_not_fit(monkeypatch):
+    from eea_repro.explainer.pretraining import _accumulate_gradients
+    from eea_repro.models import memory
+
+    images, labels = tiny_dataset(count=5)
+    gradients, sums, sizes = [], [], []
+    for budget in (memory.CPU_BUDGET_BYTES, None):
+        explainer, explained = make_pair(CNN, CNN)
+        if budget is None:  # room for two images of explainer + explained model per pass
+            per_image = sum(memory.training_bytes(memory.input_footprint(net, 32, torch.device("cpu")))
+                            for net in (explainer, explained))
+            budget = 2 * per_image
+        monkeypatch.setattr(memory, "CPU_BUDGET_BYTES", budget)
+        memory.input_footprint(explained, 32, torch.device("cpu"))  # measured before the probe counts passes
+        probe = explained.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+        sums.append(_accumulate_gradients(explainer, explained, images, labels, 2.0, "ltx"))
+        probe.remove()
+        gradients.append({name: p.grad.clone() for name, p in explainer.named_parameters() if p.grad is not None})
+    assert sizes == [5, 2, 2, 1]  # the whole batch, then micro-batches of what fits
+    torch.testing.assert_close(sums[1], sums[0], rtol=1e-5, atol=1e-6)
+    assert gradients[0].keys() == gradients[1].keys() and gradients[0]
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, rtol=1e-4, atol=1e-6, msg=name)

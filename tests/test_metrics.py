@@ -435,3 +435,25 @@ def test_shard_scores_on_explained_vit_and_bf16():
         evaluate_batch(model, images, maps, labels, predicted, precision="fp16")
     with pytest.raises(ValueError, match="variant"):
         shard.classes("top")
+
+
+def test_a_tight_memory_budget_splits_the_perturbed_images_not_the_scores(monkeypatch):
+    from eea_repro.models import memory
+
+    size, count = 16, 3
+    model = ExplainedModel(create_network(ModelSpec("resnet18", "cnn", size, (0.5,) * 3, (0.5,) * 3,
+                                                    {"channels": (8, 8, 8, 8), "stem_width": 8}), 5),
+                           ModelSpec("resnet18", "cnn", size, (0.5,) * 3, (0.5,) * 3)).eval()
+    generator = torch.Generator().manual_seed(3)
+    images, maps = torch.rand(count, 3, size, size, generator=generator), torch.rand(count, 4, 4, generator=generator)
+    labels = torch.tensor([0, 1, 2])
+    roomy = evaluate_batch(model, images, maps, labels, labels, batch_size=256)
+    footprint = memory.input_footprint(model, size, torch.device("cpu"))
+    monkeypatch.setattr(memory, "CPU_BUDGET_BYTES", 7 * memory.inference_bytes(footprint))
+    sizes = []
+    probe = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    tight = evaluate_batch(model, images, maps, labels, labels, batch_size=256)
+    probe.remove()
+    assert max(sizes) == 7
+    for name in METRICS:
+        np.testing.assert_allclose(tight[name], roomy[name], atol=1e-4, err_msg=name)

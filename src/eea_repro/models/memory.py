@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 # Per pass of a job on a CPU. A job's passes of different shapes (training batches, then validation forwards) leave
-# heap fragments that the next pass cannot reuse, so a job holds up to about three budgets: at 1 GiB two jobs on a
-# 2-core laptop stay within 8 GB. It costs no speed: on EfficientNet-Lite2 at 224 px (two threads) the explainer's
+# heap fragments that the next pass cannot reuse, so a job holds more than one budget: at 1 GiB two jobs on a 2-core
+# laptop stay within 8 GB. It costs no speed: on EfficientNet-Lite2 at 224 px (two threads) the explainer's
 # training and validation took 19.8 s at 1 GiB, 21.7 s at 2 GiB and 26.8 s unbounded (3.6, 6.3 and 10.5 GB).
 CPU_BUDGET_BYTES = 2**30
 GPU_BUDGET_SHARE = 0.25  # of the device's memory, per job: GPUs are fast only with large chunks

@@ -61,8 +61,36 @@ def job_context(job):
                 print(f"Slurm job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}")
             with bound_gpus(int(getattr(job.resources, "gpu", 0) or 0), GPU_LOCK_DIR):
                 yield
+            print(memory_line(getattr(job.resources, "mem_mb", None)))
     except ValueError as error:
         sys.exit(input_error_line(error, job.log[0]))
+
+
+PEAK_MEMORY = "peak resident memory"
+
+
+def peak_resident_mb() -> int:
+    """The largest resident set this process has held, in MB: Linux's VmHWM, which starts afresh when the job's
+    program starts (``ru_maxrss`` would also count the pages of the Snakemake process it was forked from)."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) * 1024 / 1e6)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6)
+
+
+def memory_line(declared_mb) -> str:
+    """The log's last line: the job's peak next to the ``resources: mem_mb`` it declared, which a scheduler trusts."""
+    if declared_mb is None:
+        return f"{PEAK_MEMORY} {peak_resident_mb()} MB (no mem_mb declared)"
+    peak = peak_resident_mb()
+    verdict = "" if peak <= int(declared_mb) else " - ABOVE the declaration: please report it with this log"
+    return f"{PEAK_MEMORY} {peak} MB of the {int(declared_mb)} MB declared (resources: mem_mb){verdict}"
 
 
 def input_error_line(error: ValueError, log) -> str:
