@@ -457,8 +457,8 @@ def run_layer_count(model, run):
 
 
 def sanity_levels(model, run):
-    """x = 1 (original) .. L + 1 (every layer); cascading adds x = L + 2, every parameter of the network."""
-    return range(1, run_layer_count(model, run) + (3 if parse_run(run)[0] == "cascading" else 2))
+    """x = 1 (original) .. L + 1 (every layer); cascading and bottom-up add x = L + 2, every parameter of the network."""
+    return range(1, run_layer_count(model, run) + (3 if parse_run(run)[0] in ("cascading", "bottom_up") else 2))
 
 
 def sanity_maps(model, run, level, method, replicate=0):

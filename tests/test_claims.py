@@ -119,9 +119,13 @@ def _sanity_evidence(path, mode):
     ({1: 1, 2: 0.8, 3: 0.82, 4: 0.79, 5: 0.81}, "not reproduced"),  # flat and high: neither falls nor ends low
     ({1: 1, 2: 0.6, 3: 0.5, 4: 0.4, 5: 0.3}, "inconclusive"),  # falls steadily but ends at the threshold
 ])
-def test_cascading_decreases(tmp_path, curve, expected):
-    evidence = _sanity_evidence(_similarity(tmp_path, "cascading", curve), "cascading")
-    assert _verdicts("cascading_decreases", evidence) == [expected]
+@pytest.mark.parametrize("mode", ["cascading", "bottom_up"])
+def test_cascading_and_bottom_up_decrease(tmp_path, curve, expected, mode):
+    evidence = _sanity_evidence(_similarity(tmp_path, mode, curve), mode)
+    claims = {"cascading": "cascading_decreases", "bottom_up": "bottom_up_decreases"}
+    assert _verdicts(claims[mode], evidence) == [expected]
+    # a mode the run did not list leaves the other's claim 'not run'
+    assert _verdicts(claims["bottom_up" if mode == "cascading" else "cascading"], evidence) == ["not run"]
 
 
 def test_level_trend_is_the_per_image_rank_correlation():

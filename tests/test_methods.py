@@ -43,7 +43,7 @@ def _images(model: ExplainedModel, count: int, seed: int = 2) -> torch.Tensor:
 
 
 METHOD_FAMILY_PAIRS = [(name, family) for name, method in METHODS.items() for family in method.families]
-PIXEL_RESOLUTION_METHODS = {"full_lrp", "integrated_gradients", "fullgrad"}  # attribute input pixels, not a grid
+PIXEL_RESOLUTION_METHODS = {"full_lrp", "integrated_gradients", "fullgrad", "edges"}  # input pixels, not a grid
 
 
 @pytest.mark.parametrize(("name", "family"), METHOD_FAMILY_PAIRS)
@@ -87,9 +87,9 @@ def test_only_class_specific_methods_depend_on_the_class(models, name, family):
 
 def test_method_lists_and_labels():
     vit_methods = {"raw_attention", "rollout", "gae", "attention_gradcam", "transformer_attribution", "partial_lrp",
-                   "full_lrp", "random", "all_ones"}
+                   "full_lrp", "random", "all_ones", "edges"}
     cnn_methods = {"gradcam", "gradcam_pp", "scorecam", "ablationcam", "layercam", "liftcam", "integrated_gradients",
-                   "fullgrad", "random", "all_ones"}
+                   "fullgrad", "random", "all_ones", "edges"}
     assert set(methods_for_family("vit")) == vit_methods
     assert set(methods_for_family("cnn")) == cnn_methods
     assert METHODS["gae"].label == "GAE" and METHODS["gradcam_pp"].label == "GC++"

@@ -48,7 +48,7 @@ def test_best_method_and_best_baseline_respect_metric_direction_and_controls():
         "all_ones": 1 + noise,  # a control: never best
     })
     rows = {r["metric"]: r for r in compare_to_best_baseline(per_image, control_methods())}
-    assert control_methods() == {"random", "all_ones"}
+    assert control_methods() == {"random", "all_ones", "edges"}
     assert rows["POS"]["best"] == "peea" and rows["INS"]["best"] == "peea"  # POS lower is better, INS higher
     assert rows["POS"]["baseline"] == "gradcam" and rows["INS"]["baseline"] == "gradcam"
     assert rows["POS"]["eea_better"] and rows["INS"]["eea_better"]

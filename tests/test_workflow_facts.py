@@ -66,7 +66,7 @@ def test_method_entries_are_the_registry_s(tmp_path):
     entries = WorkflowFacts(tmp_path).methods()
     assert entries == {name: {"families": list(method.families), "label": method.label, "seeded": method.seeded,
                               "control": method.control} for name, method in METHODS.items()}
-    assert {name for name, entry in entries.items() if entry["control"]} == {"random", "all_ones"}
+    assert {name for name, entry in entries.items() if entry["control"]} == {"random", "all_ones", "edges"}
     assert WorkflowFacts(tmp_path).methods() == entries  # read back from the file
 
 

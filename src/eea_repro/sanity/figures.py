@@ -145,9 +145,9 @@ def level_summary(frame: pd.DataFrame, confidence: float = 0.95, measure: str = 
 
 
 def _axis_label(run: str) -> str:
-    if parse_run(run)[0] == "cascading":
-        return "x = k: the last k − 1 layers randomized"
-    return "x = i: only layer i − 1 from the top randomized"
+    return {"cascading": "x = k: the last k − 1 layers randomized",
+            "bottom_up": "x = k: the first k − 1 layers from the input randomized",
+            "independent": "x = i: only layer i − 1 from the top randomized"}[parse_run(run)[0]]
 
 
 def make_eea_curve(similarity_csv, model_label: str, confidence: float, out_paths) -> None:

@@ -9,6 +9,8 @@ top. Randomization levels count from the top, as the seed's figures:
   randomization, so the curve ends at a fully random network;
 - independent, x = i: only layer i - 1 counted from the top (the (i-1)-th last) is re-initialised, so cascading and
   independent agree at x = 2.
+- bottom-up cascading, x = k (Hedström et al., TMLR 2024): the first k - 1 layers counted from the input are
+  re-initialised, and x = L + 2 is cascading's last level, the fully random network.
 
 Re-initialisation is seeded per layer (the same layer gets the same new weights in both modes) and is either the
 module's own ``reset_parameters()`` (``module``: Linear/Conv get PyTorch's default Kaiming-uniform init, norm layers
@@ -121,6 +123,18 @@ def cascading(model: nn.Module, k: int, layers: list[list[str]], **reinit) -> nn
     return randomized_model(model, layers, range(len(layers) - (k - 1), len(layers)), **reinit)
 
 
+def bottom_up(model: nn.Module, k: int, layers: list[list[str]], **reinit) -> nn.Module:
+    """Bottom-up cascading level x = k (Hedström et al. 2024's order): the first k - 1 layers counted from the input
+    re-initialised (k = 1 the original weights, k = L + 1 all layers, k = L + 2 every parameter of the network, the
+    same model as cascading's last level). Randomizing from the input up leaves no intact lower layer whose
+    activations the top of the network would still pass on."""
+    if not 1 <= k <= len(layers) + 2:
+        raise ValueError(f"bottom-up level {k} is outside 1..{len(layers) + 2}")
+    if k == len(layers) + 2:
+        return cascading(model, k, layers, **reinit)
+    return randomized_model(model, layers, range(k - 1), **reinit)
+
+
 def independent(model: nn.Module, i: int, layers: list[list[str]], **reinit) -> nn.Module:
     """Independent level x = i: only layer i - 1 counted from the top re-initialised (i = 1 the original weights)."""
     if not 1 <= i <= len(layers) + 1:
@@ -132,5 +146,5 @@ def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sani
     mode, _, level = parse_setting(setting)
     if mode is None:
         return model
-    step = cascading if mode == "cascading" else independent
+    step = {"cascading": cascading, "independent": independent, "bottom_up": bottom_up}[mode]
     return step(model, level, layers, reinit=sanity_cfg["reinit"], std=sanity_cfg["reinit_std"], seed=seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 ORIGINAL = "original"
-RUN_PATTERN = r"(cascading|independent)(?:-(attention|block|stage))?"
+RUN_PATTERN = r"(cascading|independent|bottom_up)(?:-(attention|block|stage))?"
 
 
 def layer_kinds(sanity_cfg: dict, family: str) -> list[str]:
@@ -31,20 +31,23 @@ def parse_run(run: str) -> tuple[str, str | None]:
 
 
 def run_label(run: str) -> str:
-    """How figures and the report name a run: "cascading randomization", "cascading randomization of block layers"."""
+    """How figures and the report name a run: "cascading randomization", "cascading randomization of block layers",
+    "bottom-up cascading randomization"."""
     mode, which = parse_run(run)
-    return f"{mode} randomization" + (f" of {which} layers" if which else "")
+    name = "bottom-up cascading" if mode == "bottom_up" else mode
+    return f"{name} randomization" + (f" of {which} layers" if which else "")
 
 
 def setting_name(run: str, level: int) -> str:
     """The token naming one randomized model in file names. Level 1 of any run is the original model, and level 2
-    is the same model in both modes of one granularity (only the top layer re-initialised, with the same seed), so
-    it is made once, as ``cascading-2`` (``cascading-block-2``)."""
+    is the same model in the cascading and independent modes of one granularity (only the top layer re-initialised,
+    with the same seed), so it is made once, as ``cascading-2`` (``cascading-block-2``); bottom-up's level 2 is the
+    bottom layer's."""
     if level == 1:
         return ORIGINAL
     mode, which = parse_run(run)
     suffix = f"-{which}" if which else ""
-    return f"cascading{suffix}-{level}" if level == 2 else f"{mode}{suffix}-{level}"
+    return f"cascading{suffix}-{level}" if level == 2 and mode != "bottom_up" else f"{mode}{suffix}-{level}"
 
 
 def parse_setting(setting: str) -> tuple[str | None, str | None, int]:
