@@ -14,7 +14,7 @@ from eea_repro.data.plan import export_package_path, plan_from_config
 from eea_repro.workflow.names import EEA_LABELS, EEA_METHODS
 from eea_repro.workflow.replicates import in_replicate, replicate_seed
 from eea_repro.preflight.facts import WorkflowFacts
-from eea_repro.preflight.job_memory import model_job_mb, training_job_mb
+from eea_repro.preflight.job_memory import model_job_mb, similarity_job_mb, training_job_mb
 
 # The method registry's entries and the model checks, kept in .snakemake/ between invocations (torch and timm are
 # imported only when the package, their versions or the config's models / methods / sanity sections changed).
@@ -108,6 +108,15 @@ def model_mem_mb(wildcards):
 
 def model_mem_mb_of(model):
     return model_job_mb(MODEL_MEMORY[model], config, config["device"])
+
+
+def similarity_mem_mb(wildcards):
+    """resources: mem_mb of a job comparing {model}'s sanity maps (preflight.job_memory)."""
+    return similarity_job_mb(
+        config["sanity"]["n_images"],
+        len(sanity_methods_of(wildcards.model)),
+        config["models"][wildcards.model]["input_size"],
+    )
 
 
 # the images an explained model trains on (checkpoint.source train: the embedded dataset's train split)

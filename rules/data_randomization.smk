@@ -168,6 +168,8 @@ rule data_randomization_similarity:
         model=one_of(DATA_RANDOMIZED_MODELS),
     conda:
         "../envs/report.yaml"
+    resources:
+        mem_mb=similarity_mem_mb,
     params:
         methods=lambda wildcards: sanity_methods_of(wildcards.model),
         input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],

@@ -16,6 +16,8 @@ rule sanity_similarity:
         run=RUN_PATTERN,
     conda:
         "../envs/report.yaml"
+    resources:
+        mem_mb=similarity_mem_mb,
     params:
         input_size=lambda wildcards: config["models"][wildcards.model]["input_size"],
     script:

@@ -92,3 +92,10 @@ def test_every_job_of_the_ci_run_stays_within_the_memory_it_declares(tiny_run):
             peak = pd.read_csv(path, sep="\t")["max_rss"].max()
             assert peak <= lines[name][1], f"{name}: benchmark max_rss {peak:.0f} MB > {lines[name][1]} MB declared"
     assert benchmarked >= 10  # the heavy jobs: maps, metrics, explainers, sanity checks
+
+
+def test_a_similarity_job_declares_its_reference_maps_at_the_input_size():
+    small = job_memory.similarity_job_mb(6, 7, 48)
+    assert small == job_memory.LIGHT_JOB_MB + 4  # 6 images x 8 stacks x 48^2 pixels x 32 bytes = 3.5 MB, rounded up
+    # the paper preset: 1,000 images, 10 methods at 224 px hold gigabytes, where a light job's 1 GB would not do
+    assert job_memory.similarity_job_mb(1000, 10, 224) > 15_000

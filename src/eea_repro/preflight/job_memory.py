@@ -22,7 +22,7 @@ import math
 
 MB = 10**6
 PROCESS_MB = 1000  # a job process with torch, timm, numpy, pandas and the package imported (785 MB measured)
-LIGHT_JOB_MB = 1000  # tables, figures, split lists, the report: no network
+LIGHT_JOB_MB = 1000  # tables, figures, split lists, the report: no network (profiles/default sets the same)
 WEIGHT_COPIES = 20
 PASSES = 2  # the largest pass, and the heap an earlier pass left
 FINETUNE_WEIGHT_COPIES = 5
@@ -31,6 +31,9 @@ INTEGRATED_GRADIENT_STEPS = 128  # IG's interpolation steps per pass, under auto
 IMAGE_COPIES = 4  # a shard's (or the validation split's) images: loaded, on the device, perturbed, masked
 TRAINING_PASSES = 3  # a training batch's activations, their gradients and the heap a validation pass left
 TRAINING_IMAGE_COPIES = 2  # the training images, loaded and batched
+# a compared map at the input size: float32 values, two float64 rankings, a float32 normalised copy and the SSIM and
+# HOG temporaries of one comparison
+SIMILARITY_BYTES_PER_PIXEL = 32
 
 
 def model_facts(config: dict) -> dict[str, dict[str, int]]:
@@ -94,3 +97,9 @@ def training_job_mb(facts: dict[str, int], batch_size: int, images_held: int, de
     work = 0 if device.startswith("cuda") else TRAINING_PASSES * batch_size * (facts["retained"] + facts["image"])
     images = TRAINING_IMAGE_COPIES * images_held * facts["image"]
     return PROCESS_MB + math.ceil((WEIGHT_COPIES * facts["weights"] + images + work) / MB)
+
+
+def similarity_job_mb(images: int, methods: int, size: int) -> int:
+    """mem_mb of a job comparing the sanity maps (no network): every method's reference maps of ``images`` images
+    at the ``size`` x ``size`` input, and one level's maps at a time."""
+    return LIGHT_JOB_MB + math.ceil(images * (methods + 1) * size * size * SIMILARITY_BYTES_PER_PIXEL / MB)
