@@ -355,7 +355,7 @@ def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, rep
     assert [(e["model"], e["run"]) for e in summary["entries"]] == [(m, run) for m in runs for run in runs[m]]
     assert "cascading-block" in runs["vit"]  # the CI config runs both ViT granularities
     for entry in summary["entries"]:
-        last = entry["layers"] + (2 if entry["mode"] == "cascading" else 1)  # cascading ends fully randomized
+        last = entry["layers"] + (2 if entry["mode"] in ("cascading", "bottom_up") else 1)  # both end fully randomized
         assert [a["level"] for a in entry["model_accuracy"]] == list(range(1, last + 1))
         for level in entry["model_accuracy"]:
             setting = setting_name(entry["run"], level["level"])

@@ -9,6 +9,7 @@ import torch
 
 from eea_repro.methods import compute_maps
 from eea_repro.metrics.engine import MAP_STEPS, METRICS, per_image_frame, prepare_shard, score_maps, score_variants
+from eea_repro.models.memory import input_footprint
 from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
 from eea_repro.metrics.pixel_order import TieBreak
 from eea_repro.methods.stage import unique_explanations
@@ -88,6 +89,8 @@ def test_forwards_per_image_and_method(tmp_path):
     """One clean forward per image, one black image per shard and 19 inputs per map; a shared map costs nothing."""
     model, images, labels, predicted, ids = _setup("cnn", count=10)
     counting = CountingModel(model)
+    input_footprint(counting, images.shape[-1], images.device)  # the one blank image that sizes the engine's chunks
+    counting.inputs = 0
     maps = _baseline_maps("cnn", model, images, labels, predicted)
     shard = prepare_shard(counting, images, labels, batch_size=64)
     assert counting.inputs == len(images) + 1

@@ -88,17 +88,19 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     assert counts["pretrain_mixed_explainer"] == cross_pairs and counts["mixed_eea_maps"] == shards * cross_pairs
     assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
     # sanity: the ViT-B's 12 blocks as attention weights and as whole blocks, the ResNet's 4 stages; per granularity
-    # cascading x = 2..L + 2 and independent x = 3..L + 1 (x = 2 shared), and one original model per model
+    # cascading x = 2..L + 2 and independent x = 3..L + 1 (x = 2 shared), bottom-up x = 2..L + 2, and one original
+    # model per model
     assert config["sanity"]["layers"]["vit"] == ["attention", "block"]
     # sanity.settings_per_job: 1 -> one job (and rule) per randomized model
     assert config["sanity"]["settings_per_job"] == 1
-    for model, settings in {"vit": 1 + 2 * ((12 + 1) + (12 - 1)), "resnet": 1 + (4 + 1) + (4 - 1)}.items():
+    for model, settings in {"vit": 1 + 2 * ((12 + 1) + (12 - 1) + (12 + 1)),
+                            "resnet": 1 + (4 + 1) + (4 - 1) + (4 + 1)}.items():
         rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_") and "_replicate_" not in rule]
         assert len(rules) == sum(counts[rule] for rule in rules) == settings
         for replicate in (1, 2):  # the seeded methods again, with each replicate's seed
             assert sum(counts[rule] for rule in counts
                        if rule.startswith(f"sanity_maps_{model}_") and rule.endswith(f"_replicate_{replicate}")) == settings
-    assert counts["sanity_similarity"] == 2 * 2 + 2
+    assert counts["sanity_similarity"] == 2 * 3 + 3  # a run per mode and granularity
     # seed replicates (replicates: 3): two more of every seeded stage
     assert config["replicates"] == 3
     assert counts["pretrain_explainer_replicate"] == 2 * 2 * 2 and counts["eea_maps_replicate"] == 2 * shards * 2
@@ -110,15 +112,15 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
 
 @pytest.mark.parametrize("per_job", [None, 5, 2])
 def test_sanity_settings_per_job_sets_the_number_of_sanity_map_jobs(repo, tmp_path, per_job):
-    """The default config's 9 randomized models per model (original, cascading x = 2..6, independent x = 3..5) in
-    jobs of sanity.settings_per_job (null: one job), each rule one job."""
+    """The default config's 14 randomized models per model (original, cascading x = 2..6, independent x = 3..5,
+    bottom-up x = 2..6) in jobs of sanity.settings_per_job (null: one job), each rule one job."""
     config = load_config(repo / "config.yaml")
     config["sanity"]["settings_per_job"] = per_job
     result = snakemake(repo, tmp_path / "run", "-n", "--configfile", str(write_config(tmp_path / "c.yaml", config)))
     counts = job_counts(result.stdout)
     for model in config["models"]:
         rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_")]
-        assert sum(counts[rule] for rule in rules) == len(rules) == -(-9 // (per_job or 9))
+        assert sum(counts[rule] for rule in rules) == len(rules) == -(-14 // (per_job or 14))
 
 
 @pytest.mark.parametrize("together", [True, False])
