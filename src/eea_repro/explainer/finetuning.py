@@ -13,10 +13,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from eea_repro.explainer.network import (MaskExplainer, check_names, eea_loss, freeze, is_better, selection_pos_auc,
-                                         trainable_parameters)
+from eea_repro.explainer.network import (MaskExplainer, check_names, eea_loss, freeze, images_per_loss_pass, is_better,
+                                         selection_pos_auc, trainable_parameters)
 from eea_repro.models.network import for_inference
-from eea_repro.models.memory import input_footprint, inputs_per_chunk, memory_budget, training_bytes
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -65,10 +64,7 @@ def finetune_maps(
     images01, classes, selection = images01.to(device), classes.to(device), selection.to(device)
     ties = None if ties is None else ties.to(device)
     scorer = for_inference(explained)  # the POS selection's forwards (most of the work) in the fastest layout
-    size = images01.shape[-1]
-    per_image = (training_bytes(input_footprint(explainer, size, device))
-                 + training_bytes(input_footprint(explained, size, device)))
-    chunk_size = inputs_per_chunk(chunk_size, per_image, memory_budget(device))
+    chunk_size = images_per_loss_pass(explainer, explained, chunk_size, images01.shape[-1], device)
     results = [
         _finetune_chunk(
             explainer, explained, scorer, images01[chunk], classes[chunk], selection[chunk],

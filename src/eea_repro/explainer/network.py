@@ -25,7 +25,8 @@ from torch import nn
 
 from eea_repro.metrics.engine import normalize_maps, pos_auc_per_image
 from eea_repro.models.checkpoints import load_state_dict, save_state_dict
-from eea_repro.models.memory import inference_chunk
+from eea_repro.models.memory import (inference_chunk, input_footprint, inputs_per_chunk, memory_budget,
+                                     training_bytes)
 from eea_repro.models.network import ModelSpec, create_network
 
 SIZE_LOSSES = ("l1", "ltx")
@@ -147,6 +148,15 @@ def eea_loss(
     ce = F.cross_entropy(logits.float(), classes)
     size = size_penalty(token_masks.float(), size_loss)
     return ce + lam * size, ce, size
+
+
+def images_per_loss_pass(explainer: nn.Module, explained: nn.Module, count: int, size: int,
+                         device: torch.device) -> int:
+    """``count`` images per pass of :func:`eea_loss` under autograd (the explainer's and the explained model's
+    activations both kept for the backward pass), or fewer where they would not fit in the memory budget."""
+    per_image = (training_bytes(input_footprint(explainer, size, device))
+                 + training_bytes(input_footprint(explained, size, device)))
+    return inputs_per_chunk(count, per_image, memory_budget(device))
 
 
 def freeze(explained: nn.Module) -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from eea_repro.explainer.network import (MaskExplainer, check_names, eea_loss, explain, freeze, is_better,
-                                         selection_pos_auc, trainable_parameters)
-from eea_repro.models.memory import input_footprint, inputs_per_chunk, memory_budget, training_bytes
+from eea_repro.explainer.network import (MaskExplainer, check_names, eea_loss, explain, freeze,
+                                         images_per_loss_pass, is_better, selection_pos_auc, trainable_parameters)
 from eea_repro.models.network import for_inference
 from eea_repro.workflow.io import atomic_path
 
@@ -110,10 +109,7 @@ def _accumulate_gradients(explainer, explained, images01, labels, lam: float, si
     budget (:mod:`eea_repro.models.memory`): each micro-batch's loss weighted by its share of the batch, so the
     gradient is the batch's (up to float rounding; the networks run in eval mode, so no batch statistics change).
     Returns the batch's (total, ce, size) summed over its images, float64 on the CPU."""
-    size = images01.shape[-1]
-    per_image = (training_bytes(input_footprint(explainer, size, images01.device))
-                 + training_bytes(input_footprint(explained, size, images01.device)))
-    micro = inputs_per_chunk(len(images01), per_image, memory_budget(images01.device))
+    micro = images_per_loss_pass(explainer, explained, len(images01), images01.shape[-1], images01.device)
     sums = torch.zeros(3, dtype=torch.float64)
     for part_images, part_labels in zip(images01.split(micro), labels.split(micro)):
         total, ce, size_term = eea_loss(explained, explainer(part_images), part_images, part_labels, lam, size_loss)
