@@ -85,8 +85,11 @@ def test_naive_metrics_equal_the_engine(spec, naive_batch):
 
 def test_forward_counts_behind_the_forward_bound():
     """The bench's forward-bound speed-up assumes these counts of model inputs per image; count them."""
+    from eea_repro.models.memory import input_footprint
+
     model = tiny_model(TINY_VIT)
     images, maps, classes = tiny_inputs(3, TINY_VIT.input_size)
+    input_footprint(model, TINY_VIT.input_size, images.device)  # the engine's one blank image, before counting
     seen = []
     model.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[0]))
     naive_metrics(model, images, maps, classes, batch_size=1)
