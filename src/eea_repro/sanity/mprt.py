@@ -68,7 +68,8 @@ def smoothed_maps(explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     being the image's max - min. The noisy copies come first and the clean image last, as in Quantus, and go through
     ``explain`` ``chunk`` at a time.
     """
-    spread = images01.flatten(1).max(dim=1).values - images01.flatten(1).min(dim=1).values
+    low, high = images01.flatten(1).aminmax(dim=1)
+    spread = high - low
     sigma = (noise_level * spread).view(1, -1, *([1] * (images01.dim() - 1)))
     copies = torch.cat([(images01.unsqueeze(0) + noise * sigma).flatten(0, 1), images01])
     copy_classes = classes.repeat(noise.shape[0] + 1)
