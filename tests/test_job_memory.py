@@ -97,5 +97,14 @@ def test_every_job_of_the_ci_run_stays_within_the_memory_it_declares(tiny_run):
 def test_a_similarity_job_declares_its_reference_maps_at_the_input_size():
     small = job_memory.similarity_job_mb(6, 7, 48)
     assert small == job_memory.LIGHT_JOB_MB + 4  # 6 images x 8 stacks x 48^2 pixels x 32 bytes = 3.5 MB, rounded up
-    # the paper preset: 1,000 images, 10 methods at 224 px hold gigabytes, where a light job's 1 GB would not do
+    # the paper preset: 1,000 images, 10 methods at 224 px hold gigabytes, where a light job's 1.3 GB would not do
     assert job_memory.similarity_job_mb(1000, 10, 224) > 15_000
+
+
+def test_the_profile_gives_light_jobs_what_the_memory_model_counts_for_them():
+    import yaml
+
+    from conftest import REPO
+
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "profile.yaml").read_text())
+    assert profile["default-resources"]["mem_mb"] == job_memory.LIGHT_JOB_MB

@@ -2,7 +2,8 @@
 ``snakemake --cores N --resources mem_mb=M`` never starts more jobs than fit in M, and a cluster job asks for what
 it needs.
 
-A job's peak is what every job process holds (Python, torch, timm and the package: about 0.8 GB), the weights it
+A job's peak is what every job process holds (Python, torch, timm and the package: about 1.1 GB, most of it the
+pages of torch's libraries, more of which are mapped when the files are in the page cache), the weights it
 keeps (the model, its inference copy, an explainer with its optimiser state, randomized copies: counted as
 ``WEIGHT_COPIES`` times the model's weights), the images of its shard, and its passes through the network. Every large
 pass is bounded by the per-pass budget (:mod:`eea_repro.models.memory`): a configured count of inputs, or fewer where
@@ -21,8 +22,10 @@ from __future__ import annotations
 import math
 
 MB = 10**6
-PROCESS_MB = 1000  # a job process with torch, timm, numpy, pandas and the package imported (785 MB measured)
-LIGHT_JOB_MB = 1000  # tables, figures, split lists, the report: no network (profiles/default sets the same)
+# a job process with torch, timm, numpy, pandas, scipy, matplotlib and the package imported: 1,104 MB measured with
+# the libraries' files in the page cache (as after an install, or while other jobs run), 844 MB with them partly evicted
+PROCESS_MB = 1300
+LIGHT_JOB_MB = 1300  # tables, figures, split lists, the report: no network (profiles/default sets the same)
 WEIGHT_COPIES = 20
 PASSES = 2  # the largest pass, and the heap an earlier pass left
 FINETUNE_WEIGHT_COPIES = 5
