@@ -448,6 +448,7 @@ from eea_repro.sanity.runs import (
     layer_kinds,
     parse_run,
     run_label,
+    run_levels,
     sanity_runs,
     setting_name,
 )
@@ -466,8 +467,8 @@ def run_layer_count(model, run):
 
 
 def sanity_levels(model, run):
-    """x = 1 (original) .. L + 1 (every layer); cascading and bottom-up add x = L + 2, every parameter of the network."""
-    return range(1, run_layer_count(model, run) + (3 if parse_run(run)[0] in ("cascading", "bottom_up") else 2))
+    """The levels x of one run (sanity.runs.run_levels): 1 (original) .. L + 1, L + 2 (every parameter)."""
+    return run_levels(run, run_layer_count(model, run))
 
 
 def sanity_maps(model, run, level, method, replicate=0):
@@ -552,7 +553,10 @@ def sanity_level_inputs(methods, predictions=False):
 
 
 def sanity_figures(model, run):
-    """Figure name -> PNG (a PDF sits next to each) of one model and run; EEA's curve and grid need EEA."""
+    """Figure name -> PNG (a PDF sits next to each) of one model and run; EEA's curve and grid need EEA. Efficient
+    MPRT's two levels make no curve: a box plot of its per-image scores."""
+    if parse_run(run)[0] == "efficient":
+        return {"emprt_box": f"results/figures/sanity_{model}_{run}_emprt.png"}
     figures = {"methods_curves": f"results/figures/sanity_{model}_{run}_methods.png"}
     if "eea" in sanity_methods_of(model):
         figures["eea_curve"] = f"results/figures/sanity_{model}_{run}_eea.png"
@@ -621,6 +625,7 @@ def claims_evidence():
             {
                 "model": m,
                 "mode": parse_run(run)[0],
+                "run": run,
                 "similarity": f"results/sanity/{m}/{run}.similarity.csv",
                 "label": config["models"][m]["label"] + (f" ({parse_run(run)[1]} layers)" if parse_run(run)[1] else ""),
             }

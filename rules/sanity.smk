@@ -1,8 +1,9 @@
 # Parameter-randomization sanity checks (paper Section 3.1, Figs. 2-5; Adebayo et al. 2018). For each explained model,
-# run (a mode, cascading or independent, on one layer granularity of sanity.layers) and level x, every configured
-# method explains the sanity images (sanity.n_images, ground-truth class) on the model randomized at that level; EEA is
+# run (a mode of sanity.modes on one layer granularity of sanity.layers) and level x, every configured method
+# explains the sanity images (sanity.n_images, ground-truth class) on the model randomized at that level; EEA is
 # re-fitted against it (sanity.eea_refit). Level 1 is the original model, shared by every run ("original"). Each
-# level's maps are compared per image with level 1's.
+# level's maps are compared per image with level 1's; efficient MPRT compares level 1 with the fully randomized
+# network only, by the maps' entropy.
 
 
 rule sanity_similarity:
@@ -71,6 +72,30 @@ rule sanity_methods_curves:
         method_labels=METHOD_LABELS,
     script:
         "../scripts/make_sanity_methods_curves.py"
+
+
+rule sanity_emprt_boxplot:
+    input:
+        "results/sanity/{model}/{run}.similarity.csv",
+    output:
+        report(
+            "results/figures/sanity_{model}_{run}_emprt.png",
+            caption="../report/captions/sanity.rst",
+            category="Sanity checks",
+            labels={"model": "{model}", "run": "{run}", "figure": "emprt"},
+        ),
+        "results/figures/sanity_{model}_{run}_emprt.pdf",
+    log:
+        "logs/sanity/emprt_boxplot_{model}_{run}.log",
+    wildcard_constraints:
+        run=r"efficient(?:-(attention|block|stage))?",
+    conda:
+        "../envs/report.yaml"
+    params:
+        label=lambda wildcards: config["models"][wildcards.model]["label"],
+        method_labels=METHOD_LABELS,
+    script:
+        "../scripts/make_sanity_emprt_boxplot.py"
 
 
 rule sanity_grid:

@@ -195,3 +195,21 @@ def test_report_estimate_from_a_runs_benchmark_files(repo, tmp_path):
         cost_estimate=estimate.to_dict("records"), method_costs=[], runtimes=[], runtime_total=0.0)
     assert 'id="cost-estimate"' in html and "this machine" in html
     assert html.count("<tr><td>ViT (tiny)</td>") == len(estimate) - 1
+
+
+def test_the_sanity_modes_bench_counts_each_sides_explained_pairs(tmp_path):
+    """Ours explains 2 images on the original and the L + 1 bottom-up levels (L = 8 residual blocks), eMPRT on two
+    models, sMPRT with every copy; Quantus's pairs follow its own randomized models. Rates are pairs per second."""
+    pytest.importorskip("quantus")
+    from eea_repro.bench.sanity_modes import MODES, main, measure
+
+    rows = {row["mode"]: row for row in measure(images_count=2, samples=2, repeats=1)}
+    assert list(rows) == list(MODES)
+    assert (rows["bottom_up"]["ours_pairs"], rows["efficient"]["ours_pairs"], rows["smooth"]["ours_pairs"]) == (
+        2 * 10, 2 * 2, 2 * 10 * 2)
+    assert rows["efficient"]["quantus_pairs"] == 4 and rows["bottom_up"]["quantus_pairs"] > rows["bottom_up"]["ours_pairs"]
+    for row in rows.values():
+        assert row["ours_pairs_per_s"] == pytest.approx(row["ours_pairs"] / row["ours_seconds"])
+        assert row["ratio"] == pytest.approx(row["ours_pairs_per_s"] / row["quantus_pairs_per_s"])
+    main(["--images", "2", "--samples", "2", "--repeats", "1", "--out", str(tmp_path / "modes.json")])
+    assert [row["mode"] for row in json.loads((tmp_path / "modes.json").read_text())] == list(MODES)

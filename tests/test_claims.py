@@ -111,7 +111,7 @@ def _similarity(tmp_path, mode: str, rho_by_level: dict[int, float], noise=0.02,
 
 
 def _sanity_evidence(path, mode):
-    return {"sanity": [{"model": "m", "label": "Model", "mode": mode, "similarity": path}]}
+    return {"sanity": [{"model": "m", "label": "Model", "mode": mode, "run": mode, "similarity": path}]}
 
 
 @pytest.mark.parametrize(("curve", "expected"), [
@@ -119,19 +119,70 @@ def _sanity_evidence(path, mode):
     ({1: 1, 2: 0.8, 3: 0.82, 4: 0.79, 5: 0.81}, "not reproduced"),  # flat and high: neither falls nor ends low
     ({1: 1, 2: 0.6, 3: 0.5, 4: 0.4, 5: 0.3}, "inconclusive"),  # falls steadily but ends at the threshold
 ])
-@pytest.mark.parametrize("mode", ["cascading", "bottom_up"])
-def test_cascading_and_bottom_up_decrease(tmp_path, curve, expected, mode):
+@pytest.mark.parametrize("mode", ["cascading", "bottom_up", "smooth"])
+def test_the_cumulative_modes_decrease(tmp_path, curve, expected, mode):
     evidence = _sanity_evidence(_similarity(tmp_path, mode, curve), mode)
-    claims = {"cascading": "cascading_decreases", "bottom_up": "bottom_up_decreases"}
+    claims = {"cascading": "cascading_decreases", "bottom_up": "bottom_up_decreases",
+              "smooth": "smooth_mprt_decreases"}
     assert _verdicts(claims[mode], evidence) == [expected]
-    # a mode the run did not list leaves the other's claim 'not run'
-    assert _verdicts(claims["bottom_up" if mode == "cascading" else "cascading"], evidence) == ["not run"]
+    # a mode the run did not list leaves the others' claims 'not run'
+    assert all(_verdicts(claims[other], evidence) == ["not run"] for other in claims if other != mode)
 
 
 def test_level_trend_is_the_per_image_rank_correlation():
     frame = pd.DataFrame({"image_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 4, "level": [1, 2, 3, 4] * 3,
                           "spearman": [1, 0.5, 0.2, 0.1, 1, 0.2, 0.5, 0.1, 1, 1, 1, 1]})
     np.testing.assert_allclose(level_trend(frame), [-1.0, -0.8])  # 'c' does not vary: left out
+
+
+def _efficient_similarity(tmp_path, rises: dict[str, float], noise=0.05) -> str:
+    """An efficient-MPRT run (levels 1 and 6): per method, eMPRT around ``rises[method]`` (exactly it without noise)."""
+    rng = _rng(7)
+    rows = []
+    for method, rise in rises.items():
+        for image_id in IDS:
+            emprt = rise + (rng.normal(0, noise) if rise else 0.0)
+            for level, entropy, score in ((1, 2.0, np.nan), (6, 2.0 * (1 + emprt), emprt)):
+                rows.append({"mode": "efficient", "image_id": image_id, "method": method, "level": level,
+                             "spearman": 1.0 if level == 1 else 0.5, "spearman_abs": 0.5, "ssim": 0.5, "hog": 0.5,
+                             "map_range": 0.5, "model_correct": level == 1, "entropy": entropy, "emprt": score})
+    path = tmp_path / "efficient.similarity.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_efficient_mprt_rises_above_zero(tmp_path):
+    rises = {"eea": 0.3, "gradcam": -0.3, "rollout": 0.01, "all_ones": 0.0}
+    evidence = _sanity_evidence(_efficient_similarity(tmp_path, rises, noise=0.1), "efficient")
+    rows = _rows(evidence, "efficient_mprt_rises").set_index("method")
+    assert rows["verdict"].to_dict() == {"eea": "reproduced", "gradcam": "not reproduced",
+                                         "rollout": "inconclusive",  # the CI straddles 0
+                                         "all_ones": "not reproduced"}  # exactly 0: no rise at all
+    assert rows.loc["all_ones", "value"] == rows.loc["all_ones", "ci_high"] == 0.0
+    assert _verdicts("cascading_decreases", evidence) == ["not run"]  # efficient alone: the others do not run
+    assert _verdicts("efficient_mprt_rises", _sanity_evidence(_similarity(tmp_path, "bottom_up", {1: 1, 2: 0.1}),
+                                                              "bottom_up")) == ["not run"]
+
+
+@pytest.mark.parametrize("passes", [False, True])
+def test_the_no_information_control_must_fail_every_mode(tmp_path, passes):
+    """The edge map is the same on every randomized model (ρ = 1, eMPRT = 0): each mode's test fails it, which is
+    what the claim expects; a test that passed it (ρ falling to 0, eMPRT rising) could not tell model-sensitive maps
+    from others."""
+    (tmp_path / "c").mkdir(), (tmp_path / "e").mkdir()
+    curve = {1: 1, 2: 0.6, 3: 0.3, 4: 0.05} if passes else {1: 1, 2: 1, 3: 1, 4: 1}
+    cascading = _similarity(tmp_path / "c", "cascading", curve, noise=0.02 if passes else 0.0,
+                            methods=("eea", "edges"))
+    efficient = _efficient_similarity(tmp_path / "e", {"eea": 0.3, "edges": 0.3 if passes else 0.0})
+    evidence = {"sanity": [*_sanity_evidence(cascading, "cascading")["sanity"],
+                           *_sanity_evidence(efficient, "efficient")["sanity"]]}
+    rows = _rows(evidence, "no_information_control_fails")
+    expected = "not reproduced" if passes else "reproduced"
+    assert rows["verdict"].tolist() == [expected, expected]
+    assert rows["subject"].tolist() == ["Model, cascading randomization", "Model, efficient MPRT"]
+    assert (rows["method"] == "edges").all()
+    without = _sanity_evidence(_similarity(tmp_path, "cascading", curve), "cascading")  # EEA only
+    assert _verdicts("no_information_control_fails", without) == ["not run"]
 
 
 @pytest.mark.parametrize(("rho", "expected"), [(0.1, "reproduced"), (0.7, "not reproduced"), (0.3, "inconclusive")])

@@ -48,16 +48,31 @@ def quantus_bottom_up_models(model):
             wrapped.get_random_layer_generator(order="bottom_up", seed=42)]
 
 
-@pytest.mark.parametrize("kind", ["uniform", "ties", "normal", "constant", "two_values"])
-def test_discrete_entropy_is_quantus_s(kind):
+def _on_bin_edges(generator, dtype) -> np.ndarray:
+    """Maps whose values are numpy's own 100-bin edges of the map in ``dtype`` (and its minimum and maximum), where
+    edges computed in another precision would bin values differently."""
+    maps = []
+    for _ in range(40):
+        low = dtype(generator.normal())
+        edges = np.linspace(low, dtype(low + 3), 101, dtype=dtype)
+        values = generator.choice(edges, size=32 * 32)
+        values[:2] = edges[0], edges[-1]
+        maps.append(values.reshape(32, 32))
+    return np.stack(maps)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])  # numpy bins float32 maps with float32 edges
+@pytest.mark.parametrize("kind", ["uniform", "ties", "normal", "constant", "two_values", "on_edges"])
+def test_discrete_entropy_is_quantus_s(kind, dtype):
     from quantus.functions.complexity_func import discrete_entropy as quantus_entropy
 
     generator = np.random.default_rng(3)
-    maps = {"uniform": generator.random((6, 14, 14)),
-            "ties": generator.integers(0, 7, (6, 14, 14)) / 7,  # values on bin edges
-            "normal": generator.normal(size=(6, 14, 14)),
-            "constant": np.full((6, 14, 14), 0.3),
-            "two_values": np.where(generator.random((6, 14, 14)) < 0.2, 1.0, -2.0)}[kind]
+    maps = {"uniform": generator.random((40, 32, 32)),
+            "ties": generator.integers(0, 7, (40, 32, 32)) / 7,  # values on bin edges
+            "normal": generator.normal(size=(40, 32, 32)),
+            "constant": np.full((40, 32, 32), 0.3),
+            "two_values": np.where(generator.random((40, 32, 32)) < 0.2, 1.0, -2.0),
+            "on_edges": _on_bin_edges(generator, dtype)}[kind].astype(dtype)
     ours = discrete_entropy(torch.as_tensor(maps)).numpy()
     theirs = np.array([quantus_entropy(a=map_, x=None) for map_ in maps])
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
@@ -124,15 +139,25 @@ def test_smoothed_maps_average_the_noisy_copies_and_the_clean_image(model, image
     generator = torch.Generator().manual_seed(5)
     noise = torch.randn(3, *inputs.shape, generator=generator)
 
-    def explain(batch, classes):
-        return compute_maps("gradcam", model, batch, classes)
+    def explain(batch, rows):
+        return compute_maps("gradcam", model, batch, targets[rows])
 
-    smoothed = smoothed_maps(explain, inputs, targets, noise, noise_level=0.1, chunk=5)  # chunks across copies
+    smoothed = smoothed_maps(explain, inputs, noise, noise_level=0.1, chunk=5)  # chunks across copies
     spread = (inputs.flatten(1).max(1).values - inputs.flatten(1).min(1).values).view(-1, 1, 1, 1)
-    by_hand = torch.stack([explain(inputs + noise[s] * 0.1 * spread, targets) for s in range(3)]
-                          + [explain(inputs, targets)]).mean(0)
+    every = torch.arange(len(inputs))
+    by_hand = torch.stack([explain(inputs + noise[s] * 0.1 * spread, every) for s in range(3)]
+                          + [explain(inputs, every)]).mean(0)
     torch.testing.assert_close(smoothed, by_hand, rtol=1e-5, atol=1e-6)
-    assert torch.equal(smoothed_maps(explain, inputs, targets, noise[:0]), explain(inputs, targets))
+    assert torch.equal(smoothed_maps(explain, inputs, noise[:0]), explain(inputs, every))
+
+
+def test_each_image_s_noise_is_its_own_whatever_the_batch():
+    from eea_repro.sanity.mprt import image_noise
+
+    together = image_noise(3, [0, 5, 9], 4, (3, 8, 8))
+    assert together.shape == (4, 3, 3, 8, 8)
+    assert torch.equal(image_noise(3, [9], 4, (3, 8, 8))[:, 0], together[:, 2])
+    assert not torch.equal(image_noise(4, [9], 4, (3, 8, 8))[:, 0], together[:, 2])  # another seed, other noise
 
 
 def test_the_no_information_control_is_the_same_map_for_every_randomized_model(model, images):
@@ -161,3 +186,47 @@ def test_bottom_up_runs_have_their_own_settings_and_share_only_the_original(mode
     for ours, theirs in zip(settings_model(model, "bottom_up-3", layers, sanity_cfg, seed=7).parameters(),
                             bottom_up(model, 3, layers, reinit="module", std=0.02, seed=7).parameters()):
         assert torch.equal(ours, theirs)
+
+
+def test_smooth_mprt_is_quantus_s_given_its_noise(model, images, monkeypatch):
+    """Quantus's SmoothMPRT (bottom-up; abs and normalisation off, as in our comparison) with its np.random.randn
+    draws recorded: our smoothed maps of the same noisy copies on its randomized models give its Spearman at every
+    layer. Quantus 0.6 smooths with its own ``quantus.explain`` whatever ``explain_func`` says (here its vanilla
+    gradient), so both sides explain with that. Quantus draws new noise for the reference, the original and every
+    layer; ours gives an image the same noise on every model (image_noise), a deliberate difference that keeps the
+    noise itself out of the comparison."""
+    inputs, targets = images
+    samples = 4
+    draws = []
+    numpy_randn = np.random.randn
+
+    def recorded_randn(*shape):
+        draws.append(numpy_randn(*shape))
+        return draws[-1]
+
+    monkeypatch.setattr(np.random, "randn", recorded_randn)
+    metric = quantus.SmoothMPRT(nr_samples=samples, abs=False, normalise=False,
+                                similarity_func=quantus.similarity_func.correlation_spearman,
+                                disable_warnings=True, display_progressbar=False)
+    theirs = metric(model=model, x_batch=inputs.numpy(), y_batch=targets.numpy(), a_batch=None,
+                    explain_func=quantus.explain, explain_func_kwargs={"method": "Gradient"}, device="cpu",
+                    batch_size=len(inputs))
+    monkeypatch.setattr(np.random, "randn", numpy_randn)
+    levels = [("original", model), *quantus_bottom_up_models(model)]
+    assert list(theirs) == [name for name, _ in levels]
+    assert len(draws) == (len(levels) + 1) * (samples - 1)  # the reference, then each level
+
+    def smoothed(net, draw_set):
+        noise = torch.as_tensor(np.stack(draws[draw_set * (samples - 1):(draw_set + 1) * (samples - 1)]))
+
+        def explain(batch, rows):
+            maps = quantus.explain(net, batch.numpy(), targets[rows].numpy(), method="Gradient", device="cpu")
+            return torch.as_tensor(np.asarray(maps)).reshape(len(batch), SIZE, SIZE)
+
+        return smoothed_maps(explain, inputs, noise, noise_level=0.1, chunk=6).numpy()
+
+    reference = smoothed(model, 0)
+    for index, (name, net) in enumerate(levels, start=1):
+        ours = spearman_per_image(reference, smoothed(net, index))
+        np.testing.assert_allclose(ours, np.asarray(theirs[name], dtype=np.float64), rtol=1e-5, atol=1e-5,
+                                   err_msg=name)

@@ -14,7 +14,7 @@ from skimage.feature import hog
 from eea_repro.explainer.network import MaskExplainer
 from eea_repro.methods import METHODS
 from eea_repro.models.network import ExplainedModel, ModelSpec, create_network
-from eea_repro.sanity.runs import layer_kinds, parse_setting, run_label, sanity_runs, setting_name
+from eea_repro.sanity.runs import layer_kinds, parse_setting, run_label, run_levels, sanity_runs, setting_name
 from eea_repro.sanity.parameter import level_inputs, make_sanity_maps, method_maps, sanity_image_rows, save_predictions
 from eea_repro.sanity.randomization import cascading, independent, randomization_layers, untouched_parameters
 from eea_repro.workflow.config import load_config
@@ -221,6 +221,19 @@ def test_each_layer_granularity_runs_every_mode_under_its_own_names():
         parse_setting("cascading-mlp-3")
 
 
+def test_each_mode_has_its_levels_and_efficient_mprt_reads_bottom_up_s_fully_random_network():
+    assert run_levels("cascading", 2) == run_levels("bottom_up-block", 2) == [1, 2, 3, 4]  # ... L + 2: every parameter
+    assert run_levels("independent", 2) == [1, 2, 3]
+    assert run_levels("efficient", 4) == [1, 6]
+    assert setting_name("efficient", 6) == setting_name("bottom_up", 6) == "bottom_up-6"
+    assert setting_name("efficient-block", 6) == "bottom_up-block-6" and setting_name("efficient", 1) == "original"
+    assert run_label("efficient-block") == "efficient MPRT of block layers"
+    # Smooth MPRT: bottom-up's levels, every one its own setting (its maps average noisy copies), the original's too
+    assert run_levels("smooth", 2) == [1, 2, 3, 4]
+    assert [setting_name("smooth-block", level) for level in (1, 4)] == ["smooth-block-1", "smooth-block-4"]
+    assert parse_setting("smooth-1") == ("smooth", None, 1)
+
+
 def test_reinit_is_seeded_and_normal_has_the_configured_scale():
     model = _model("vit")
     layers = randomization_layers(model, "vit", "block")
@@ -343,6 +356,59 @@ def test_similarity_csv_summary_and_figures_from_map_files(tmp_path):
     assert [r["mean"] for r in entry["eea_range"]] == pytest.approx(eea_ranges.to_list(), abs=1e-4)
 
 
+def test_an_efficient_run_adds_each_maps_entropy_and_the_last_levels_emprt(tmp_path):
+    """entropy: numpy's 100-bin histogram of the map at the input size; eMPRT: its relative rise from level 1, 0 for
+    the constant all-ones maps and for maps that do not change; the box plot and the summary's table read it."""
+    import json
+
+    import pandas as pd
+
+    from eea_repro.sanity.figures import make_emprt_boxplot, write_sanity_summary
+    from eea_repro.sanity.parameter import sanity_similarity
+    from eea_repro.sanity.similarity import resize_maps
+    from eea_repro.workflow.io import save_map_shard
+
+    rng = np.random.default_rng(4)
+    ids, labels = [f"img{i}" for i in range(5)], np.arange(5) % 2
+    smooth = np.linspace(0, 1, 16).reshape(4, 4)[None].repeat(5, axis=0) + 0.1 * rng.random((5, 4, 4))
+    maps = {1: {"eea": smooth, "all_ones": np.ones((5, 4, 4)), "edges": rng.random((5, 4, 4))}}
+    maps[6] = {"eea": rng.random((5, 4, 4)), "all_ones": np.ones((5, 4, 4)), "edges": maps[1]["edges"]}
+    files, predictions = {}, {}
+    for level, by_method in maps.items():
+        files[level] = []
+        for method, values in by_method.items():
+            save_map_shard(tmp_path / f"{level}_{method}.npz", values, ids, labels, labels, method)
+            files[level].append(str(tmp_path / f"{level}_{method}.npz"))
+        predictions[level] = tmp_path / f"{level}.csv"
+        pd.DataFrame({"image_id": ids, "label": labels, "predicted": labels}).to_csv(predictions[level], index=False)
+    csv = tmp_path / "efficient.similarity.csv"
+    sanity_similarity(files, predictions, "efficient", 12, csv)
+    frame = pd.read_csv(csv).set_index(["method", "level", "image_id"]).sort_index()
+
+    def entropy(values):
+        counts, _ = np.histogram(values, bins=100)
+        share = counts[counts > 0] / counts.sum()
+        return -(share * np.log(share)).sum()
+
+    for level, by_method in maps.items():
+        stored = by_method["eea"].astype(np.float16)  # map shards keep float16
+        expected = [entropy(m) if np.ptp(m) else 0.0 for m in resize_maps(stored, 12)]
+        np.testing.assert_allclose(frame.loc[("eea", level), "entropy"], expected, rtol=1e-12)
+    rise = frame.loc[("eea", 6), "entropy"] / frame.loc[("eea", 1), "entropy"] - 1
+    np.testing.assert_allclose(frame.loc[("eea", 6), "emprt"], rise, rtol=1e-12)
+    assert (frame.loc[("all_ones", 6), "emprt"] == 0).all() and (frame.loc[("edges", 6), "emprt"] == 0).all()
+    assert frame.loc[("eea", 1), "emprt"].isna().all()
+    outputs = [tmp_path / "emprt.png", tmp_path / "emprt.pdf"]
+    make_emprt_boxplot(csv, "Tiny", {"eea": "EEA", "all_ones": "All-ones", "edges": "Edges"}, outputs)
+    assert all(path.stat().st_size > 1000 for path in outputs)
+    write_sanity_summary({"vit/efficient": str(csv)}, {"vit/efficient": {"emprt_box": str(outputs[0])}},
+                         {"vit": "Tiny"}, {"eea": "EEA", "all_ones": "All-ones", "edges": "Edges"},
+                         {"vit/efficient": 4}, {"n_images": 5}, 0.95, 2, tmp_path / "summary.json")
+    entry = json.loads((tmp_path / "summary.json").read_text())["entries"][0]
+    assert [row["method"] for row in entry["emprt"]] == ["eea", "all_ones", "edges"]
+    assert entry["emprt"][0]["mean"] == pytest.approx(rise.mean(), abs=1e-4) and entry["emprt"][1]["mean"] == 0
+
+
 def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, repo):
     """The summary's accuracy per level is that of the predictions the maps jobs wrote, and the report shows it."""
     import json
@@ -355,8 +421,7 @@ def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, rep
     assert [(e["model"], e["run"]) for e in summary["entries"]] == [(m, run) for m in runs for run in runs[m]]
     assert "cascading-block" in runs["vit"]  # the CI config runs both ViT granularities
     for entry in summary["entries"]:
-        last = entry["layers"] + (2 if entry["mode"] in ("cascading", "bottom_up") else 1)  # both end fully randomized
-        assert [a["level"] for a in entry["model_accuracy"]] == list(range(1, last + 1))
+        assert [a["level"] for a in entry["model_accuracy"]] == run_levels(entry["run"], entry["layers"])
         for level in entry["model_accuracy"]:
             setting = setting_name(entry["run"], level["level"])
             predictions = pd.read_csv(tiny_run / f"results/sanity/{entry['model']}/{setting}/predictions.csv")
@@ -366,13 +431,45 @@ def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, rep
     assert report.count('class="note model-accuracy"') == len(summary["entries"])
 
 
+def test_smooth_mprt_settings_average_each_images_seeded_noisy_copies(tiny_run, repo, tmp_path, monkeypatch):
+    """A smooth-<x> setting's maps are the mean of the method's maps of the noisy copies and the clean image, each
+    image's noise drawn from the seed and its place in the sample; smooth-1 explains the original model, smooth-<L + 2>
+    bottom-up's fully randomized one."""
+    from eea_repro.methods import compute_maps
+    from eea_repro.models.network import for_inference, load_model
+    from eea_repro.sanity.mprt import image_noise
+    from eea_repro.sanity.parameter import load_sanity_images
+    from eea_repro.sanity.randomization import settings_model
+    from eea_repro.workflow.io import load_map_shard
+
+    config = load_config(repo / "config/ci.yaml")
+    config["sanity"] = {**config["sanity"], "smooth_samples": 3, "smooth_noise": 0.2}
+    model_cfg, classes = config["models"]["vit"], tiny_run / "results/data/embedded/classes.txt"
+    original = load_model(model_cfg, tiny_run / "results/checkpoints/vit.safetensors", classes, "cpu")
+    layers = randomization_layers(original, "vit", "attention")
+    settings = ["smooth-1", f"smooth-{len(layers) + 2}"]
+    files = _sanity_job(tiny_run, repo, tmp_path / "job", settings, monkeypatch, sanity_cfg=config["sanity"])
+    images, labels, _ = load_sanity_images(tiny_run / "results/data/embedded", tiny_run / "results/data/splits/test.txt",
+                                           model_cfg, classes, config["sanity"]["n_images"], config["seed"], "cpu")
+    noise = image_noise(config["seed"], range(len(images)), 2, images.shape[1:])
+    spread = (images.flatten(1).max(1).values - images.flatten(1).min(1).values).view(-1, 1, 1, 1)
+    stored = {}
+    for setting in settings:
+        model = for_inference(settings_model(original, setting, layers, config["sanity"], config["seed"]))
+        by_hand = torch.stack([compute_maps("raw_attention", model, images + noise[s] * 0.2 * spread, labels)
+                               for s in range(2)] + [compute_maps("raw_attention", model, images, labels)]).mean(0)
+        stored[setting] = load_map_shard(files[setting][JOB_METHODS.index("raw_attention")])["maps"]
+        np.testing.assert_allclose(stored[setting], by_hand.numpy().astype(np.float16), rtol=1e-3, atol=1e-6)
+    assert not np.allclose(*stored.values(), rtol=0.02, atol=0)  # the fully random network attends otherwise
+
+
 # --- several randomized models per job ----------------------------------------------------------------------------
 
 JOB_SETTINGS = ["original", "cascading-2", "independent-3"]
 JOB_METHODS = ["eea", "peea", "raw_attention", "random"]
 
 
-def _sanity_job(tiny_run, repo, out_dir, settings, monkeypatch, **changes):
+def _sanity_job(tiny_run, repo, out_dir, settings, monkeypatch, sanity_cfg=None, **changes):
     """make_sanity_maps on the CI run's ViT for ``settings`` (cheap methods only), files under ``out_dir``; returns
     the output paths, setting -> [map files..., predictions file]."""
     config = load_config(repo / "config/ci.yaml")
@@ -381,8 +478,8 @@ def _sanity_job(tiny_run, repo, out_dir, settings, monkeypatch, **changes):
     out_predictions = {s: str(out_dir / s / "predictions.csv") for s in settings}
     scoring = {"batch_size": config["metrics"]["batch_size"], "tie_break": config["metrics"]["tie_break"],
                "seed": config["seed"]}
-    make_sanity_maps(settings, JOB_METHODS, config["models"]["vit"], config["sanity"], config["explainer"],
-                     config["finetune"], scoring, "results/checkpoints/vit.safetensors",
+    make_sanity_maps(settings, JOB_METHODS, config["models"]["vit"], sanity_cfg or config["sanity"],
+                     config["explainer"], config["finetune"], scoring, "results/checkpoints/vit.safetensors",
                      "results/explainers/vit/target.safetensors", "results/data/embedded",
                      "results/data/splits/test.txt", "results/data/splits/explainer_train.txt",
                      "results/data/splits/explainer_val.txt", "results/data/embedded/classes.txt", out_maps,

@@ -88,19 +88,22 @@ def test_paper_preset_dry_run_builds_the_full_dag(repo, tmp_path):
     assert counts["pretrain_mixed_explainer"] == cross_pairs and counts["mixed_eea_maps"] == shards * cross_pairs
     assert counts["metric_table"] == 4 and counts["qualitative_grid"] == 4 and counts["report"] == 1
     # sanity: the ViT-B's 12 blocks as attention weights and as whole blocks, the ResNet's 4 stages; per granularity
-    # cascading x = 2..L + 2 and independent x = 3..L + 1 (x = 2 shared), bottom-up x = 2..L + 2, and one original
-    # model per model
+    # cascading x = 2..L + 2 and independent x = 3..L + 1 (x = 2 shared), bottom-up x = 2..L + 2 (efficient MPRT's
+    # x = L + 2 among them), and one original model per model
     assert config["sanity"]["layers"]["vit"] == ["attention", "block"]
     # sanity.settings_per_job: 1 -> one job (and rule) per randomized model
     assert config["sanity"]["settings_per_job"] == 1
-    for model, settings in {"vit": 1 + 2 * ((12 + 1) + (12 - 1) + (12 + 1)),
-                            "resnet": 1 + (4 + 1) + (4 - 1) + (4 + 1)}.items():
+    # Smooth MPRT: x = 1..L + 2 of its own (its maps average noisy copies, the original's too)
+    for model, settings in {"vit": 1 + 2 * ((12 + 1) + (12 - 1) + (12 + 1) + (12 + 2)),
+                            "resnet": 1 + (4 + 1) + (4 - 1) + (4 + 1) + (4 + 2)}.items():
         rules = [rule for rule in counts if rule.startswith(f"sanity_maps_{model}_") and "_replicate_" not in rule]
         assert len(rules) == sum(counts[rule] for rule in rules) == settings
         for replicate in (1, 2):  # the seeded methods again, with each replicate's seed
             assert sum(counts[rule] for rule in counts
                        if rule.startswith(f"sanity_maps_{model}_") and rule.endswith(f"_replicate_{replicate}")) == settings
-    assert counts["sanity_similarity"] == 2 * 3 + 3  # a run per mode and granularity
+    assert counts["sanity_similarity"] == 2 * 5 + 5  # a run per mode and granularity
+    # efficient MPRT reads bottom-up's fully randomized network (no settings of its own) and draws a box plot per run
+    assert counts["sanity_emprt_boxplot"] == 2 + 1
     # seed replicates (replicates: 3): two more of every seeded stage
     assert config["replicates"] == 3
     assert counts["pretrain_explainer_replicate"] == 2 * 2 * 2 and counts["eea_maps_replicate"] == 2 * shards * 2

@@ -4,6 +4,7 @@ randomization) or its training labels (data randomization) are randomized, read 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 
 from eea_repro.claims.verdicts import (EEA, EEA_METHODS, Finding, Settings, build_finding, claim, missing_evidence,
                                        not_run, read_evidence, shown_label, side_of, values_by_image)
+from eea_repro.sanity.runs import run_label
 
 
 # --- §3.1, parameter randomization --------------------------------------------------------------------------------
@@ -68,7 +70,7 @@ def _sanity_missing(evidence: dict, mode: str) -> str:
        "as more layers' weights are randomized, the correlation with the explanation map of the original model "
        "significantly deteriorates", "sanity", reads=("sanity",), assumes=("explainer_refit",))
 def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
-    return _deteriorates("cascading_decreases", "cascading", evidence, settings)
+    return _mode_findings("cascading_decreases", "cascading", evidence, settings)
 
 
 @claim("bottom_up_decreases", "beyond the paper: bottom-up MPRT (Hedström et al., TMLR 2024)",
@@ -76,62 +78,123 @@ def cascading_decreases(evidence: dict, settings: Settings) -> list[Finding]:
        "deteriorates (the field's repair of the top-down test, which leaves the lower layers intact)", "sanity",
        reads=("sanity",), assumes=("explainer_refit",))
 def bottom_up_decreases(evidence: dict, settings: Settings) -> list[Finding]:
-    return _deteriorates("bottom_up_decreases", "bottom_up", evidence, settings)
+    return _mode_findings("bottom_up_decreases", "bottom_up", evidence, settings)
 
 
-def _deteriorates(key: str, mode: str, evidence: dict, settings: Settings) -> list[Finding]:
-    """A cascading run's claim, per model and method: ρ falls with the level (trend CI below
-    ``cascading_trend``) and is low at the last level, the fully random network (CI below ``low_correlation``)."""
+@claim("smooth_mprt_decreases", "beyond the paper: Smooth MPRT (Hedström et al., TMLR 2024)",
+       "with each map averaged over noisy copies of the image (its noise taken out), randomizing the layers from the "
+       "input up, the correlation with the original model's map deteriorates", "sanity", reads=("sanity",),
+       assumes=("explainer_refit",))
+def smooth_mprt_decreases(evidence: dict, settings: Settings) -> list[Finding]:
+    return _mode_findings("smooth_mprt_decreases", "smooth", evidence, settings)
+
+
+def _mode_findings(key: str, mode: str, evidence: dict, settings: Settings) -> list[Finding]:
+    """A sanity mode's claim: per model and layer granularity, every method under the mode's rule
+    (:data:`MODE_FINDINGS`)."""
     entries = _sanity_entries(evidence, mode)
     if not entries:
         return [not_run(key, "every model", _sanity_missing(evidence, mode))]
     findings = []
     for entry in entries:
         frame = read_evidence(entry["similarity"])
-        last = int(frame["level"].max())
-        for method in _sanity_methods(frame):
-            rows = frame[frame["method"] == method]
-            trend = build_finding(key, f"{entry['label']}, {shown_label(method)}", level_trend(rows), settings,
-                             "mean per-image Spearman(level, ρ)", settings.cascading_trend, "below",
-                             [entry["similarity"]])
-            end_value, end_low, end_high = settings.ci(values_by_image(rows[rows["level"] == last], "spearman"))
-            end = side_of(end_low, end_high, settings.low_correlation, "below")
-            verdict = ("reproduced" if trend.verdict == end == "reproduced" else
-                       "not reproduced" if "not reproduced" in (trend.verdict, end) else "inconclusive")
-            findings.append(Finding(
-                key, trend.subject, verdict, trend.statistic, trend.value, trend.ci_low, trend.ci_high,
-                f"{trend.rule}, and the last level's mean ρ {100 * settings.confidence:g} % CI < "
-                f"{settings.low_correlation:g}", trend.evidence,
-                f"last level (x = {last}, every layer randomized) mean ρ {end_value:.2f} "
-                f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}", method in EEA_METHODS,
-                method=method))
+        findings += [MODE_FINDINGS[mode](key, entry, frame, method, settings) for method in _sanity_methods(frame)]
     return findings
+
+
+def _deterioration_finding(key: str, entry: dict, frame: pd.DataFrame, method: str, settings: Settings) -> Finding:
+    """One method in a cumulative run: ρ falls with the level (trend CI below ``cascading_trend``) and is low at the
+    last level, the fully random network (CI below ``low_correlation``)."""
+    last = int(frame["level"].max())
+    rows = frame[frame["method"] == method]
+    trend = build_finding(key, f"{entry['label']}, {shown_label(method)}", level_trend(rows), settings,
+                          "mean per-image Spearman(level, ρ)", settings.cascading_trend, "below", [entry["similarity"]])
+    end_value, end_low, end_high = settings.ci(values_by_image(rows[rows["level"] == last], "spearman"))
+    end = side_of(end_low, end_high, settings.low_correlation, "below")
+    verdict = ("reproduced" if trend.verdict == end == "reproduced" else
+               "not reproduced" if "not reproduced" in (trend.verdict, end) else "inconclusive")
+    return Finding(
+        key, trend.subject, verdict, trend.statistic, trend.value, trend.ci_low, trend.ci_high,
+        f"{trend.rule}, and the last level's mean ρ {100 * settings.confidence:g} % CI < "
+        f"{settings.low_correlation:g}", trend.evidence,
+        f"last level (x = {last}, every layer randomized) mean ρ {end_value:.2f} "
+        f"[{end_low:.2f}, {end_high:.2f}]; {_levels_note(frame, method)}", method in EEA_METHODS,
+        method=method)
 
 
 @claim("independent_low", "§3.1, parameter randomization (Fig. 4)",
        "the correlation values are low across all layers", "sanity", reads=("sanity",), assumes=("explainer_refit",))
 def independent_low(evidence: dict, settings: Settings) -> list[Finding]:
-    key = "independent_low"
-    entries = _sanity_entries(evidence, "independent")
+    return _mode_findings("independent_low", "independent", evidence, settings)
+
+
+def _independent_finding(key: str, entry: dict, frame: pd.DataFrame, method: str, settings: Settings) -> Finding:
+    """One method in an independent run: every level's mean ρ CI below ``low_correlation``."""
+    rows = frame[(frame["method"] == method) & (frame["level"] > 1)]
+    by_level = {level: settings.ci(values_by_image(group, "spearman")) for level, group in rows.groupby("level")}
+    worst = max(by_level, key=lambda level: by_level[level][0])
+    value, low, high = by_level[worst]
+    verdicts = {side_of(l, h, settings.low_correlation, "below") for _, l, h in by_level.values()}
+    verdict = ("not reproduced" if "not reproduced" in verdicts else
+               "reproduced" if verdicts == {"reproduced"} else "inconclusive")
+    return Finding(
+        key, f"{entry['label']}, {shown_label(method)}", verdict, f"highest mean ρ over the levels (x = {worst})",
+        value, low, high, f"every level's {100 * settings.confidence:g} % CI < {settings.low_correlation:g}",
+        (str(entry["similarity"]),), _levels_note(frame, method), method in EEA_METHODS, method=method)
+
+
+@claim("efficient_mprt_rises", "beyond the paper: efficient MPRT (Hedström et al., TMLR 2024)",
+       "a map that follows the model becomes more complex when every parameter is randomized: the relative rise of "
+       "its entropy (eMPRT) is above 0", "sanity", reads=("sanity",), assumes=("explainer_refit",))
+def efficient_mprt_rises(evidence: dict, settings: Settings) -> list[Finding]:
+    return _mode_findings("efficient_mprt_rises", "efficient", evidence, settings)
+
+
+def _emprt_finding(key: str, entry: dict, frame: pd.DataFrame, method: str, settings: Settings) -> Finding:
+    """One method in an efficient-MPRT run: the mean per-image eMPRT's CI above 0; a CI at or below 0 (no rise,
+    as two identical or two constant maps give) is not."""
+    last = int(frame["level"].max())
+    rows = frame[frame["method"] == method]
+    entropy = rows.groupby("level")["entropy"].mean()
+    finding = build_finding(key, f"{entry['label']}, {shown_label(method)}",
+                            values_by_image(rows[rows["level"] == last], "emprt"), settings, "mean per-image eMPRT",
+                            0.0, "above", [entry["similarity"]],
+                            note=f"mean entropy of the maps: {entropy[1]:.3f} nats (original), {entropy[last]:.3f} "
+                                 f"(x = {last}, every parameter randomized)",
+                            rests_on_eea=method in EEA_METHODS, method=method)
+    if finding.ci_high is not None and finding.ci_high <= 0:
+        return replace(finding, verdict="not reproduced")
+    return finding
+
+
+# The mode's rule applied to one method, per sanity mode (the modes' claims and the no-information control's)
+MODE_FINDINGS = {"cascading": _deterioration_finding, "bottom_up": _deterioration_finding,
+                 "smooth": _deterioration_finding, "independent": _independent_finding, "efficient": _emprt_finding}
+NO_INFORMATION_CONTROL = "edges"
+_FAILED = {"reproduced": "not reproduced", "not reproduced": "reproduced", "inconclusive": "inconclusive"}
+
+
+@claim("no_information_control_fails", "beyond the paper: the no-information control (Binder et al., CVPR 2023)",
+       "a map that never reads the model (an edge detector's) fails every test of sensitivity to the model", "sanity",
+       reads=("sanity",))
+def no_information_control_fails(evidence: dict, settings: Settings) -> list[Finding]:
+    """Per model and sanity run, the edge map under that mode's own rule: the test works when the control does not
+    pass it (reproduced), and cannot tell a model-sensitive map from one that is not when it passes (not
+    reproduced)."""
+    key = "no_information_control_fails"
+    entries = evidence.get("sanity", [])
     if not entries:
-        return [not_run(key, "every model", _sanity_missing(evidence, "independent"))]
+        return [not_run(key, "every model", _sanity_missing(evidence, "any mode"))]
     findings = []
     for entry in entries:
         frame = read_evidence(entry["similarity"])
-        for method in _sanity_methods(frame):
-            rows = frame[(frame["method"] == method) & (frame["level"] > 1)]
-            by_level = {level: settings.ci(values_by_image(group, "spearman"))
-                        for level, group in rows.groupby("level")}
-            worst = max(by_level, key=lambda level: by_level[level][0])
-            value, low, high = by_level[worst]
-            verdicts = {side_of(l, h, settings.low_correlation, "below") for _, l, h in by_level.values()}
-            verdict = ("not reproduced" if "not reproduced" in verdicts else
-                       "reproduced" if verdicts == {"reproduced"} else "inconclusive")
-            findings.append(Finding(
-                key, f"{entry['label']}, {shown_label(method)}", verdict,
-                f"highest mean ρ over the levels (x = {worst})",
-                value, low, high, f"every level's {100 * settings.confidence:g} % CI < {settings.low_correlation:g}",
-                (str(entry["similarity"]),), _levels_note(frame, method), method in EEA_METHODS, method=method))
+        if NO_INFORMATION_CONTROL not in set(frame["method"]):
+            findings.append(not_run(key, f"{entry['label']}, {run_label(entry['mode'])}", "the sanity methods do not include "
+                                    f"'{NO_INFORMATION_CONTROL}' (config keys 'methods.<family>', 'sanity.methods')"))
+            continue
+        own = MODE_FINDINGS[entry["mode"]](key, entry, frame, NO_INFORMATION_CONTROL, settings)
+        findings.append(replace(own, subject=f"{entry['label']}, {run_label(entry['mode'])}",
+                                verdict=_FAILED[own.verdict], rule=f"the control does not pass: not ({own.rule})"))
     return findings
 
 

@@ -13,14 +13,16 @@ import pandas as pd
 from eea_repro.claims.mixed_and_multiclass import mixed_architectures, two_object_class_specific
 from eea_repro.claims.pooling import check_over_seeds
 from eea_repro.claims.randomization import (bottom_up_decreases, cascading_decreases, data_randomization_differs,
-                                            independent_low)
+                                            efficient_mprt_rises, independent_low, no_information_control_fails,
+                                            smooth_mprt_decreases)
 from eea_repro.claims.tables import all_ones_adp_zero, gradcam_best_adp, gradcam_best_pic, gradcam_larger_maps
 from eea_repro.claims.verdicts import VERDICTS, Claim, Settings, under_protocol
 
 CLAIMS: dict[str, Claim] = {entry.key: entry for entry in (
     gradcam_best_adp, gradcam_best_pic, gradcam_larger_maps, all_ones_adp_zero,  # §2
     cascading_decreases, independent_low, data_randomization_differs,  # §3
-    bottom_up_decreases,  # the field's repaired sanity checks (beyond the paper)
+    bottom_up_decreases, smooth_mprt_decreases, efficient_mprt_rises,  # the field's repairs (beyond the paper)
+    no_information_control_fails,
     mixed_architectures, two_object_class_specific,  # §4, §5
 )}
 

@@ -33,8 +33,10 @@ def spearman_summary(values: np.ndarray) -> dict:
     return {"n": int(len(values)), "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1)}
 
 
-def spearman_boxplot(data: dict[str, np.ndarray], out_paths: Sequence[str | Path], *, title: str) -> None:
-    """Fig. 6: one box of per-image Spearman ρ (original vs permuted-label map) per method, points overlaid."""
+def per_image_boxplot(data: dict[str, np.ndarray], out_paths: Sequence[str | Path], *, title: str, ylabel: str,
+                      ylim: tuple[float, float] | None = (-1.05, 1.05)) -> None:
+    """One box of per-image values per method (``data``: label -> values), points overlaid, a line at 0; ``ylim``
+    None fits the values."""
     fig = Figure(figsize=(max(4.5, 0.65 * len(data) + 1.6), 3.6), dpi=DPI)
     ax = fig.add_subplot()
     labels, values = list(data), list(data.values())
@@ -47,8 +49,9 @@ def spearman_boxplot(data: dict[str, np.ndarray], out_paths: Sequence[str | Path
         ax.scatter(position + jitter.uniform(-0.12, 0.12, len(points)), points, s=6, color=PAPER_BLUE, alpha=0.7,
                    linewidths=0, zorder=3)
     ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_ylabel("Spearman ρ, original vs permuted-label", fontsize=FONT_SIZE)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
     ax.set_title(title, fontsize=FONT_SIZE + 1)
     ax.tick_params(labelsize=FONT_SIZE - 1)
     ax.tick_params(axis="x", labelrotation=45 if len(labels) > 3 else 0)
@@ -64,8 +67,10 @@ def make_spearman_boxplot(similarity_csv, model_label: str, method_labels: dict[
     data = spearman_by_method(pd.read_csv(similarity_csv))
     if eea_only:
         data = {EEA: data[EEA]}
-    spearman_boxplot({method_labels[name]: values for name, values in data.items()}, out_paths,
-                     title=f"{model_label}: data randomization" + (", EEA" if eea_only else ", every method"))
+    # Fig. 6: per-image Spearman ρ, original vs permuted-label map
+    per_image_boxplot({method_labels[name]: values for name, values in data.items()}, out_paths,
+                      title=f"{model_label}: data randomization" + (", EEA" if eea_only else ", every method"),
+                      ylabel="Spearman ρ, original vs permuted-label")
 
 
 # --- report ------------------------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def level_summary(frame: pd.DataFrame, confidence: float = 0.95, measure: str = 
 def _axis_label(run: str) -> str:
     return {"cascading": "x = k: the last k − 1 layers randomized",
             "bottom_up": "x = k: the first k − 1 layers from the input randomized",
+            "smooth": "x = k: the first k − 1 layers from the input randomized (maps averaged over noisy copies)",
             "independent": "x = i: only layer i − 1 from the top randomized"}[parse_run(run)[0]]
 
 
@@ -168,6 +169,19 @@ def make_methods_curves(similarity_csv, model_label: str, confidence: float, met
     labels = {name: method_labels[name] for name in frame["method"].unique()}
     method_curves(summaries, labels, out_paths, title=f"{model_label}: {run_label(run)}, every method",
                   xlabel=_axis_label(run), confidence=confidence)
+
+
+def make_emprt_boxplot(similarity_csv, model_label: str, method_labels: dict[str, str], out_paths) -> None:
+    """Efficient MPRT: one box of per-image eMPRT per method (EEA first); above 0, the map got more complex on the
+    fully randomized network, as a map that follows the model should (Hedström et al. 2024)."""
+    from eea_repro.sanity.data_randomization_figures import per_image_boxplot
+
+    frame = pd.read_csv(similarity_csv)
+    rows = frame[frame["level"] == frame["level"].max()]
+    methods = sorted(dict.fromkeys(rows["method"]), key=lambda m: (m not in ("eea", "peea"), m != "eea"))
+    data = {method_labels[m]: rows.loc[rows["method"] == m, "emprt"].dropna().to_numpy(dtype=float) for m in methods}
+    per_image_boxplot(data, out_paths, title=f"{model_label}: {run_label(str(frame['mode'].iloc[0]))}",
+                      ylabel="eMPRT: relative rise of the map's entropy", ylim=None)
 
 
 def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, dict], model_labels: dict[str, str],
@@ -196,7 +210,14 @@ def write_sanity_summary(similarity_files: dict[str, str], figures: dict[str, di
         per_image = frame.drop_duplicates(["level", "image_id"])
         accuracy = [{"level": int(level), "accuracy": round(float(values.mean()), 4)}
                     for level, values in per_image.groupby("level")["model_correct"]]
-        entries.append({"model": model, "label": model_labels[model], "mode": parse_run(run)[0], "run": run,
+        if "emprt" in frame:  # efficient MPRT: per method the mean per-image eMPRT with its interval
+            emprt = level_summary(frame[frame["level"] == frame["level"].max()], confidence, "emprt")
+            extra = {"emprt": [{"method": row["method"], "label": method_labels[row["method"]],
+                                **{key: round(float(row[key]), 4) for key in ("mean", "low", "high")}, "n": int(row["n"])}
+                               for row in emprt.set_index("method").loc[order].reset_index().to_dict("records")]}
+        else:
+            extra = {}
+        entries.append({**extra, "model": model, "label": model_labels[model], "mode": parse_run(run)[0], "run": run,
                         "title": run_label(run), "figures": dict(figures[key]), "layers": layer_counts[key], "eea_range": eea_range, "model_accuracy": accuracy,
                         "n_images": int(frame["image_id"].nunique()), "curves": curves})
     write_json(out_json, {"settings": sanity_cfg, "confidence": confidence, "chance_accuracy": 1 / n_classes,

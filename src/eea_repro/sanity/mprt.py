@@ -27,19 +27,22 @@ SMOOTH_NOISE = 0.1
 
 def _histogram_counts(values: torch.Tensor, bins: int) -> torch.Tensor:
     """Counts (B, bins) of each row of ``values`` (B, N) in ``bins`` equal bins between the row's minimum and maximum,
-    as numpy.histogram places values: float64 edges built as numpy builds them, right edge of the last bin included."""
-    values = values.double()
+    as numpy.histogram places values: edges built as numpy builds them, in the values' precision (float32 maps get
+    float32 edges), the right edge of the last bin included."""
+    if values.dtype not in (torch.float32, torch.float64):
+        values = values.double()
     low, high = values.min(dim=1, keepdim=True).values, values.max(dim=1, keepdim=True).values
     constant = high == low
     low, high = torch.where(constant, low - 0.5, low), torch.where(constant, high + 0.5, high)  # numpy's widening
-    steps = torch.arange(bins + 1, device=values.device, dtype=torch.float64)
-    edges = steps * ((high - low) / bins) + low
+    steps = torch.arange(bins + 1, device=values.device, dtype=values.dtype)
+    edges = steps * ((high - low) / bins) + low  # numpy.linspace: arange x step + start, then the exact end
     edges[:, -1:] = high
-    index = ((values - low) * (bins / (high - low))).to(torch.int64).clamp_(0, bins - 1)
-    index -= (values < edges.gather(1, index)).to(torch.int64)  # numpy's corrections of the float estimate
+    estimate = (values.double() - low.double()) * (bins / (high.double() - low.double()))
+    index = estimate.to(torch.int64).clamp_(0, bins - 1)
+    index -= (values < edges.gather(1, index)).to(torch.int64)  # numpy's corrections of the estimate
     index += ((values >= edges.gather(1, index + 1)) & (index != bins - 1)).to(torch.int64)
     counts = torch.zeros(values.shape[0], bins, device=values.device, dtype=torch.float64)
-    return counts.scatter_add_(1, index, torch.ones_like(values))
+    return counts.scatter_add_(1, index, torch.ones_like(values, dtype=torch.float64))
 
 
 def discrete_entropy(maps: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
@@ -49,30 +52,42 @@ def discrete_entropy(maps: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tens
     return -(frequencies * torch.log(torch.where(frequencies > 0, frequencies, 1.0))).sum(dim=1)
 
 
+def relative_rise(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """(after - before) / before per image, float64; 0 where both are 0 (no rise), NaN where only ``before`` is 0
+    (a rise from nothing has no relative size)."""
+    before, after = before.double(), after.double()
+    return torch.where(before > 0, (after - before) / before, torch.where(after > 0, torch.nan, 0.0))
+
+
 def efficient_mprt(original: torch.Tensor, randomized: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
     """eMPRT per image (B,) float64: (H(randomized map) - H(original map)) / H(original map). Two constant maps give
     0 (no rise); a constant original with a varying randomized map has no relative rise (NaN)."""
-    before, after = discrete_entropy(original, bins), discrete_entropy(randomized, bins)
-    rise = (after - before) / before
-    return torch.where(before > 0, rise, torch.where(after > 0, torch.nan, 0.0))
+    return relative_rise(discrete_entropy(original, bins), discrete_entropy(randomized, bins))
+
+
+def image_noise(seed: int, positions, copies: int, shape, device=None) -> torch.Tensor:
+    """Standard normal draws (copies, B, *shape) for the images at ``positions`` of the sanity sample, each image's
+    from its own generator (seeded by ``seed`` and its position), so that an image gets the same noisy copies on every
+    randomized model and in whichever job or batch it is explained."""
+    draws = [torch.randn((copies, *shape), generator=torch.Generator().manual_seed(seed * 1_000_003 + int(position)))
+             for position in positions]
+    return torch.stack(draws, dim=1).to(device)
 
 
 def smoothed_maps(explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], images01: torch.Tensor,
-                  classes: torch.Tensor, noise: torch.Tensor, noise_level: float = SMOOTH_NOISE,
-                  chunk: int = 64) -> torch.Tensor:
+                  noise: torch.Tensor, noise_level: float = SMOOTH_NOISE, chunk: int = 64) -> torch.Tensor:
     """sMPRT's maps (B, h, w): the mean over ``noise.shape[0]`` noisy copies and the clean image of the maps that
-    ``explain(images, classes)`` makes.
+    ``explain(copies, rows)`` makes, ``rows`` being the index in ``images01`` of each copy's image (its class, its tie
+    order).
 
-    ``noise`` (S, B, C, H, W) holds standard normal draws (the caller's seeded generator, so that every randomized
-    model sees the same noisy images); copy s of image b is ``image_b + noise[s, b] * noise_level * range_b``, range_b
-    being the image's max - min. The noisy copies come first and the clean image last, as in Quantus, and go through
-    ``explain`` ``chunk`` at a time.
+    ``noise`` (S, B, C, H, W) holds standard normal draws (:func:`image_noise`); copy s of image b is
+    ``image_b + noise[s, b] * noise_level * range_b``, range_b being the image's max - min. The noisy copies come first
+    and the clean image last, as in Quantus, and go through ``explain`` ``chunk`` at a time.
     """
     low, high = images01.flatten(1).aminmax(dim=1)
     spread = high - low
     sigma = (noise_level * spread).view(1, -1, *([1] * (images01.dim() - 1)))
     copies = torch.cat([(images01.unsqueeze(0) + noise * sigma).flatten(0, 1), images01])
-    copy_classes = classes.repeat(noise.shape[0] + 1)
-    maps = torch.cat([explain(part, part_classes)
-                      for part, part_classes in zip(copies.split(chunk), copy_classes.split(chunk))])
+    rows = torch.arange(images01.shape[0], device=images01.device).repeat(noise.shape[0] + 1)
+    maps = torch.cat([explain(part, part_rows) for part, part_rows in zip(copies.split(chunk), rows.split(chunk))])
     return maps.view(noise.shape[0] + 1, images01.shape[0], *maps.shape[1:]).mean(dim=0)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from eea_repro.workflow.logs import progress
 from eea_repro.models.memory import gradient_chunk
 from eea_repro.models.network import ModelSpec, resolve_device
 from eea_repro.sanity.randomization import randomization_layers, settings_model
-from eea_repro.sanity.runs import ORIGINAL, layer_kinds, parse_setting
+from eea_repro.sanity.runs import ORIGINAL, layer_kinds, parse_run, parse_setting
 from eea_repro.sanity.similarity import MapStack, stack_hog_similarity, stack_spearman, stack_ssim
 
 # --- images ------------------------------------------------------------------------------------------------------
@@ -86,23 +87,65 @@ def save_predictions(model, images, labels, ids, out_csv, batch_size: int) -> No
         frame.to_csv(tmp, index=False)
 
 
+@dataclass(frozen=True)
+class Smoothing:
+    """Smooth MPRT's maps: ``samples`` per image (``samples`` - 1 noisy copies and the clean image), noise of
+    σ = ``noise`` x the image's range, each image's drawn from ``seed`` and its place in the sanity sample."""
+
+    samples: int
+    noise: float
+    seed: int
+
+
 def save_method_maps(methods, model, images, labels, ids, out_maps: dict, *, explainer, eea_settings, ties, seed,
-                     precision, batch_size, reference_maps: dict | None = None) -> None:
+                     precision, batch_size, reference_maps: dict | None = None,
+                     smoothing: Smoothing | None = None) -> None:
     """Every method's maps of the sanity images for their ground-truth class, one map file per method (the map
     methods on the model's inference layout, EEA fine-tuned against the model as it is). A method in
-    ``reference_maps`` (method -> map shards of this model for the ground truth) is read from them instead."""
+    ``reference_maps`` (method -> map shards of this model for the ground truth) is read from them instead; with
+    ``smoothing``, each map is Smooth MPRT's average over noisy copies."""
     from eea_repro.models.network import for_inference
     from eea_repro.workflow.names import EEA_METHODS
 
     inference = for_inference(model)
+    settings = {"explainer": explainer, "eea_settings": eea_settings, "seed": seed, "precision": precision,
+                "batch_size": batch_size}
     for method in progress()(methods, desc="methods"):
+        net = model if method in EEA_METHODS else inference
         if method in (reference_maps or {}):
             maps = _reference_maps(reference_maps[method], ids, labels, method)
+        elif smoothing is not None:
+            maps = smoothed_method_maps(method, net, images, labels, smoothing, ties=ties, **settings).cpu().numpy()
         else:
-            maps = method_maps(method, model if method in EEA_METHODS else inference, images, labels,
-                               explainer=explainer, eea_settings=eea_settings, ties=ties, seed=seed,
-                               precision=precision, batch_size=batch_size).cpu().numpy()
+            maps = method_maps(method, net, images, labels, ties=ties, **settings).cpu().numpy()
         save_map_shard(out_maps[method], maps, ids, labels.cpu().numpy(), labels.cpu().numpy(), method)
+
+
+def smoothed_method_maps(method: str, model: nn.Module, images: torch.Tensor, classes: torch.Tensor,
+                         smoothing: Smoothing, *, ties: torch.Tensor | None = None, batch_size: int = 64,
+                         **settings) -> torch.Tensor:
+    """Smooth MPRT's maps (B, h, w) of one method (:func:`eea_repro.sanity.mprt.smoothed_maps`), ``images`` being
+    the sanity sample in order: as many images at a time as their noisy copies fit in the memory budget, the copies
+    explained ``batch_size`` at a time as :func:`method_maps` explains images."""
+    from eea_repro.models.memory import memory_budget
+    from eea_repro.sanity.mprt import image_noise, smoothed_maps
+
+    copies = smoothing.samples - 1
+    per_image = 2 * (copies + 1) * images[0].numel() * images.element_size()  # the noise and the noisy copies
+    group = max(1, memory_budget(images.device) // per_image)
+    maps = []
+    for start in range(0, len(images), group):
+        part = slice(start, start + group)
+        noise = image_noise(smoothing.seed, range(start, min(start + group, len(images))), copies, images.shape[1:],
+                            images.device).to(images.dtype)
+        part_classes, part_ties = classes[part], None if ties is None else ties[part]
+
+        def explain(batch, rows, part_classes=part_classes, part_ties=part_ties):
+            return method_maps(method, model, batch, part_classes[rows], batch_size=batch_size,
+                               ties=None if part_ties is None else part_ties[rows], **settings)
+
+        maps.append(smoothed_maps(explain, images[part], noise, smoothing.noise, chunk=batch_size))
+    return torch.cat(maps)
 
 
 def _reference_maps(map_files, ids, labels, method: str) -> np.ndarray:
@@ -232,7 +275,7 @@ def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sa
 
     explainer = None
     if {"eea", "peea"} & set(methods):
-        if sanity_cfg["eea_refit"] == "pretrain" and setting != ORIGINAL:
+        if sanity_cfg["eea_refit"] == "pretrain" and parse_setting(setting)[2] > 1:  # a randomized model
             refit_cfg = {**explainer_cfg, "epochs": sanity_cfg["refit_epochs"] or explainer_cfg["epochs"]}
             explainer = _refit_explainer(model_cfg, refit_cfg, scoring, model, image_root,
                                          explainer_train_file, explainer_val_file, classes_file, training_seed,
@@ -240,10 +283,12 @@ def _setting_maps(setting, methods, original, images, labels, ids, model_cfg, sa
         else:
             num_classes = len(read_classes(classes_file))
             explainer = load_explainer(ModelSpec.from_config(model_cfg), explainer_file, num_classes).to(images.device)
+    smoothing = (Smoothing(sanity_cfg["smooth_samples"], sanity_cfg["smooth_noise"], seed)
+                 if parse_setting(setting)[0] == "smooth" else None)
     save_method_maps(methods, model, images, labels, ids, out_maps, explainer=explainer,
                      eea_settings=finetune_settings(explainer_cfg, finetune_cfg, scoring),
                      ties=scoring_ties(scoring, ids, images.shape[-1], images.device), seed=training_seed,
-                     precision=precision, batch_size=batch_size, reference_maps=reference_maps)
+                     precision=precision, batch_size=batch_size, reference_maps=reference_maps, smoothing=smoothing)
 
 
 # --- stage: similarity of randomized maps to the original ones -------------------------------------------------
@@ -288,6 +333,9 @@ def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[in
     its model's predictions. Maps are compared at the model's input size (bilinear upsampling), where the metrics
     read them.
     """
+    from eea_repro.sanity.mprt import discrete_entropy
+
+    efficient = parse_run(run)[0] == "efficient"
     reference = {shard["method"]: shard for shard in map(load_map_shard, map_files[1])}
     reference_stacks = {method: MapStack.at_size(shard["maps"], input_size) for method, shard in reference.items()}
     frames = []
@@ -297,15 +345,34 @@ def sanity_similarity(map_files: dict[int, list[str]], prediction_files: dict[in
         shards = reference.values() if level == 1 else map(load_map_shard, map_files[level])
         for shard in shards:
             method = shard["method"]
-            frame = similarity_frame(reference[method], shard, input_size, reference_stacks[method],
-                                     reference_stacks[method] if level == 1 else None)
+            stack = reference_stacks[method] if level == 1 else MapStack.at_size(shard["maps"], input_size)
+            frame = similarity_frame(reference[method], shard, input_size, reference_stacks[method], stack)
             frame.insert(2, "level", level)
             frame["model_correct"] = correct.reindex(frame["image_id"]).to_numpy()
+            if efficient:  # the map's discrete entropy at the input size (Quantus's complexity of a map)
+                frame["entropy"] = discrete_entropy(torch.from_numpy(stack.maps)).numpy()
             frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
+    if efficient:
+        frame = _with_emprt(frame)
     frame.insert(0, "mode", run)  # the run: mode, and the layer granularity unless it is the family's first
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def _with_emprt(frame: pd.DataFrame) -> pd.DataFrame:
+    """On the fully randomized level's rows, each image's eMPRT: the relative rise of its map's entropy from the
+    original map's (Hedström et al.; :func:`eea_repro.sanity.mprt.relative_rise`)."""
+    from eea_repro.sanity.mprt import relative_rise
+
+    before = frame[frame["level"] == 1].set_index(["method", "image_id"])["entropy"]
+    last = frame["level"] == frame["level"].max()
+    original = before.reindex(pd.MultiIndex.from_frame(frame.loc[last, ["method", "image_id"]])).to_numpy(
+        dtype=np.float64, copy=True)
+    frame["emprt"] = np.nan
+    after = frame.loc[last, "entropy"].to_numpy(dtype=np.float64, copy=True)
+    frame.loc[last, "emprt"] = relative_rise(torch.from_numpy(original), torch.from_numpy(after)).numpy()
+    return frame
 
 
 def make_sanity_grid(map_files: dict[int, list[str]], method: str, model_cfg, sanity_cfg, image_root, split_file,

@@ -146,5 +146,5 @@ def settings_model(model: nn.Module, setting: str, layers: list[list[str]], sani
     mode, _, level = parse_setting(setting)
     if mode is None:
         return model
-    step = {"cascading": cascading, "independent": independent, "bottom_up": bottom_up}[mode]
+    step = {"cascading": cascading, "independent": independent, "bottom_up": bottom_up, "smooth": bottom_up}[mode]
     return step(model, level, layers, reinit=sanity_cfg["reinit"], std=sanity_cfg["reinit_std"], seed=seed)

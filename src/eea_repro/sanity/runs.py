@@ -6,7 +6,12 @@ from __future__ import annotations
 import re
 
 ORIGINAL = "original"
-RUN_PATTERN = r"(cascading|independent|bottom_up)(?:-(attention|block|stage))?"
+RUN_PATTERN = r"(cascading|independent|bottom_up|efficient|smooth)(?:-(attention|block|stage))?"
+# the modes that randomize layer after layer and end at x = L + 2, every parameter of the network
+CUMULATIVE_MODES = ("cascading", "bottom_up", "smooth")
+MODE_NAMES = {"cascading": "cascading randomization", "independent": "independent randomization",
+              "bottom_up": "bottom-up cascading randomization", "efficient": "efficient MPRT",
+              "smooth": "Smooth MPRT (bottom-up, maps averaged over noisy copies)"}
 
 
 def layer_kinds(sanity_cfg: dict, family: str) -> list[str]:
@@ -30,28 +35,43 @@ def parse_run(run: str) -> tuple[str, str | None]:
     return match.group(1), match.group(2)
 
 
+def run_levels(run: str, layers: int) -> list[int]:
+    """The levels x of a run of a model with ``layers`` (L) layers: 1 (the original) .. L + 1 (every layer), and
+    L + 2 (every parameter) for the cumulative modes; efficient MPRT compares the original with L + 2 only."""
+    mode = parse_run(run)[0]
+    if mode == "efficient":
+        return [1, layers + 2]
+    return list(range(1, layers + (3 if mode in CUMULATIVE_MODES else 2)))
+
+
 def run_label(run: str) -> str:
     """How figures and the report name a run: "cascading randomization", "cascading randomization of block layers",
-    "bottom-up cascading randomization"."""
+    "bottom-up cascading randomization", "efficient MPRT"."""
     mode, which = parse_run(run)
-    name = "bottom-up cascading" if mode == "bottom_up" else mode
-    return f"{name} randomization" + (f" of {which} layers" if which else "")
+    return MODE_NAMES[mode] + (f" of {which} layers" if which else "")
 
 
 def setting_name(run: str, level: int) -> str:
     """The token naming one randomized model in file names. Level 1 of any run is the original model, and level 2
     is the same model in the cascading and independent modes of one granularity (only the top layer re-initialised,
     with the same seed), so it is made once, as ``cascading-2`` (``cascading-block-2``); bottom-up's level 2 is the
-    bottom layer's."""
-    if level == 1:
-        return ORIGINAL
+    bottom layer's. Efficient MPRT's fully randomized network (Quantus randomizes it bottom-up) is bottom-up's last
+    level, ``bottom_up-<L + 2>``, shared when both modes run. Smooth MPRT's settings are its own at every level,
+    ``smooth-<x>`` (its models are bottom-up's)."""
     mode, which = parse_run(run)
     suffix = f"-{which}" if which else ""
+    if mode == "smooth":  # its maps, the original's included, are averages over noisy copies: its own settings
+        return f"smooth{suffix}-{level}"
+    if level == 1:
+        return ORIGINAL
+    if mode == "efficient":
+        return f"bottom_up{suffix}-{level}"
     return f"cascading{suffix}-{level}" if level == 2 and mode != "bottom_up" else f"{mode}{suffix}-{level}"
 
 
 def parse_setting(setting: str) -> tuple[str | None, str | None, int]:
-    """A setting token -> (mode, layer granularity or None for the first one, level); the original is (None, None, 1)."""
+    """A setting token -> (mode, layer granularity or None for the first one, level); the original is (None, None, 1)
+    (``smooth-1`` is the original model too, explained by Smooth MPRT's averaged maps)."""
     if setting == ORIGINAL:
         return None, None, 1
     match = re.fullmatch(rf"{RUN_PATTERN}-(\d+)", setting)
