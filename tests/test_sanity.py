@@ -409,6 +409,23 @@ def test_an_efficient_run_adds_each_maps_entropy_and_the_last_levels_emprt(tmp_p
     assert entry["emprt"][0]["mean"] == pytest.approx(rise.mean(), abs=1e-4) and entry["emprt"][1]["mean"] == 0
 
 
+def test_the_edge_map_is_the_same_on_every_randomized_model_of_the_ci_run(tiny_run):
+    """The no-information control never reads the model: its maps on the original and on every randomized model
+    (every mode and granularity) are the same bits, and its eMPRT is exactly 0."""
+    import pandas as pd
+
+    from eea_repro.workflow.io import load_map_shard
+
+    for model in ("vit", "resnet"):
+        files = sorted((tiny_run / "results" / "sanity" / model).glob("*/edges.npz"))
+        assert len(files) > 5
+        reference = load_map_shard(files[0])["maps"]
+        assert all(np.array_equal(load_map_shard(path)["maps"], reference) for path in files[1:])
+        frame = pd.read_csv(tiny_run / "results" / "sanity" / model / "efficient.similarity.csv")
+        last = frame[(frame["method"] == "edges") & (frame["level"] == frame["level"].max())]
+        assert len(last) and (last["emprt"] == 0).all()
+
+
 def test_tiny_run_reports_the_randomized_models_accuracy_per_level(tiny_run, repo):
     """The summary's accuracy per level is that of the predictions the maps jobs wrote, and the report shows it."""
     import json
