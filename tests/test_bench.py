@@ -212,4 +212,5 @@ def test_the_sanity_modes_bench_counts_each_sides_explained_pairs(tmp_path):
         assert row["ours_pairs_per_s"] == pytest.approx(row["ours_pairs"] / row["ours_seconds"])
         assert row["ratio"] == pytest.approx(row["ours_pairs_per_s"] / row["quantus_pairs_per_s"])
     main(["--images", "2", "--samples", "2", "--repeats", "1", "--out", str(tmp_path / "modes.json")])
-    assert [row["mode"] for row in json.loads((tmp_path / "modes.json").read_text())] == list(MODES)
+    written = json.loads((tmp_path / "modes.json").read_text())
+    assert [row["mode"] for row in written] == list(MODES) and {row["device"] for row in written} == {"cpu"}

@@ -1,7 +1,8 @@
 """Each repaired sanity test, ours against Quantus's own run of it, side by side in one process: the same random
 ResNet-18 (reduced widths, as tests/test_mprt.py), the same images and the same map method on both sides, one thread:
 
-    python -m eea_repro.bench.sanity_modes [--images 16] [--samples 10] [--repeats 2] [--out sanity_modes.json]
+    python -m eea_repro.bench.sanity_modes [--images 16] [--samples 10] [--repeats 2] [--device cpu|cuda]
+                                           [--out sanity_modes.json]
 
 Throughput is explained (image, model) pairs per second, noisy copies counted for Smooth MPRT, each side's own
 randomized models: ours per residual block (the sanity stage's CNN ``block`` layers), Quantus's per module with
@@ -34,14 +35,17 @@ def _fullgrad(model, inputs, targets, **_) -> np.ndarray:
     from eea_repro.methods import compute_maps
     from eea_repro.sanity.similarity import resize_maps
 
-    maps = compute_maps("fullgrad", model, torch.as_tensor(inputs, dtype=torch.float32), torch.as_tensor(targets))
-    return resize_maps(maps.detach().numpy(), SIZE)[:, None]
+    device = next(model.parameters()).device
+    maps = compute_maps("fullgrad", model, torch.as_tensor(inputs, dtype=torch.float32, device=device),
+                        torch.as_tensor(targets, device=device))
+    return resize_maps(maps.detach().cpu().numpy(), SIZE)[:, None]
 
 
 def _gradient(model, inputs, targets) -> np.ndarray:
     import quantus
 
-    maps = quantus.explain(model, np.asarray(inputs), np.asarray(targets), method="Gradient", device="cpu")
+    device = str(next(model.parameters()).device)
+    maps = quantus.explain(model, np.asarray(inputs), np.asarray(targets), method="Gradient", device=device)
     return np.asarray(maps).reshape(len(inputs), SIZE, SIZE)
 
 
@@ -54,12 +58,16 @@ def ours(mode: str, model, images: torch.Tensor, classes: torch.Tensor, samples:
 
     layers = randomization_layers(model, "cnn", "block")
     levels = run_levels(mode, len(layers))
-    noise = image_noise(0, range(len(images)), samples - 1, images.shape[1:])
+    noise = image_noise(0, range(len(images)), samples - 1, images.shape[1:], images.device)
+
+    def explain(net, batch, rows) -> torch.Tensor:
+        maps = _gradient(net, batch.cpu().numpy(), classes[rows].cpu().numpy())
+        return torch.as_tensor(maps, device=images.device)
 
     def maps_of(net) -> np.ndarray:
         if mode == "smooth":
-            return smoothed_maps(lambda batch, rows: torch.as_tensor(_gradient(net, batch.numpy(), classes[rows])),
-                                 images, noise, chunk=CHUNK).numpy()
+            smoothed = smoothed_maps(lambda batch, rows: explain(net, batch, rows), images, noise, chunk=CHUNK)
+            return smoothed.cpu().numpy()
         return _fullgrad(net, images, classes)[:, 0]
 
     reference = maps_of(model)
@@ -86,23 +94,25 @@ def theirs(mode: str, model, images: torch.Tensor, classes: torch.Tensor, sample
     else:
         metric = quantus.SmoothMPRT(nr_samples=samples, abs=False, normalise=False, similarity_func=spearman, **common)
         explain, kwargs = quantus.explain, {"method": "Gradient"}
-    scores = metric(model=model, x_batch=images.numpy(), y_batch=classes.numpy(), a_batch=None, explain_func=explain,
-                    explain_func_kwargs=kwargs, device="cpu", batch_size=len(images))
+    scores = metric(model=model, x_batch=images.cpu().numpy(), y_batch=classes.cpu().numpy(), a_batch=None,
+                    explain_func=explain, explain_func_kwargs=kwargs, device=str(images.device),
+                    batch_size=len(images))
     if mode == "efficient":
         return 2 * len(images)
     models = len(scores) + (1 if mode == "smooth" else 0)  # Smooth MPRT also smooths a reference of the original
     return len(images) * models * (samples if mode == "smooth" else 1)
 
 
-def measure(images_count: int = 16, samples: int = 10, repeats: int = 2) -> list[dict]:
+def measure(images_count: int = 16, samples: int = 10, repeats: int = 2, device: str = "cpu") -> list[dict]:
     """Best of ``repeats`` runs per side and mode, alternating sides; pairs per second and the ratio."""
     from eea_repro.bench.common import random_model
 
     torch.set_num_threads(1)
-    model = random_model(MODEL, CLASSES, torch.device("cpu"))
+    device = torch.device(device)
+    model = random_model(MODEL, CLASSES, device)
     generator = torch.Generator().manual_seed(1)
-    images = torch.rand(images_count, 3, SIZE, SIZE, generator=generator)
-    classes = torch.randint(CLASSES, (images_count,), generator=generator)
+    images = torch.rand(images_count, 3, SIZE, SIZE, generator=generator).to(device)
+    classes = torch.randint(CLASSES, (images_count,), generator=generator).to(device)
     rows = []
     for mode in MODES:
         best = {"ours": float("inf"), "quantus": float("inf")}
@@ -112,9 +122,12 @@ def measure(images_count: int = 16, samples: int = 10, repeats: int = 2) -> list
                 np.random.seed(0)
                 started = time.perf_counter()
                 pairs[side] = run(mode, model, images, classes, samples)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 best[side] = min(best[side], time.perf_counter() - started)
         rates = {side: pairs[side] / best[side] for side in best}
-        rows.append({"mode": mode, "images": images_count, "samples": samples if mode == "smooth" else 1,
+        rows.append({"mode": mode, "device": str(device), "images": images_count,
+                     "samples": samples if mode == "smooth" else 1,
                      "ours_seconds": best["ours"], "ours_pairs": pairs["ours"], "ours_pairs_per_s": rates["ours"],
                      "quantus_seconds": best["quantus"], "quantus_pairs": pairs["quantus"],
                      "quantus_pairs_per_s": rates["quantus"], "ratio": rates["ours"] / rates["quantus"]})
@@ -126,10 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--samples", type=int, default=10, help="Smooth MPRT's maps per image (Quantus's default: 50)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: the model, images and maps on it")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
-    rows = measure(args.images, args.samples, args.repeats)
-    print(f"{'mode':<10} {'ours s':>8} {'pairs':>6} {'pairs/s':>8}   {'Quantus s':>9} {'pairs':>6} {'pairs/s':>8}   ratio")
+    rows = measure(args.images, args.samples, args.repeats, args.device)
+    print(f"{'mode':<10} {'ours s':>8} {'pairs':>6} {'pairs/s':>8}   "
+          f"{'Quantus s':>9} {'pairs':>6} {'pairs/s':>8}   ratio   ({rows[0]['device']})")
     for row in rows:
         print(f"{row['mode']:<10} {row['ours_seconds']:8.2f} {row['ours_pairs']:6d} {row['ours_pairs_per_s']:8.1f}   "
               f"{row['quantus_seconds']:9.2f} {row['quantus_pairs']:6d} {row['quantus_pairs_per_s']:8.1f}   "
