@@ -200,6 +200,7 @@ def test_imagenet_code_path_end_to_end(repo, tmp_path):
     config["metrics"]["batch_size"] = 64
     config["tables"]["bootstrap"] = 50
     config["figures"]["n_images"] = 2
+    config["sanity"]["smooth_samples"] = 3  # the preset's Smooth MPRT runs here too, on 3 maps per image, not 50
     config["data_randomization"] |= {"train_count": 16, "test_count": 8, "models": {
         "resnet": {"max_epochs": 60, "lr": 0.003, "batch_size": 8, "weight_decay": 0.0}}}
     tiny = {
